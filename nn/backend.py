@@ -1,0 +1,108 @@
+"""The NumPy/CuPy swap.
+
+Every kernel in `nn` asks this module for the current array module and uses nothing else:
+
+    from nn import backend
+    xp = backend.xp          # numpy or cupy, read at call time
+
+`set_backend("cupy")` switches the whole library to the GPU; the environment variable
+`NN_BACKEND=cupy` does the same at import time. Weights are always drawn on the host from
+one seeded NumPy generator (`host_rng()`) and then moved with `asarray`, so both backends
+start from identical weights for the same seed.
+"""
+import os
+
+import numpy
+
+xp = numpy          # the current array module: numpy or cupy
+name = "numpy"      # its name
+
+_seed = 0
+_host_rng = numpy.random.default_rng(0)
+_device_rng = None  # created lazily for the current backend
+
+
+class BackendError(RuntimeError):
+    """The requested backend cannot be used on this machine."""
+
+
+CUPY_HINT = ("install CuPy for your CUDA version: pip install cupy-cuda12x (CUDA 12) "
+             "or pip install cupy-cuda13x (CUDA 13)")
+
+
+def set_backend(backend_name):
+    """Select "numpy" (CPU) or "cupy" (GPU) for every layer, loss and optimizer."""
+    global xp, name, _device_rng
+    if backend_name == "numpy":
+        xp, name = numpy, "numpy"
+    elif backend_name == "cupy":
+        try:
+            import cupy
+        except ImportError:
+            raise BackendError(f"backend 'cupy' asked for but CuPy is not installed; {CUPY_HINT}") from None
+        try:
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception as exc:  # CUDA driver missing or broken
+            raise BackendError(f"backend 'cupy' asked for but CuPy finds no usable GPU ({str(exc).splitlines()[0]}); "
+                               "run on a machine with an NVIDIA GPU and driver, or use --backend numpy") from None
+        if count == 0:
+            raise BackendError("backend 'cupy' asked for but CuPy finds no GPU; "
+                               "run on a machine with an NVIDIA GPU, or use --backend numpy")
+        xp, name = cupy, "cupy"
+    else:
+        raise ValueError(f"unknown backend {backend_name!r}; choose 'numpy' or 'cupy'")
+    _device_rng = None
+
+
+def cupy_available():
+    """True where CuPy imports and sees at least one GPU (used by tests to skip)."""
+    try:
+        import cupy
+        return cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:
+        return False
+
+
+def seed(value):
+    """Seed the host generator (weights, shuffling) and the device generator (dropout)."""
+    global _seed, _host_rng, _device_rng
+    _seed = int(value)
+    _host_rng = numpy.random.default_rng(_seed)
+    _device_rng = None
+
+
+def host_rng():
+    """The seeded NumPy generator from which all weights are drawn."""
+    return _host_rng
+
+
+def random_uniform(shape, dtype):
+    """Uniform [0, 1) numbers on the current device, from a generator seeded by `seed()`."""
+    global _device_rng
+    if _device_rng is None:
+        _device_rng = (numpy.random.default_rng(_seed + 1) if name == "numpy"
+                       else xp.random.RandomState(_seed + 1))
+    if name == "numpy":
+        return _device_rng.random(shape, dtype=dtype)
+    return _device_rng.random_sample(shape, dtype=dtype)
+
+
+def asarray(a, dtype=None):
+    """Move a (host) array to the current device; a no-op when it is already there."""
+    return xp.asarray(a, dtype=dtype)
+
+
+def to_numpy(a):
+    """Bring an array back to the host as a NumPy array (works for both backends and scalars)."""
+    if hasattr(a, "get"):
+        return a.get()
+    return numpy.asarray(a)
+
+
+def synchronize():
+    """Wait for queued GPU work to finish (for honest timings); a no-op on NumPy."""
+    if name == "cupy":
+        xp.cuda.Device().synchronize()
+
+
+set_backend(os.environ.get("NN_BACKEND", "numpy"))

@@ -1,0 +1,44 @@
+"""Weight initialisation. Weights are drawn on the host from the seeded generator of
+`nn.backend` and then moved to the current device, so NumPy and CuPy runs start equal.
+
+- `he_normal`:     W ~ N(0, 2 / fan_in)                 (He et al. 2015; for ReLU nets)
+- `glorot_uniform`: W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out))   (Glorot & Bengio 2010)
+- `normal`:        W ~ N(mean, std²); DCGAN uses std = 0.02 (Radford et al. 2016)
+"""
+import numpy as np
+
+from nn import backend
+
+
+def _to_device(w, dtype):
+    return backend.asarray(w.astype(dtype))
+
+
+def he_normal(shape, fan_in, dtype=np.float32):
+    return _to_device(backend.host_rng().normal(0.0, np.sqrt(2.0 / fan_in), size=shape), dtype)
+
+
+def glorot_uniform(shape, fan_in, fan_out, dtype=np.float32):
+    a = np.sqrt(6.0 / (fan_in + fan_out))
+    return _to_device(backend.host_rng().uniform(-a, a, size=shape), dtype)
+
+
+def normal(shape, mean=0.0, std=0.02, dtype=np.float32):
+    return _to_device(backend.host_rng().normal(mean, std, size=shape), dtype)
+
+
+def dcgan_init(model):
+    """DCGAN's recipe, in place: every Conv/ConvTranspose/Dense W ~ N(0, 0.02), biases 0,
+    BatchNorm gamma ~ N(1, 0.02), beta 0."""
+    from nn.layers import BatchNorm1D, BatchNorm2D
+    for layer in model.layers:
+        if isinstance(layer, (BatchNorm1D, BatchNorm2D)):
+            g = layer.params["gamma"]
+            layer.params["gamma"] = normal(g.shape, 1.0, 0.02, g.dtype)
+            layer.params["beta"][...] = 0
+        elif "W" in layer.params:
+            w = layer.params["W"]
+            layer.params["W"] = normal(w.shape, 0.0, 0.02, w.dtype)
+            if "b" in layer.params:
+                layer.params["b"][...] = 0
+    return model

@@ -1,0 +1,148 @@
+"""Pooling and upsampling, written as loops over the kh×kw window offsets.
+
+Each offset (i, j) of the pooling window picks one strided slice of the input,
+    x_pad[:, :, i : i + s·OH : s, j : j + s·OW : s]      (N, C, OH, OW),
+so a pooling layer is a handful of whole-array operations — no loop over images or pixels,
+and the same code runs on NumPy and CuPy.
+"""
+import numpy as np
+
+from nn import backend
+from nn.layers.base import Layer
+from nn.layers.conv import _pair, conv_output_size
+
+
+def _window_slice(i, j, stride, out_hw):
+    (sh, sw), (OH, OW) = stride, out_hw
+    return (slice(None), slice(None), slice(i, i + sh * OH, sh), slice(j, j + sw * OW, sw))
+
+
+def _zeros_cnhw(shape, dtype):
+    """Zeros of NCHW shape whose memory is laid out (C, N, H, W), the layout convolutions read fastest."""
+    N, C, H, W = shape
+    return backend.xp.zeros((C, N, H, W), dtype=dtype).transpose(1, 0, 2, 3)
+
+
+class _Pool2D(Layer):
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size = _pair(kernel_size)
+        self.stride = _pair(stride) if stride is not None else self.kernel_size
+        self.padding = _pair(padding)
+
+    def output_shape(self, input_shape):
+        C, H, W = input_shape
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        return (C, conv_output_size(H, kh, sh, ph), conv_output_size(W, kw, sw, pw))
+
+    def _padded(self, x, fill):
+        self._check_ndim(x, 4, "input (N, C, H, W)")
+        (kh, kw), (ph, pw) = self.kernel_size, self.padding
+        N, C, H, W = x.shape
+        if kh > H + 2 * ph or kw > W + 2 * pw:
+            raise ValueError(f"{self!r}: window {kh}x{kw} is larger than the padded input of shape {tuple(x.shape)}")
+        if not (ph or pw):
+            return x
+        x_pad = backend.xp.full((C, N, H + 2 * ph, W + 2 * pw), fill, dtype=x.dtype).transpose(1, 0, 2, 3)
+        x_pad[:, :, ph:ph + H, pw:pw + W] = x
+        return x_pad
+
+    def _unpad(self, dx_pad, x_shape):
+        (ph, pw), (H, W) = self.padding, x_shape[2:]
+        return dx_pad[:, :, ph:ph + H, pw:pw + W]
+
+    def __repr__(self):
+        return f"{type(self).__name__}(kernel_size={self.kernel_size}, stride={self.stride})"
+
+
+class MaxPool2D(_Pool2D):
+    """Max pooling.
+
+    Forward:  y[n,c,p,q] = max_{i,j} x_pad[n, c, p·s + i, q·s + j];  the winning offset k = i·kw + j
+              is remembered (the first one on ties).
+    Backward: the gradient flows only to the winner:  dx[n, c, p·s + i*, q·s + j*] += dy[n,c,p,q].
+    """
+
+    def forward(self, x, training=True):
+        xp = backend.xp
+        x_pad = self._padded(x, -np.inf)
+        (kh, kw) = self.kernel_size
+        out_hw = self.output_shape(x.shape[1:])[1:]
+        y = x_pad[_window_slice(0, 0, self.stride, out_hw)].copy(order="K")
+        winner = xp.zeros(y.shape, dtype=np.uint8)
+        for k in range(1, kh * kw):
+            v = x_pad[_window_slice(k // kw, k % kw, self.stride, out_hw)]
+            better = v > y
+            xp.copyto(winner, k, where=better)
+            xp.maximum(y, v, out=y)
+        self.cache = (x.shape, x_pad.shape, winner)
+        return y
+
+    def backward(self, dy):
+        x_shape, pad_shape, winner = self.cache
+        kh, kw = self.kernel_size
+        dx_pad = _zeros_cnhw(pad_shape, dy.dtype)
+        for k in range(kh * kw):
+            dx_pad[_window_slice(k // kw, k % kw, self.stride, dy.shape[2:])] += dy * (winner == k)
+        return self._unpad(dx_pad, x_shape)
+
+
+class AvgPool2D(_Pool2D):
+    """Average pooling (zero padding counts in the average, as PyTorch's default).
+
+    Forward:  y[n,c,p,q] = 1/(kh·kw) · sum_{i,j} x_pad[n, c, p·s + i, q·s + j]
+    Backward: dx[n, c, p·s + i, q·s + j] += dy[n,c,p,q] / (kh·kw)   for every offset (i, j).
+    """
+
+    def forward(self, x, training=True):
+        x_pad = self._padded(x, 0)
+        kh, kw = self.kernel_size
+        out_hw = self.output_shape(x.shape[1:])[1:]
+        y = x_pad[_window_slice(0, 0, self.stride, out_hw)].copy(order="K")
+        for k in range(1, kh * kw):
+            y += x_pad[_window_slice(k // kw, k % kw, self.stride, out_hw)]
+        y *= 1.0 / (kh * kw)
+        self.cache = (x.shape, x_pad.shape)
+        return y
+
+    def backward(self, dy):
+        x_shape, pad_shape = self.cache
+        kh, kw = self.kernel_size
+        dx_pad = _zeros_cnhw(pad_shape, dy.dtype)
+        share = dy * (1.0 / (kh * kw))
+        for k in range(kh * kw):
+            dx_pad[_window_slice(k // kw, k % kw, self.stride, dy.shape[2:])] += share
+        return self._unpad(dx_pad, x_shape)
+
+
+class Upsample2D(Layer):
+    """Nearest-neighbour upsampling by an integer `scale`.
+
+    Forward:  y[n, c, h·s + a, w·s + b] = x[n, c, h, w]      for 0 <= a, b < s
+    Backward: dx[n, c, h, w] = sum_{a,b} dy[n, c, h·s + a, w·s + b]
+    """
+
+    def __init__(self, scale=2):
+        super().__init__()
+        self.scale = int(scale)
+        if self.scale < 1:
+            raise ValueError(f"Upsample2D: scale must be a positive integer, got {scale}")
+
+    def output_shape(self, input_shape):
+        C, H, W = input_shape
+        return (C, H * self.scale, W * self.scale)
+
+    def forward(self, x, training=True):
+        self._check_ndim(x, 4, "input (N, C, H, W)")
+        N, C, H, W = x.shape
+        s = self.scale
+        y = backend.xp.broadcast_to(x[:, :, :, None, :, None], (N, C, H, s, W, s))
+        return y.reshape(N, C, H * s, W * s)
+
+    def backward(self, dy):
+        N, C, H, W = dy.shape
+        s = self.scale
+        return dy.reshape(N, C, H // s, s, W // s, s).sum(axis=(3, 5))
+
+    def __repr__(self):
+        return f"Upsample2D(scale={self.scale})"

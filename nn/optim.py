@@ -1,0 +1,101 @@
+"""Optimizers. Each updates parameters in place from the gradients the last backward pass left
+in `layer.grads`; its state (momentum buffers, Adam moments, step count) is keyed by the parameter's
+name ("3.W"), so `state_dict()` is a plain dict of arrays that saves to .npz.
+
+An optimizer takes one model or several (`Adam([refiner, head])`).
+"""
+import numpy as np
+
+from nn import backend
+
+
+class Optimizer:
+    def __init__(self, models, lr):
+        self.models = list(models) if isinstance(models, (list, tuple)) else [models]
+        self.lr = float(lr)
+        self.state = {}
+        self.t = 0
+
+    def _params(self):
+        for m, model in enumerate(self.models):
+            for name, p, g in model.named_parameters():
+                if g is None:
+                    raise RuntimeError(f"{type(self).__name__}: parameter {name} has no gradient; call backward first")
+                yield f"{m}/{name}", p, g
+
+    def _buffer(self, key, p):
+        if key not in self.state:
+            self.state[key] = backend.xp.zeros_like(p)
+        return self.state[key]
+
+    def zero_state(self):
+        self.state, self.t = {}, 0
+
+    def state_dict(self):
+        d = {k: backend.to_numpy(v) for k, v in self.state.items()}
+        d["__t__"] = np.array(self.t)
+        d["__lr__"] = np.array(self.lr)
+        return d
+
+    def load_state_dict(self, d):
+        d = dict(d)
+        self.t = int(d.pop("__t__"))
+        self.lr = float(d.pop("__lr__", self.lr))
+        self.state = {k: backend.asarray(v) for k, v in d.items()}
+        return self
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with momentum and weight decay (PyTorch's formulation):
+
+        g ← g + weight_decay · p
+        v ← momentum · v + g
+        p ← p - lr · v
+    """
+
+    def __init__(self, models, lr=0.01, momentum=0.9, weight_decay=0.0):
+        super().__init__(models, lr)
+        self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+
+    def step(self):
+        self.t += 1
+        for key, p, g in self._params():
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            if self.momentum:
+                v = self._buffer(key, p)
+                v *= self.momentum
+                v += g
+                g = v
+            p -= self.lr * g
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias correction and optional (L2) weight decay:
+
+        g ← g + weight_decay · p
+        m ← β1·m + (1 - β1)·g,      v ← β2·v + (1 - β2)·g²
+        m̂ = m / (1 - β1^t),         v̂ = v / (1 - β2^t)
+        p ← p - lr · m̂ / (sqrt(v̂) + eps)
+    """
+
+    def __init__(self, models, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
+        super().__init__(models, lr)
+        self.beta1, self.beta2 = map(float, betas)
+        self.eps, self.weight_decay = float(eps), float(weight_decay)
+
+    def step(self):
+        xp = backend.xp
+        self.t += 1
+        c1 = 1 - self.beta1 ** self.t
+        c2 = 1 - self.beta2 ** self.t
+        for key, p, g in self._params():
+            if self.weight_decay:
+                g = g + self.weight_decay * p
+            m = self._buffer(key + ".m", p)
+            v = self._buffer(key + ".v", p)
+            m *= self.beta1
+            m += (1 - self.beta1) * g
+            v *= self.beta2
+            v += (1 - self.beta2) * (g * g)
+            p -= (self.lr / c1) * m / (xp.sqrt(v / c2) + self.eps)
