@@ -1,0 +1,6 @@
+"""`python -m svhn ...`: see `python -m svhn --help`."""
+from nn.files import run_cli
+from svhn.cli import main
+
+if __name__ == "__main__":
+    run_cli(main)
