@@ -27,7 +27,7 @@ class SoftmaxCrossEntropy:
         xp = backend.xp
         if logits.ndim != 2 or labels.shape != (logits.shape[0],):
             raise ValueError(f"SoftmaxCrossEntropy: expected logits (N, K) and labels (N,), "
-                             f"got {tuple(logits.shape)} and {tuple(labels.shape)}")
+                             f"got shapes {tuple(logits.shape)} and {tuple(labels.shape)}")
         K = logits.shape[1]
         if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= K):
             raise ValueError(f"SoftmaxCrossEntropy: labels must be in 0..{K - 1}, "

@@ -95,7 +95,7 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             for d in (layer.params, layer.buffers):
                 for key, v in d.items():
-                    state[f"{i}.{key}"] = backend.to_numpy(v)
+                    state[f"{i}.{key}"] = backend.to_numpy(v).copy()
         return state
 
     def load_state_dict(self, state, source="state"):

@@ -32,7 +32,7 @@ class Optimizer:
         self.state, self.t = {}, 0
 
     def state_dict(self):
-        d = {k: backend.to_numpy(v) for k, v in self.state.items()}
+        d = {k: backend.to_numpy(v).copy() for k, v in self.state.items()}   # copies: no aliasing
         d["__t__"] = np.array(self.t)
         d["__lr__"] = np.array(self.lr)
         return d
@@ -41,7 +41,7 @@ class Optimizer:
         d = dict(d)
         self.t = int(d.pop("__t__"))
         self.lr = float(d.pop("__lr__", self.lr))
-        self.state = {k: backend.asarray(v) for k, v in d.items()}
+        self.state = {k: backend.xp.array(v) for k, v in d.items()}          # copies onto the device
         return self
 
 

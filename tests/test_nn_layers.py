@@ -1,0 +1,255 @@
+"""Gradient checks (float64, central differences against a random upstream gradient) for every
+layer in many configurations, plus shapes, dtypes and bad-input errors."""
+import numpy as np
+import pytest
+
+from nn import backend, gradcheck, layers
+
+TOL = 1e-6   # float64 central differences give ~1e-9 when right; a wrong gradient gives ~1e-1
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape)
+
+
+def tie_free(*shape, seed=0):
+    """Inputs whose values are all distinct and far apart (max-pool gradients are undefined at ties)."""
+    n = int(np.prod(shape))
+    return np.random.default_rng(seed).permutation(n).reshape(shape) * 0.1
+
+
+CONV_CASES = [  # (in, out, kernel, stride, padding, input shape N,C,H,W)
+    (3, 4, 3, 1, 1, (2, 3, 5, 5)),
+    (2, 3, 1, 1, 0, (1, 2, 4, 3)),
+    (2, 3, 5, 1, 2, (2, 2, 6, 7)),
+    (3, 2, 3, 2, 0, (2, 3, 7, 6)),
+    (1, 2, 4, 3, 1, (3, 1, 9, 8)),
+    (2, 2, (3, 2), (2, 1), (1, 0), (2, 2, 6, 5)),
+    (2, 5, 2, 2, 2, (1, 2, 3, 4)),
+]
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p,shape", CONV_CASES)
+def test_conv2d_gradients(cin, cout, k, s, p, shape):
+    layer = layers.Conv2D(cin, cout, k, stride=s, padding=p)
+    assert gradcheck(layer, rand(*shape)) < TOL
+
+
+@pytest.mark.parametrize("cin,cout,k,s,p,shape", CONV_CASES)
+def test_conv_transpose2d_gradients(cin, cout, k, s, p, shape):
+    layer = layers.ConvTranspose2D(cin, cout, k, stride=s, padding=0 if np.any(np.array(p) >= np.array(k)) else p)
+    assert gradcheck(layer, rand(*shape)) < TOL
+
+
+def test_conv_transpose_output_padding_gradients():
+    layer = layers.ConvTranspose2D(2, 3, 3, stride=2, padding=1, output_padding=1)
+    y = layer.forward(rand(2, 2, 4, 5))
+    assert y.shape == (2, 3, 8, 10)
+    assert gradcheck(layer, rand(2, 2, 4, 5)) < TOL
+
+
+def test_conv2d_matches_direct_definition():
+    """Compare with the textbook sum y[n,o,p,q] = b[o] + sum_{c,i,j} W[o,c,i,j] x_pad[n,c,p*s+i,q*s+j]."""
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((2, 3, 7, 6))
+    conv = layers.Conv2D(3, 4, 3, stride=2, padding=1).astype(np.float64)
+    conv.params["b"] = rng.standard_normal(4)
+    W, b = conv.params["W"], conv.params["b"]
+    xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    OH, OW = (7 + 2 - 3) // 2 + 1, (6 + 2 - 3) // 2 + 1
+    expected = np.zeros((2, 4, OH, OW))
+    for p in range(OH):
+        for q in range(OW):
+            patch = xpad[:, :, 2 * p:2 * p + 3, 2 * q:2 * q + 3]
+            expected[:, :, p, q] = np.einsum("ncij,ocij->no", patch, W) + b
+    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_conv_transpose_is_adjoint_of_conv():
+    """<conv(x), y> == <x, convT(y)> with the same weights (W viewed as (in,out) for convT)."""
+    rng = np.random.default_rng(2)
+    conv = layers.Conv2D(3, 5, 3, stride=2, padding=1).astype(np.float64)
+    convT = layers.ConvTranspose2D(5, 3, 3, stride=2, padding=1, bias=False).astype(np.float64)
+    conv.params["b"][...] = 0
+    convT.params["W"] = conv.params["W"]
+    x = rng.standard_normal((2, 3, 7, 7))
+    y = rng.standard_normal((2, 5, 4, 4))
+    lhs = np.sum(conv.forward(x) * y)
+    rhs = np.sum(x * convT.forward(y))
+    assert abs(lhs - rhs) < 1e-9 * max(1, abs(lhs))
+
+
+POOL_CASES = [  # (kernel, stride, padding, shape)
+    (2, None, 0, (2, 3, 6, 6)),
+    (2, None, 0, (1, 2, 5, 7)),
+    (3, 2, 1, (2, 2, 7, 6)),
+    (3, 1, 0, (2, 1, 5, 5)),
+    ((2, 3), (1, 2), (1, 1), (1, 2, 4, 7)),
+]
+
+
+@pytest.mark.parametrize("k,s,p,shape", POOL_CASES)
+def test_maxpool_gradients(k, s, p, shape):
+    assert gradcheck(layers.MaxPool2D(k, stride=s, padding=p), tie_free(*shape)) < TOL
+
+
+@pytest.mark.parametrize("k,s,p,shape", POOL_CASES)
+def test_avgpool_gradients(k, s, p, shape):
+    assert gradcheck(layers.AvgPool2D(k, stride=s, padding=p), rand(*shape)) < TOL
+
+
+def test_maxpool_values_and_routing():
+    x = np.array([[[[1, 5, 2, 0], [3, 4, 8, 7], [0, 0, 1, 2], [9, 1, 3, 6]]]], dtype=np.float32)
+    pool = layers.MaxPool2D(2)
+    np.testing.assert_array_equal(pool.forward(x), [[[[5, 8], [9, 6]]]])
+    dx = pool.backward(np.array([[[[1, 2], [3, 4]]]], dtype=np.float32))
+    expected = np.zeros((1, 1, 4, 4), np.float32)
+    expected[0, 0, 0, 1], expected[0, 0, 1, 2], expected[0, 0, 3, 0], expected[0, 0, 3, 3] = 1, 2, 3, 4
+    np.testing.assert_array_equal(dx, expected)
+
+
+@pytest.mark.parametrize("scale,shape", [(2, (2, 3, 3, 4)), (3, (1, 2, 2, 3)), (1, (1, 1, 2, 2))])
+def test_upsample_gradients_and_values(scale, shape):
+    x = rand(*shape)
+    layer = layers.Upsample2D(scale)
+    y = layer.forward(x)
+    assert y.shape == shape[:2] + (shape[2] * scale, shape[3] * scale)
+    np.testing.assert_array_equal(y[:, :, ::scale, ::scale], x)
+    assert gradcheck(layers.Upsample2D(scale), x) < TOL
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_dense_gradients(n):
+    assert gradcheck(layers.Dense(5, 3), rand(n, 5)) < TOL
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm2d_gradients(training):
+    bn = layers.BatchNorm2D(3)
+    bn.params["gamma"] = np.random.default_rng(3).uniform(0.5, 1.5, 3).astype(np.float32)
+    bn.buffers["running_mean"] = np.array([0.1, -0.2, 0.3], np.float32)
+    bn.buffers["running_var"] = np.array([0.5, 1.5, 2.0], np.float32)
+    assert gradcheck(bn, rand(4, 3, 3, 2) * 2 + 1, training=training) < TOL
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_batchnorm1d_gradients(training):
+    assert gradcheck(layers.BatchNorm1D(5), rand(6, 5), training=training) < TOL
+
+
+def test_batchnorm_normalises_and_tracks_running_statistics():
+    x = (rand(64, 3, 4, 4, seed=5) * np.array([1, 2, 3])[None, :, None, None] + 5).astype(np.float32)
+    bn = layers.BatchNorm2D(3, momentum=1.0)
+    y = bn.forward(x, training=True)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-4)
+    np.testing.assert_allclose(y.std(axis=(0, 2, 3)), 1, atol=1e-3)
+    np.testing.assert_allclose(bn.buffers["running_mean"], x.mean(axis=(0, 2, 3)), rtol=1e-5)
+    m = x.size // 3
+    np.testing.assert_allclose(bn.buffers["running_var"], x.var(axis=(0, 2, 3)) * m / (m - 1), rtol=1e-4)
+    y_eval = bn.forward(x, training=False)          # eval uses the running statistics
+    np.testing.assert_allclose(y_eval, y, atol=1e-2)
+    assert not np.allclose(bn.forward(x[:1] + 1, training=False), bn.forward(x[:1] + 1, training=True)[:1])
+
+
+@pytest.mark.parametrize("layer", [layers.ReLU(), layers.LeakyReLU(0.2), layers.LeakyReLU(0.01), layers.Sigmoid(),
+                                   layers.Tanh(), layers.Flatten(), layers.Reshape((6, 2)), layers.Dropout(0.3)],
+                         ids=repr)
+def test_elementwise_and_shape_gradients(layer):
+    x = rand(4, 3, 2, 2)
+    x[np.abs(x) < 1e-3] = 0.5   # keep away from ReLU's kink
+    assert gradcheck(layer, x) < TOL
+
+
+def test_sigmoid_is_stable_for_large_inputs():
+    y = layers.Sigmoid().forward(np.array([-1000.0, 0.0, 1000.0], np.float32))
+    np.testing.assert_allclose(y, [0, 0.5, 1])
+    assert np.all(np.isfinite(y))
+
+
+def test_dropout_train_and_eval():
+    backend.seed(0)
+    x = np.ones((200, 50), np.float32)
+    d = layers.Dropout(0.25)
+    y = d.forward(x, training=True)
+    assert abs((y == 0).mean() - 0.25) < 0.02
+    np.testing.assert_allclose(y[y != 0], 1 / 0.75)
+    assert d.forward(x, training=False) is x
+
+
+ALL_LAYERS = [
+    (lambda: layers.Conv2D(3, 4, 3, padding=1), (2, 3, 8, 8)),
+    (lambda: layers.ConvTranspose2D(3, 4, 4, stride=2, padding=1), (2, 3, 4, 4)),
+    (lambda: layers.MaxPool2D(2), (2, 3, 8, 8)),
+    (lambda: layers.AvgPool2D(2), (2, 3, 8, 8)),
+    (lambda: layers.Upsample2D(2), (2, 3, 4, 4)),
+    (lambda: layers.Dense(12, 5), (2, 12)),
+    (lambda: layers.BatchNorm1D(12), (4, 12)),
+    (lambda: layers.BatchNorm2D(3), (2, 3, 4, 4)),
+    (lambda: layers.ReLU(), (2, 3, 4, 4)),
+    (lambda: layers.LeakyReLU(), (2, 3, 4, 4)),
+    (lambda: layers.Sigmoid(), (2, 3, 4, 4)),
+    (lambda: layers.Tanh(), (2, 3, 4, 4)),
+    (lambda: layers.Flatten(), (2, 3, 4, 4)),
+    (lambda: layers.Reshape((48,)), (2, 3, 4, 4)),
+    (lambda: layers.Dropout(0.5), (2, 3, 4, 4)),
+]
+
+
+@pytest.mark.parametrize("make,shape", ALL_LAYERS, ids=lambda v: repr(v()) if callable(v) else str(v))
+def test_float32_stays_float32_and_shapes_agree(make, shape):
+    layer = make()
+    x = rand(*shape).astype(np.float32)
+    y = layer.forward(x, training=True)
+    assert y.dtype == np.float32
+    assert y.shape[1:] == tuple(layer.output_shape(shape[1:]))
+    dx = layer.backward(np.ones_like(y))
+    assert dx.dtype == np.float32 and dx.shape == x.shape
+    for k, p in layer.params.items():
+        assert p.dtype == np.float32
+        assert layer.grads[k].dtype == np.float32 and layer.grads[k].shape == p.shape
+
+
+def test_weight_layouts_follow_the_design():
+    assert layers.Conv2D(3, 8, 5).params["W"].shape == (8, 3, 5, 5)
+    assert layers.ConvTranspose2D(3, 8, 4).params["W"].shape == (3, 8, 4, 4)
+    assert layers.Dense(7, 2).params["W"].shape == (7, 2)
+    assert set(layers.BatchNorm2D(4).params) == {"gamma", "beta"}
+    assert set(layers.BatchNorm2D(4).buffers) == {"running_mean", "running_var"}
+
+
+def test_same_seed_same_weights():
+    backend.seed(7)
+    a = layers.Conv2D(3, 4, 3).params["W"].copy()
+    backend.seed(7)
+    b = layers.Conv2D(3, 4, 3).params["W"]
+    np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("make,x_shape,fragment", [
+    (lambda: layers.Conv2D(3, 4, 3), (2, 5, 8, 8), "3 input channels"),
+    (lambda: layers.Conv2D(3, 4, 3), (3, 8, 8), "4-D"),
+    (lambda: layers.Conv2D(3, 4, 5), (1, 3, 3, 3), "larger than the padded input"),
+    (lambda: layers.ConvTranspose2D(3, 4, 3), (1, 2, 4, 4), "3 input channels"),
+    (lambda: layers.MaxPool2D(4), (1, 1, 3, 3), "larger than the padded input"),
+    (lambda: layers.MaxPool2D(2), (1, 3, 3), "4-D"),
+    (lambda: layers.Dense(5, 2), (3, 4), "(N, 5)"),
+    (lambda: layers.BatchNorm2D(3), (2, 4, 2, 2), "3 channels"),
+    (lambda: layers.BatchNorm1D(3), (1, 3), "more than one value"),
+    (lambda: layers.Reshape((5, 5)), (2, 3, 4), "cannot reshape"),
+])
+def test_bad_input_names_layer_and_shapes(make, x_shape, fragment):
+    layer = make()
+    with pytest.raises(ValueError) as info:
+        layer.forward(np.zeros(x_shape, np.float32))
+    msg = str(info.value)
+    assert fragment in msg and type(layer).__name__ in msg and str(tuple(x_shape)) in msg
+    assert "\n" not in msg
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError):
+        layers.Dropout(1.0)
+    with pytest.raises(ValueError):
+        layers.ConvTranspose2D(2, 2, 3, stride=2, output_padding=2)
+    with pytest.raises(ValueError):
+        layers.Upsample2D(0)
