@@ -1,0 +1,6 @@
+"""`python -m gan ...` (see gan/cli.py)."""
+from nn.files import run_cli
+from gan.cli import main
+
+if __name__ == "__main__":
+    run_cli(main)

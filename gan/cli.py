@@ -1,0 +1,144 @@
+"""`python -m gan`: train the ten DCGANs, sample image sets from them, measure label fidelity."""
+import argparse
+import sys
+
+from nn import backend
+
+DESCRIPTION = """\
+The paper's DCGANs: one per digit, each trained on the real SVHN training images of
+that digit. The discriminator outputs X, its belief that an image is synthetic; the
+paper's losses are D = |X1 - X| (X1 = 1 generated, 0 real) and G = 1 - D.
+
+train    train (or resume, when --out already holds a run) one DCGAN per digit
+sample   write generated images of each digit as an image set (.npz: x uint8, y int64)
+fidelity how often a ConvNet trained on the real images labels digit k's samples as k
+
+Errors print one line and exit with status 2."""
+
+EPILOG = """\
+examples:
+  python -m gan train --digits 0-9 --iters 300 --loss paper --data-dir ../shared/svhn/sample --out runs/paper
+  python -m gan train --digits 1,5 --iters 700 --loss bce --out runs/bce     (resumes if runs/bce exists)
+  python -m gan sample --run runs/paper --per-digit 7300 --out dcgan.npz --seed 0
+  python -m gan fidelity --run runs/paper --data-dir ../shared/svhn/sample"""
+
+
+def _common(backend_and_seed=True):
+    p = argparse.ArgumentParser(add_help=False)
+    if backend_and_seed:
+        p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                       help="array library: numpy (CPU) or cupy (GPU) (default: numpy)")
+        p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    return p
+
+
+def build_parser():
+    from gan.train import Config
+    d = Config()
+    parser = argparse.ArgumentParser(prog="python -m gan", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", parents=[_common()], help="train one DCGAN per digit (resumes an existing run)",
+                       description="Train one DCGAN per digit on the real training images of that digit. "
+                                   "On an existing --out folder the run resumes with its saved settings "
+                                   "(--iters may be raised to train further).")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created, or resumed)")
+    p.add_argument("--digits", default="0-9", help="digits to train: a range (0-9) or a list (1,5) (default: 0-9)")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with train_32x32.mat (default: $SVHN_DIR or the user cache)")
+    # None defaults: an option given on the command line is told apart from one left out (resume).
+    p.add_argument("--iters", type=int, help=f"iterations per digit (default: {d.iters})")
+    p.add_argument("--loss", choices=("paper", "bce"),
+                   help=f"paper: D = |X1 - X|, G = 1 - D; bce: binary cross-entropy, non-saturating G (default: {d.loss})")
+    p.add_argument("--upsample", choices=("nearest", "deconv"),
+                   help=f"generator stages: nearest upsampling + 3x3 conv, or stride-2 transposed conv "
+                        f"(default: {d.upsample})")
+    p.add_argument("--width", type=int, help=f"channels of the narrowest stage; G uses 4w-2w-w, D w-2w-4w (default: {d.width})")
+    p.add_argument("--batch-size", type=int, help=f"real and generated images per iteration (default: {d.batch_size})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate of both networks (default: {d.lr})")
+    p.add_argument("--beta1", type=float, help=f"Adam beta1 (default: {d.beta1})")
+    p.add_argument("--label-smoothing", type=float,
+                   help="discriminator target for real images X1 = s instead of 0 (one-sided smoothing; default: 0)")
+    p.add_argument("--d-every", type=int, help="update the discriminator every k-th iteration only (default: 1)")
+    p.add_argument("--checkpoint-every", type=int, help=f"iterations between checkpoints (default: {d.checkpoint_every})")
+    p.add_argument("--stuck-iters", type=int,
+                   help=f"stop a digit whose discriminator is all-or-nothing (accuracy 0 or 1 on both real and "
+                        f"generated, unchanged) this many iterations in a row; 0: never (default: {d.stuck_iters})")
+
+    p = sub.add_parser("sample", parents=[_common()], help="write generated images as an image set .npz")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="a run folder written by train")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="the image set to write")
+    p.add_argument("--per-digit", type=int, default=7300, help="images per digit (default: 7300, as the paper)")
+    p.add_argument("--digits", default=None, help="digits to sample, e.g. 0-9 or 1,5 (default: every trained digit)")
+    p.add_argument("--bn", choices=("batch", "running"), default="batch",
+                   help="BatchNorm statistics while sampling: of each batch of 64, as in training, or the running "
+                        "averages (default: batch)")
+    p.add_argument("--grid", metavar="FILE.png", help="also write a PNG grid of the first 10 images of each digit")
+
+    p = sub.add_parser("fidelity", parents=[_common()],
+                       help="label fidelity: a ConvNet trained on the real images labels the samples")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="a run folder written by train")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with train_32x32.mat (the classifier's training images)")
+    p.add_argument("--classifier", metavar="MODEL.npz",
+                   help="classify model to use; trained on the real training images and saved here when missing "
+                        "(default: RUN_DIR/fidelity_classifier.npz)")
+    p.add_argument("--per-digit", type=int, default=500, help="generated images per digit (default: 500)")
+    p.add_argument("--digits", default=None, help="digits to measure (default: every trained digit)")
+    return parser
+
+
+TRAIN_OPTIONS = ("iters", "loss", "upsample", "width", "batch_size", "lr", "beta1", "label_smoothing",
+                 "d_every", "checkpoint_every", "stuck_iters")
+
+
+def cmd_train(args):
+    from gan.train import Config, parse_digits, train_all
+    digits = parse_digits(args.digits)
+    given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
+    if args.seed is not None:
+        given["seed"] = args.seed
+    if args.data_dir is not None:
+        given["data_dir"] = args.data_dir
+    config = Config(**given)
+    results = train_all(args.out, config, digits, progress=not args.quiet, explicit=tuple(given),
+                        log=lambda line: print(line, file=sys.stderr))
+    stopped = [d for d, s in results.items() if s["state"] != "done"]
+    done = [d for d, s in results.items() if s["state"] == "done"]
+    print(f"{args.out}: digits {','.join(map(str, done)) or 'none'} trained"
+          + (f"; stopped: {','.join(map(str, stopped))}" if stopped else ""))
+    return 1 if stopped else 0
+
+
+def cmd_sample(args):
+    from gan.synthesis import sample
+    from gan.train import parse_digits
+    from svhn.imageset import save_grid_png, save_image_set
+    import numpy as np
+    digits = parse_digits(args.digits) if args.digits else None
+    x, y = sample(args.run, args.per_digit, digits, seed=args.seed or 0, bn=args.bn, progress=not args.quiet,
+                  log=lambda line: print(line, file=sys.stderr))
+    save_image_set(args.out, x, y)
+    if args.grid:
+        firsts = np.concatenate([x[y == d][:10] for d in np.unique(y)])
+        save_grid_png(args.grid, firsts, nrow=10)
+    print(f"{args.out}: {len(x)} images, {args.per_digit} per digit for digits {','.join(map(str, np.unique(y)))}")
+    return 0
+
+
+def cmd_fidelity(args):
+    from gan.synthesis import fidelity
+    from gan.train import parse_digits
+    digits = parse_digits(args.digits) if args.digits else None
+    result = fidelity(args.run, args.data_dir, args.classifier, args.per_digit, digits, seed=args.seed or 0,
+                      progress=not args.quiet, log=lambda line: print(line, file=sys.stderr))
+    for d, f in result["per_digit"].items():
+        print(f"digit {d}: {f:.3f}")
+    print(f"mean label fidelity: {result['mean']:.3f} ({result['per_digit_images']} images per digit)")
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    backend.set_backend(args.backend)
+    return {"train": cmd_train, "sample": cmd_sample, "fidelity": cmd_fidelity}[args.command](args)

@@ -1,0 +1,254 @@
+"""The paper's DCGAN: a generator, a discriminator, the two losses, and one training step.
+
+The paper (Grbić) in its own symbols:
+  - the discriminator outputs X in (0, 1), its belief that an image is *synthetic*;
+  - the desired output is X1 = 1 for generated images and X1 = 0 for real ones;
+  - the discriminator's loss is D = |X1 - X|, the generator's loss is G = 1 - D on generated images.
+The generator maps 100 random values through 1 dense layer and 3 upsampling + 3 convolution
+("deconvolution") layers to a 32x32 RGB image; the discriminator is 3 convolution + 3 pooling
+layers + 1 dense layer. Widths, BatchNorm placement, LeakyReLU(0.2), tanh and the Adam settings
+follow DCGAN (Radford et al. 2016).
+
+    G = build_generator(upsample="nearest")      # z (N, 100) -> images (N, 3, 32, 32) in [-1, 1]
+    D = build_discriminator()                    # images -> X (N, 1), belief "synthetic"
+    gan = DCGAN(G, D, loss="paper")
+    metrics = gan.train_step(real_batch, z)      # one discriminator and one generator update
+"""
+import numpy as np
+
+from nn import Sequential, backend, init, layers, losses, optim
+
+Z_DIM = 100          # the paper's "100 random values"
+UPSAMPLE_MODES = ("nearest", "deconv")
+LOSSES = ("paper", "bce")
+
+
+# ----------------------------------------------------------------------------- the networks
+
+def _up_stage(c_in, c_out, upsample, bias=False):
+    """One stage that doubles the image size: nearest upsampling + 3x3 convolution, or one
+    stride-2 transposed convolution (k=4, s=2, p=1). No bias where BatchNorm follows."""
+    if upsample == "nearest":
+        return [layers.Upsample2D(2), layers.Conv2D(c_in, c_out, 3, padding=1, bias=bias)]
+    return [layers.ConvTranspose2D(c_in, c_out, 4, stride=2, padding=1, bias=bias)]
+
+
+def build_generator(upsample="nearest", width=64, z_dim=Z_DIM):
+    """z (N, z_dim) -> Dense -> (4·width, 4, 4) -> three size-doubling stages -> (N, 3, 32, 32), tanh.
+
+    Channels 4w -> 2w -> w -> 3 over sizes 4 -> 8 -> 16 -> 32; BatchNorm + ReLU after every stage
+    but the last, which ends in tanh so images lie in [-1, 1] (as `svhn.imageset.to_float` scales
+    real ones). DCGAN initialisation (weights N(0, 0.02)).
+    """
+    if upsample not in UPSAMPLE_MODES:
+        raise ValueError(f"unknown upsample mode {upsample!r}; choose from {', '.join(UPSAMPLE_MODES)}")
+    if width < 1:
+        raise ValueError(f"generator width must be >= 1, got {width}")
+    c = [4 * width, 2 * width, width]
+    net = [layers.Dense(z_dim, c[0] * 16), layers.Reshape((c[0], 4, 4)),
+           layers.BatchNorm2D(c[0]), layers.ReLU()]
+    net += _up_stage(c[0], c[1], upsample) + [layers.BatchNorm2D(c[1]), layers.ReLU()]
+    net += _up_stage(c[1], c[2], upsample) + [layers.BatchNorm2D(c[2]), layers.ReLU()]
+    net += _up_stage(c[2], 3, upsample, bias=True) + [layers.Tanh()]
+    return init.dcgan_init(Sequential(*net))
+
+
+def build_discriminator(width=64):
+    """Images (N, 3, 32, 32) -> X (N, 1) in (0, 1), the belief that each image is synthetic.
+
+    Three stages of 3x3 convolution, (BatchNorm,) LeakyReLU(0.2) and 2x2 max-pooling
+    (32 -> 16 -> 8 -> 4; channels w -> 2w -> 4w; no BatchNorm in the first stage),
+    then Flatten, Dense(4w·16, 1) and Sigmoid.
+    """
+    if width < 1:
+        raise ValueError(f"discriminator width must be >= 1, got {width}")
+    c = [width, 2 * width, 4 * width]
+    net = [layers.Conv2D(3, c[0], 3, padding=1), layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
+    net += [layers.Conv2D(c[0], c[1], 3, padding=1, bias=False), layers.BatchNorm2D(c[1]),
+            layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
+    net += [layers.Conv2D(c[1], c[2], 3, padding=1, bias=False), layers.BatchNorm2D(c[2]),
+            layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
+    net += [layers.Flatten(), layers.Dense(c[2] * 16, 1), layers.Sigmoid()]
+    return init.dcgan_init(Sequential(*net))
+
+
+# ----------------------------------------------------------------------------- the losses
+
+class PaperLoss:
+    """The paper's losses. Discriminator: D = |X1 - X| (mean), X1 = 1 generated, 0 real.
+    Generator: G = 1 - D on generated images, i.e. G = mean(X): push X (belief "synthetic") down.
+
+    Both take X (after the sigmoid) and return dLoss/dX; through the sigmoid the gradient is scaled
+    by X·(1 - X), so it fades when the discriminator is confident (the original GAN's saturation).
+    """
+    name = "paper"
+
+    def __init__(self):
+        self.d_loss = losses.PaperDiscriminatorLoss()
+        self.g_loss = losses.PaperGeneratorLoss()
+
+    def discriminator(self, X, X1):
+        """D = mean|X1 - X| and dD/dX."""
+        return self.d_loss.forward(X, X1), self.d_loss.backward()
+
+    def generator(self, X):
+        """G = 1 - D(X, X1=1) = mean(X) and dG/dX."""
+        return self.g_loss.forward(X), self.g_loss.backward()
+
+
+class BCELoss:
+    """The usual GAN loss under the paper's convention (X = belief "synthetic"):
+    discriminator  L_D = BCE(X, X1)   (X1 = 1 generated, 0 real);
+    generator      L_G = BCE(X, 0) = -mean log(1 - X)   on generated images — the *non-saturating*
+    form: the generator asks the discriminator to call its images real (X1 = 0), which keeps a
+    strong gradient when the discriminator is confident.
+    Computed from the logit z (X = sigmoid(z)) for stability: dL/dz = (X - target) / M.
+    """
+    name = "bce"
+    takes_logits = True
+
+    def __init__(self):
+        self.loss = losses.BCEWithLogits()
+
+    def discriminator(self, z, X1):
+        return self.loss.forward(z, X1), self.loss.backward()
+
+    def generator(self, z):
+        target = backend.xp.zeros_like(z)
+        return self.loss.forward(z, target), self.loss.backward()
+
+
+def make_loss(name):
+    if name == "paper":
+        return PaperLoss()
+    if name == "bce":
+        return BCELoss()
+    raise ValueError(f"unknown loss {name!r}; choose from {', '.join(LOSSES)}")
+
+
+# ----------------------------------------------------------------------------- training
+
+class DCGAN:
+    """A generator, a discriminator, their Adam optimizers and one loss: the unit that is trained,
+    checkpointed and resumed. `train_step` does one discriminator update then one generator update,
+    as the PyTorch DCGAN example does.
+
+    Options beyond the paper (all off by default):
+      label_smoothing  s: the discriminator's target for real images is X1 = s instead of 0
+                       (one-sided smoothing; keeps D from becoming over-confident on few images);
+      d_every          k: update the discriminator only every k-th iteration (G every iteration),
+                       for when D wins too easily.
+    """
+
+    def __init__(self, G, D, loss="paper", lr=2e-4, beta1=0.5, label_smoothing=0.0, d_every=1):
+        if not 0 <= label_smoothing < 0.5:
+            raise ValueError(f"label smoothing must be in [0, 0.5), got {label_smoothing}")
+        if int(d_every) < 1:
+            raise ValueError(f"d_every must be >= 1, got {d_every}")
+        self.G, self.D = G, D
+        self.loss = make_loss(loss)
+        self.opt_G = optim.Adam(G, lr=lr, betas=(beta1, 0.999))
+        self.opt_D = optim.Adam(D, lr=lr, betas=(beta1, 0.999))
+        self.label_smoothing = float(label_smoothing)
+        self.d_every = int(d_every)
+        self.iteration = 0
+
+    # --- the discriminator with its last layer (Sigmoid) handled here, so BCE can use logits
+    def _d_forward(self, x):
+        """Returns (X, what the loss takes): X = sigmoid(z) is the belief "synthetic"; BCE takes z."""
+        h = x
+        for layer in self.D.layers[:-1]:
+            h = layer.forward(h, True)
+        X = self.D.layers[-1].forward(h, True)
+        return X, (h if getattr(self.loss, "takes_logits", False) else X)
+
+    def _d_backward(self, d_out):
+        """Backpropagate dLoss/d(what the loss took) through D; returns dLoss/d(image)."""
+        if not getattr(self.loss, "takes_logits", False):
+            d_out = self.D.layers[-1].backward(d_out)
+        for layer in reversed(self.D.layers[:-1]):
+            d_out = layer.backward(d_out)
+        return d_out
+
+    def discriminator_step(self, real, fake, update=True):
+        """One update of D on a real and a generated batch (or, with update=False, only its loss).
+        The loss is the mean over both batches, D = (D_real + D_fake) / 2, with X1 = 0 (or the
+        smoothed value) for real and X1 = 1 for generated images. Returns (D, X_real, X_fake)."""
+        xp = backend.xp
+        X_real, out = self._d_forward(real)
+        X1_real = xp.full(X_real.shape, self.label_smoothing, dtype=X_real.dtype)
+        loss_real, d_out = self.loss.discriminator(out, X1_real)
+        if update:
+            self._d_backward(d_out * 0.5)
+            grads_real = [g.copy() for _, g in self.D.parameters()]
+        X_fake, out = self._d_forward(fake)
+        loss_fake, d_out = self.loss.discriminator(out, xp.ones_like(X_fake))
+        if update:   # the layers keep one batch's gradients: add the real batch's back in
+            self._d_backward(d_out * 0.5)
+            for (_, g), g_real in zip(self.D.parameters(), grads_real):
+                g += g_real
+            self.opt_D.step()
+        return 0.5 * (loss_real + loss_fake), X_real, X_fake
+
+    def generator_step(self, fake):
+        """One update of G: the loss of D's verdict on `fake` (the output of G's last forward),
+        backpropagated through D (whose weights stay) into G. Returns (G loss, X on fake)."""
+        X_fake, out = self._d_forward(fake)
+        loss, d_out = self.loss.generator(out)
+        self.G.backward(self._d_backward(d_out))
+        self.opt_G.step()
+        return loss, X_fake
+
+    def train_step(self, real, z):
+        """One iteration: generate G(z), update D on (real, G(z)), then update G.
+
+        real: (N, 3, 32, 32) in [-1, 1] on the current device; z: (M, z_dim).
+        Returns a dict of floats: loss_D, loss_G, acc_real, acc_fake (D's accuracy: X < 0.5 on real,
+        X >= 0.5 on generated), X_real, X_fake (mean beliefs).
+        """
+        fake = self.G.forward(z, training=True)
+        update_D = self.iteration % self.d_every == 0
+        self.iteration += 1
+        loss_D, X_real, X_fake = self.discriminator_step(real, fake, update=update_D)
+        loss_G, _ = self.generator_step(fake)
+        return {"loss_D": float(loss_D), "loss_G": float(loss_G),
+                "acc_real": float((X_real < 0.5).mean()), "acc_fake": float((X_fake >= 0.5).mean()),
+                "X_real": float(X_real.mean()), "X_fake": float(X_fake.mean())}
+
+    # --- state for checkpoints
+    def state_dict(self):
+        """Every array needed to take the same next step: G and D (parameters + BatchNorm buffers),
+        both optimizers' states and the iteration, as one flat dict of host arrays."""
+        state = {"iteration": np.array(self.iteration)}
+        for prefix, obj in (("G/", self.G), ("D/", self.D), ("opt_G/", self.opt_G), ("opt_D/", self.opt_D)):
+            state.update({prefix + k: v for k, v in obj.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state, source="checkpoint"):
+        def part(prefix):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        self.G.load_state_dict(part("G/"), source=source)
+        self.D.load_state_dict(part("D/"), source=source)
+        self.opt_G.load_state_dict(part("opt_G/"))
+        self.opt_D.load_state_dict(part("opt_D/"))
+        self.iteration = int(state["iteration"])
+        return self
+
+
+def generate(G, z, batch_size=64, bn="batch"):
+    """Images G(z) (N, 3, 32, 32) in [-1, 1], in batches, without changing G.
+
+    bn="batch": BatchNorm uses each batch's own statistics, as during training (the usual way to
+    sample a DCGAN); the running statistics are saved and restored around it.
+    bn="running": BatchNorm uses its running statistics (eval mode).
+    """
+    xp = backend.xp
+    if bn not in ("batch", "running"):
+        raise ValueError(f"unknown BatchNorm sampling mode {bn!r}; choose batch or running")
+    saved = [dict(layer.buffers) for layer in G.layers]
+    try:
+        out = [G.forward(z[i:i + batch_size], training=(bn == "batch")) for i in range(0, len(z), batch_size)]
+    finally:
+        for layer, buffers in zip(G.layers, saved):
+            layer.buffers.update(buffers)
+    return xp.concatenate(out)

@@ -1,0 +1,364 @@
+"""Training the ten DCGANs, one per digit, each on the real training images of its digit.
+
+A run folder holds one sub-folder per digit:
+
+    RUN_DIR/config.json             the settings (a later `train` on the folder resumes with them)
+    RUN_DIR/losses.png              every digit's loss curves
+    RUN_DIR/digit_5/checkpoint.npz  G, D (parameters + BatchNorm buffers), both Adam states, the
+                                    iteration, the random generator's state, the fixed noise
+    RUN_DIR/digit_5/log.csv         per iteration: losses D and G, D's accuracy on real/generated
+    RUN_DIR/digit_5/status.json     running | done | stopped (with the one-line reason)
+    RUN_DIR/digit_5/samples_0001.png  grids from the fixed noise at iterations 1, 51, 76, 201, 401,
+                                    701 (the paper's Figures 7 and 8) and at the end
+    RUN_DIR/digit_5/losses.png      this digit's loss curves
+
+Every file is written atomically, so an interrupted run resumes from its last checkpoint and
+takes exactly the step it would have taken.
+"""
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from nn import backend
+from nn.files import atomic_savez, atomic_write_json, atomic_write_text
+from gan.dcgan import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
+
+FIGURE_ITERATIONS = (1, 51, 76, 201, 401, 701)   # the paper's Figures 7 and 8
+LOG_FIELDS = ("iteration", "loss_D", "loss_G", "acc_real", "acc_fake", "X_real", "X_fake", "seconds")
+GRID_SIZE = 64                                   # images in each fixed-noise grid
+
+
+class DivergedError(RuntimeError):
+    """A digit's training stopped: a loss became NaN/inf or the discriminator got stuck."""
+
+
+@dataclass
+class Config:
+    """Everything that defines a run (saved as RUN_DIR/config.json)."""
+    iters: int = 300
+    loss: str = "paper"
+    upsample: str = "deconv"
+    width: int = 32
+    batch_size: int = 64
+    lr: float = 2e-4
+    beta1: float = 0.5
+    label_smoothing: float = 0.0
+    d_every: int = 1
+    seed: int = 0
+    checkpoint_every: int = 50
+    stuck_iters: int = 100
+    data_dir: str = None
+
+    def check(self):
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
+        if self.upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"unknown upsample mode {self.upsample!r}; choose from {', '.join(UPSAMPLE_MODES)}")
+        for name in ("iters", "batch_size", "width", "checkpoint_every", "d_every"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {self.batch_size}")
+        if self.stuck_iters < 0:
+            raise ValueError(f"stuck_iters must be >= 0 (0 switches the check off), got {self.stuck_iters}")
+        if not 0 < self.lr < 1:
+            raise ValueError(f"learning rate must be in (0, 1), got {self.lr}")
+        return self
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+# ----------------------------------------------------------------------------- run folders
+
+def digit_dir(run_dir, digit):
+    return Path(run_dir) / f"digit_{digit}"
+
+
+def load_config(run_dir):
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: not a DCGAN run folder (no config.json)")
+    try:
+        return Config.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"{path}: unreadable run configuration ({exc})") from None
+
+
+def prepare_run(run_dir, config, explicit=()):
+    """Create RUN_DIR with `config`, or reopen an existing one. Reopening keeps the saved settings;
+    of the settings named in `explicit` (given on the command line) only `iters` (train further),
+    `checkpoint_every`, `stuck_iters` and `data_dir` may differ. Returns the config to use."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file():
+        saved = load_config(run_dir)
+        for name in explicit:
+            new, old = getattr(config, name), getattr(saved, name)
+            if name in ("iters", "checkpoint_every", "stuck_iters", "data_dir"):
+                setattr(saved, name, new)
+            elif new != old:
+                raise ValueError(f"{run_dir}: this run was trained with {name}={old!r}, not {new!r}; "
+                                 f"use a new --out folder to change it")
+        config = saved
+    config.check()
+    atomic_write_json(run_dir / "config.json", asdict(config))
+    return config
+
+
+def digit_seed(seed, digit):
+    """One independent integer seed per (run seed, digit)."""
+    return int(np.random.SeedSequence([int(seed), int(digit)]).generate_state(1)[0])
+
+
+def build_gan(config, digit):
+    """G and D with the run's architecture and the digit's initial weights, inside a DCGAN."""
+    backend.seed(digit_seed(config.seed, digit))
+    G = build_generator(config.upsample, config.width)
+    D = build_discriminator(config.width)
+    return DCGAN(G, D, loss=config.loss, lr=config.lr, beta1=config.beta1,
+                 label_smoothing=config.label_smoothing, d_every=config.d_every)
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+def save_checkpoint(path, gan, rng, fixed_z):
+    """G, D, both optimizers, the iteration, the RNG state and the fixed noise, in one .npz (atomic)."""
+    state = gan.state_dict()
+    state["rng_state"] = np.array(json.dumps(rng.bit_generator.state))
+    state["fixed_z"] = backend.to_numpy(fixed_z)
+    atomic_savez(path, **state)
+
+
+def load_checkpoint(path, gan):
+    """Restore `gan` from a checkpoint; returns (rng, fixed_z) positioned as they were saved."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            state = {k: f[k] for k in f.files}
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable checkpoint ({exc})") from None
+    gan.load_state_dict(state, source=str(path))
+    rng = np.random.default_rng()
+    rng.bit_generator.state = json.loads(str(state["rng_state"]))
+    return rng, backend.asarray(state["fixed_z"])
+
+
+def load_generator(run_dir, digit):
+    """The trained generator of one digit, from its checkpoint (the latest state)."""
+    config = load_config(run_dir)
+    path = digit_dir(run_dir, digit) / "checkpoint.npz"
+    if not path.is_file():
+        raise ValueError(f"{run_dir}: digit {digit} has no checkpoint (was it trained?)")
+    gan = build_gan(config, digit)
+    load_checkpoint(path, gan)
+    return gan.G
+
+
+# ----------------------------------------------------------------------------- logs and figures
+
+def read_log(path, up_to=None):
+    """Rows of log.csv as dicts of floats, optionally only iterations <= up_to."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [r for r in rows if up_to is None or r["iteration"] <= up_to]
+
+
+def write_log(path, rows):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: (int(r[k]) if k == "iteration" else f"{r[k]:.6g}") for k in LOG_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def save_samples(path, G, fixed_z, title):
+    """A grid of G(fixed noise), 8 per row."""
+    from svhn.imageset import save_grid_png, to_uint8
+    images = to_uint8(backend.to_numpy(generate(G, fixed_z, batch_size=len(fixed_z))))
+    save_grid_png(path, images, nrow=8, scale=2, title=title)
+
+
+def plot_losses(path, logs, title):
+    """Loss curves (and D's accuracies) of one or several digits: logs = {digit: rows}."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    logs = {d: rows for d, rows in logs.items() if rows}
+    if not logs:
+        return
+    n = len(logs)
+    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5), squeeze=False, sharex="col")
+    for col, (digit, rows) in enumerate(sorted(logs.items())):
+        it = [r["iteration"] for r in rows]
+        ax = axes[0, col]
+        ax.plot(it, [r["loss_D"] for r in rows], label="D (discriminator)", lw=0.8)
+        ax.plot(it, [r["loss_G"] for r in rows], label="G (generator)", lw=0.8)
+        ax.set_title(f"digit {digit}")
+        ax = axes[1, col]
+        ax.plot(it, [r["acc_real"] for r in rows], label="D acc. real", lw=0.8)
+        ax.plot(it, [r["acc_fake"] for r in rows], label="D acc. generated", lw=0.8)
+        ax.set_ylim(-0.05, 1.05)
+        ax.set_xlabel("iteration")
+    axes[0, 0].set_ylabel("loss")
+    axes[1, 0].set_ylabel("accuracy")
+    axes[0, 0].legend(fontsize=7)
+    axes[1, 0].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    from nn.files import atomic_write_bytes
+    atomic_write_bytes(path, buf.getvalue())
+
+
+# ----------------------------------------------------------------------------- divergence
+
+def check_health(row, history, stuck_iters):
+    """Raise DivergedError if this iteration's losses are NaN/inf, or if the discriminator has been
+    all-or-nothing (accuracy exactly 0 or 1 on real AND on generated images, the same pair every
+    time) for `stuck_iters` iterations in a row (0 switches that check off)."""
+    for key in ("loss_D", "loss_G"):
+        if not math.isfinite(row[key]):
+            raise DivergedError(f"{key} is {row[key]} at iteration {int(row['iteration'])}")
+    if not stuck_iters or len(history) < stuck_iters:
+        return
+    recent = [(r["acc_real"], r["acc_fake"]) for r in history[-stuck_iters:]]
+    first = recent[0]
+    if first[0] in (0.0, 1.0) and first[1] in (0.0, 1.0) and all(p == first for p in recent):
+        what = {(1.0, 1.0): "separates real and generated images perfectly",
+                (0.0, 0.0): "calls every real image generated and every generated image real",
+                (1.0, 0.0): "calls every image real", (0.0, 1.0): "calls every image generated"}[first]
+        raise DivergedError(f"the discriminator {what} for {stuck_iters} iterations in a row "
+                            f"(up to iteration {int(row['iteration'])}; see --stuck-iters)")
+
+
+# ----------------------------------------------------------------------------- training
+
+def _write_status(folder, state, iteration, message=""):
+    atomic_write_json(folder / "status.json", {"state": state, "iteration": iteration, "message": message})
+
+
+def read_status(run_dir, digit):
+    path = digit_dir(run_dir, digit) / "status.json"
+    return json.loads(path.read_text()) if path.is_file() else {"state": "new", "iteration": 0, "message": ""}
+
+
+def train_digit(images, digit, run_dir, config, progress=True, log=print):
+    """Train (or resume) the DCGAN of one digit on `images` (uint8 NHWC, that digit's real images).
+
+    Returns the digit's status dict: state "done" or "stopped" (NaN/inf loss or a stuck
+    discriminator, with the reason in "message"; the line is also passed to `log`).
+    """
+    from svhn.imageset import to_float
+    folder = digit_dir(run_dir, digit)
+    folder.mkdir(parents=True, exist_ok=True)
+    status = read_status(run_dir, digit)
+    if status["state"] == "stopped":
+        log(f"digit {digit}: skipped, it stopped earlier: {status['message']}")
+        return status
+    real = backend.asarray(to_float(images))
+    if len(real) == 0:
+        raise ValueError(f"digit {digit}: no training images")
+    gan = build_gan(config, digit)
+    ckpt = folder / "checkpoint.npz"
+    if ckpt.is_file():
+        rng, fixed_z = load_checkpoint(ckpt, gan)
+    else:
+        rng = np.random.default_rng(digit_seed(config.seed, digit) + 1)
+        fixed_z = backend.asarray(rng.standard_normal((GRID_SIZE, Z_DIM)).astype(np.float32))
+    rows = read_log(folder / "log.csv", up_to=gan.iteration)
+
+    def checkpoint():
+        save_checkpoint(ckpt, gan, rng, fixed_z)
+        write_log(folder / "log.csv", rows)
+
+    bar = _progress(total=config.iters, initial=min(gan.iteration, config.iters),
+                    desc=f"digit {digit}", enabled=progress)
+    try:
+        while gan.iteration < config.iters:
+            idx = rng.choice(len(real), size=config.batch_size, replace=len(real) < config.batch_size)
+            z = backend.asarray(rng.standard_normal((config.batch_size, Z_DIM)).astype(np.float32))
+            t0 = time.perf_counter()
+            metrics = gan.train_step(real[backend.asarray(idx)], z)
+            backend.synchronize()
+            rows.append({"iteration": gan.iteration, **metrics, "seconds": time.perf_counter() - t0})
+            check_health(rows[-1], rows, config.stuck_iters)
+            if gan.iteration in FIGURE_ITERATIONS:
+                save_samples(folder / f"samples_{gan.iteration:04d}.png", gan.G, fixed_z,
+                             f"digit {digit}, iteration {gan.iteration}")
+            if gan.iteration % config.checkpoint_every == 0:
+                checkpoint()
+            bar.update(1)
+            bar.set_postfix(D=f"{metrics['loss_D']:.3f}", G=f"{metrics['loss_G']:.3f}",
+                            acc=f"{metrics['acc_real']:.2f}/{metrics['acc_fake']:.2f}")
+    except DivergedError as exc:
+        bar.close()
+        write_log(folder / "log.csv", rows)
+        message = str(exc)
+        log(f"digit {digit}: stopped: {message}")
+        _write_status(folder, "stopped", gan.iteration, message)
+        return read_status(run_dir, digit)
+    bar.close()
+    checkpoint()
+    save_samples(folder / "samples_final.png", gan.G, fixed_z, f"digit {digit}, iteration {gan.iteration} (final)")
+    plot_losses(folder / "losses.png", {digit: rows}, f"DCGAN digit {digit}, loss {config.loss}")
+    _write_status(folder, "done", gan.iteration)
+    return read_status(run_dir, digit)
+
+
+def _progress(total, initial, desc, enabled):
+    from tqdm import tqdm
+    return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
+
+
+def parse_digits(text):
+    """'0-9' -> [0..9], '1,5' -> [1, 5], '3' -> [3]; ranges and lists mix ('0-2,7')."""
+    digits = []
+    for part in str(text).split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(p) for p in part.split("-"))
+                digits += list(range(lo, hi + 1))
+            else:
+                digits.append(int(part))
+        except ValueError:
+            raise ValueError(f"bad digit list {text!r}: use a range such as 0-9 or a list such as 1,5") from None
+    if not digits or any(d < 0 or d > 9 for d in digits):
+        raise ValueError(f"bad digit list {text!r}: digits must be 0..9 (a range such as 0-9 or a list such as 1,5)")
+    return sorted(set(digits))
+
+
+def train_all(run_dir, config, digits=range(10), images=None, labels=None, progress=True, log=print,
+              explicit=()):
+    """Train one DCGAN per digit in `digits` on the real images of that digit.
+
+    images/labels: uint8 NHWC images and their digits; default `svhn.load("train", config.data_dir)`.
+    A digit that stops (NaN/inf, stuck discriminator) is reported and the others go on.
+    Returns {digit: status dict}.
+    """
+    config = prepare_run(run_dir, config, explicit)
+    if images is None:
+        import svhn
+        images, labels = svhn.load("train", config.data_dir)
+    results = {}
+    for digit in digits:
+        mine = images[np.asarray(labels) == digit]
+        if len(mine) == 0:
+            raise ValueError(f"no training images of digit {digit} in the data")
+        results[digit] = train_digit(mine, digit, run_dir, config, progress=progress, log=log)
+    logs = {d: read_log(digit_dir(run_dir, d) / "log.csv") for d in range(10)}
+    plot_losses(Path(run_dir) / "losses.png", logs, f"DCGAN per digit, loss {config.loss}")
+    return results

@@ -1,0 +1,357 @@
+"""Tests of the gan package: network shapes, the paper's losses and their gradients, a training step,
+checkpoint/resume, deterministic sampling, the divergence check, label fidelity and the CLI.
+
+Everything runs on tiny networks (width 2-4) and a few random "images", so the file takes seconds.
+"""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nn import backend, gradcheck_loss, losses
+from gan import dcgan, synthesis as gsample, train as gtrain
+from gan.dcgan import DCGAN, build_discriminator, build_generator, generate
+from gan.train import Config, DivergedError, check_health, parse_digits, train_all
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(width=2, batch_size=8, checkpoint_every=2, stuck_iters=0)
+
+
+def fake_data(n_per_digit=6, digits=range(10), seed=0):
+    """Random uint8 "images" with labels, n_per_digit of each digit."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.array(list(digits)), n_per_digit)
+    x = rng.integers(0, 256, (len(y), 32, 32, 3), dtype=np.uint8)
+    return x, y
+
+
+def params_of(model):
+    return {name: backend.to_numpy(p).copy() for name, p, _ in model.named_parameters()}
+
+
+# ----------------------------------------------------------------------------- shapes
+
+@pytest.mark.parametrize("upsample", ["nearest", "deconv"])
+def test_generator_makes_32x32_rgb_in_tanh_range(upsample):
+    backend.seed(0)
+    G = build_generator(upsample, width=4)
+    z = backend.asarray(np.random.default_rng(0).standard_normal((5, 100)).astype(np.float32))
+    x = G.forward(z)
+    assert x.shape == (5, 3, 32, 32) and x.dtype == np.float32
+    assert float(abs(x).max()) <= 1.0
+    assert G.summary((100,)).splitlines()[-1].split()[-1] == f"{G.num_params():,}"
+    kinds = [type(layer).__name__ for layer in G.layers]
+    assert kinds[0] == "Dense" and kinds[-1] == "Tanh"
+    if upsample == "nearest":   # the paper: 3 upsampling + 3 convolution layers
+        assert kinds.count("Upsample2D") == 3 and kinds.count("Conv2D") == 3
+    else:
+        assert kinds.count("ConvTranspose2D") == 3 and "Upsample2D" not in kinds
+
+
+def test_discriminator_outputs_one_probability_per_image():
+    backend.seed(0)
+    D = build_discriminator(width=4)
+    x = backend.asarray(np.random.default_rng(0).uniform(-1, 1, (6, 3, 32, 32)).astype(np.float32))
+    X = D.forward(x)
+    assert X.shape == (6, 1) and X.dtype == np.float32
+    assert float(X.min()) > 0 and float(X.max()) < 1
+    kinds = [type(layer).__name__ for layer in D.layers]   # the paper: 3 conv + 3 pool + 1 dense
+    assert kinds.count("Conv2D") == 3 and kinds.count("MaxPool2D") == 3 and kinds.count("Dense") == 1
+    assert kinds.count("BatchNorm2D") == 2 and kinds.index("BatchNorm2D") > kinds.index("MaxPool2D")
+    assert kinds[-1] == "Sigmoid"
+
+
+def test_bad_architecture_arguments_are_value_errors():
+    with pytest.raises(ValueError, match="upsample"):
+        build_generator("bilinear")
+    with pytest.raises(ValueError, match="loss"):
+        dcgan.make_loss("wasserstein")
+
+
+# ----------------------------------------------------------------------------- the paper's losses
+
+def test_paper_losses_on_known_inputs():
+    """D = mean|X1 - X| and G = 1 - D on generated images = mean(X), with their exact gradients."""
+    loss = dcgan.PaperLoss()
+    X = np.array([[0.9], [0.2], [0.6], [0.1]])
+    X1 = np.array([[1.0], [1.0], [0.0], [0.0]])         # two generated, two real
+    D, dD = loss.discriminator(X, X1)
+    assert D == pytest.approx((0.1 + 0.8 + 0.6 + 0.1) / 4)
+    np.testing.assert_allclose(dD, np.array([[-1], [-1], [1], [1]]) / 4)   # -sign(X1 - X) / M
+    G, dG = loss.generator(X[:2])
+    assert G == pytest.approx(1 - (0.1 + 0.8) / 2) and G == pytest.approx(X[:2].mean())
+    np.testing.assert_allclose(dG, np.full((2, 1), 0.5))   # push X ("synthetic") down
+
+
+@pytest.mark.parametrize("which", ["discriminator", "generator"])
+def test_paper_loss_gradients_match_central_differences(which):
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.05, 0.95, (7, 1))                     # away from the kinks at 0 and 1
+    if which == "discriminator":
+        X1 = rng.integers(0, 2, (7, 1)).astype(np.float64)
+        err = gradcheck_loss(losses.PaperDiscriminatorLoss(), X, X1)
+    else:
+        err = gradcheck_loss(losses.PaperGeneratorLoss(), X)
+    assert err < 1e-6
+
+
+def test_bce_loss_targets_follow_the_papers_convention():
+    """BCE: D is taught X1 (1 generated, 0 real); G is taught "real" (0) — the non-saturating form."""
+    loss = dcgan.BCELoss()
+    z = np.array([[2.0], [-1.0]])
+    p = 1 / (1 + np.exp(-z))
+    L, dz = loss.generator(z)
+    assert L == pytest.approx(-np.log(1 - p).mean())
+    np.testing.assert_allclose(dz, p / 2)
+    L, dz = loss.discriminator(z, np.array([[1.0], [0.0]]))
+    assert L == pytest.approx(-(np.log(p[0, 0]) + np.log(1 - p[1, 0])) / 2)
+    assert gradcheck_loss(losses.BCEWithLogits(), z, np.array([[1.0], [0.0]])) < 1e-6
+
+
+@pytest.mark.parametrize("loss", ["paper", "bce"])
+def test_generator_gradient_through_the_discriminator_matches_central_differences(loss):
+    """The generator step backpropagates the loss through D into G: check dLoss/dW of G's dense layer."""
+    backend.seed(1)
+    G = build_generator("deconv", width=2).astype(np.float64)
+    D = build_discriminator(width=2).astype(np.float64)
+    gan = DCGAN(G, D, loss)
+    z = np.random.default_rng(1).standard_normal((4, 100))
+
+    def value():
+        X, out = gan._d_forward(G.forward(z, True))
+        return gan.loss.generator(out)[0]
+
+    X, out = gan._d_forward(G.forward(z, True))
+    G.backward(gan._d_backward(gan.loss.generator(out)[1]))
+    W, dW = G.layers[0].params["W"], G.layers[0].grads["W"]
+    for k in np.random.default_rng(2).choice(W.size, 6, replace=False):
+        i = np.unravel_index(k, W.shape)
+        old, h = W[i], 1e-6
+        W[i] = old + h
+        plus = value()
+        W[i] = old - h
+        minus = value()
+        W[i] = old
+        assert (plus - minus) / (2 * h) == pytest.approx(dW[i], rel=1e-4, abs=1e-9)
+
+
+# ----------------------------------------------------------------------------- training
+
+@pytest.mark.parametrize("loss", ["paper", "bce"])
+def test_one_step_changes_weights_and_lowers_the_discriminator_loss(loss):
+    backend.seed(0)
+    gan = DCGAN(build_generator("deconv", 4), build_discriminator(4), loss, lr=1e-3)
+    rng = np.random.default_rng(0)
+    real = backend.asarray(rng.uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32))
+    z = backend.asarray(rng.standard_normal((8, 100)).astype(np.float32))
+    G0, D0 = params_of(gan.G), params_of(gan.D)
+    fake = gan.G.forward(z)
+    before, _, _ = gan.discriminator_step(real, fake, update=False)
+    metrics = gan.train_step(real, z)
+    assert metrics["loss_D"] == pytest.approx(before, rel=1e-5)   # reported loss is the pre-update one
+    after, _, _ = gan.discriminator_step(real, fake, update=False)
+    assert after < before
+    for name, p in params_of(gan.G).items():
+        assert not np.array_equal(p, G0[name]), name
+    for name, p in params_of(gan.D).items():
+        assert not np.array_equal(p, D0[name]), name
+    assert set(metrics) == {"loss_D", "loss_G", "acc_real", "acc_fake", "X_real", "X_fake"}
+
+
+def test_d_every_skips_discriminator_updates():
+    backend.seed(0)
+    gan = DCGAN(build_generator("deconv", 2), build_discriminator(2), "bce", d_every=2)
+    rng = np.random.default_rng(0)
+    real = rng.uniform(-1, 1, (4, 3, 32, 32)).astype(np.float32)
+    gan.train_step(real, rng.standard_normal((4, 100)).astype(np.float32))   # iteration 1: D learns
+    D1 = params_of(gan.D)
+    gan.train_step(real, rng.standard_normal((4, 100)).astype(np.float32))   # iteration 2: D rests
+    assert all(np.array_equal(p, D1[k]) for k, p in params_of(gan.D).items())
+    assert gan.opt_D.t == 1 and gan.opt_G.t == 2
+
+
+def test_generate_leaves_batchnorm_statistics_alone():
+    backend.seed(0)
+    G = build_generator("deconv", 2)
+    before = {k: v.copy() for k, v in G.state_dict().items()}
+    z = np.random.default_rng(0).standard_normal((10, 100)).astype(np.float32)
+    a = generate(G, z, batch_size=5)
+    assert a.shape == (10, 3, 32, 32)
+    assert all(np.array_equal(v, before[k]) for k, v in G.state_dict().items())
+    np.testing.assert_array_equal(a, generate(G, z, batch_size=5))
+    assert not np.allclose(generate(G, z, bn="running"), a)
+
+
+# ----------------------------------------------------------------------------- runs, checkpoints, resume
+
+def test_train_all_writes_logs_checkpoints_and_figures(tmp_path):
+    x, y = fake_data(digits=[1, 5])
+    results = train_all(tmp_path / "run", Config(iters=3, **TINY), digits=[1, 5], images=x, labels=y,
+                        progress=False)
+    assert {d: s["state"] for d, s in results.items()} == {1: "done", 5: "done"}
+    folder = tmp_path / "run" / "digit_5"
+    for name in ("checkpoint.npz", "log.csv", "status.json", "samples_0001.png", "samples_final.png", "losses.png"):
+        assert (folder / name).is_file(), name
+    rows = gtrain.read_log(folder / "log.csv")
+    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert all(0 <= r["acc_real"] <= 1 and np.isfinite(r["loss_D"]) for r in rows)
+    assert (tmp_path / "run" / "losses.png").is_file()
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["iters"] == 3
+
+
+def test_resume_takes_the_same_next_step(tmp_path):
+    """A run stopped at a checkpoint and resumed ends bitwise where an uninterrupted run ends."""
+    x, y = fake_data(digits=[3])
+    train_all(tmp_path / "whole", Config(iters=4, seed=7, **TINY), digits=[3], images=x, labels=y, progress=False)
+    train_all(tmp_path / "split", Config(iters=2, seed=7, **TINY), digits=[3], images=x, labels=y, progress=False)
+    state_2 = dict(np.load(tmp_path / "split" / "digit_3" / "checkpoint.npz"))
+    assert int(state_2["iteration"]) == 2 and "rng_state" in state_2 and "opt_D/__t__" in state_2
+    assert any(k.startswith("G/") and k.endswith("running_mean") for k in state_2)
+    train_all(tmp_path / "split", Config(iters=4, seed=7, **TINY), digits=[3], images=x, labels=y,
+              progress=False, explicit=("iters",))
+    whole = np.load(tmp_path / "whole" / "digit_3" / "checkpoint.npz")
+    split = np.load(tmp_path / "split" / "digit_3" / "checkpoint.npz")
+    assert sorted(whole.files) == sorted(split.files)
+    for k in whole.files:
+        np.testing.assert_array_equal(whole[k], split[k], err_msg=k)
+    assert len(gtrain.read_log(tmp_path / "split" / "digit_3" / "log.csv")) == 4
+
+
+def test_resume_refuses_a_changed_architecture(tmp_path):
+    x, y = fake_data(digits=[0])
+    train_all(tmp_path / "run", Config(iters=1, **TINY), digits=[0], images=x, labels=y, progress=False)
+    with pytest.raises(ValueError, match="loss='paper'"):
+        train_all(tmp_path / "run", Config(iters=1, loss="bce", **TINY), digits=[0], images=x, labels=y,
+                  progress=False, explicit=("loss",))
+
+
+def test_divergence_stops_one_digit_and_the_others_go_on(tmp_path, monkeypatch):
+    """A forced NaN (digit 4's discriminator weights poisoned) stops digit 4 with one line; 2 and 6 finish."""
+    original = gtrain.build_gan
+
+    def poisoned(config, digit):
+        gan = original(config, digit)
+        if digit == 4:
+            gan.D.layers[0].params["W"][...] = np.nan
+        return gan
+
+    monkeypatch.setattr(gtrain, "build_gan", poisoned)
+    x, y = fake_data(digits=[2, 4, 6])
+    lines = []
+    results = train_all(tmp_path / "run", Config(iters=2, **TINY), digits=[2, 4, 6], images=x, labels=y,
+                        progress=False, log=lines.append)
+    assert {d: s["state"] for d, s in results.items()} == {2: "done", 4: "stopped", 6: "done"}
+    assert len(lines) == 1 and lines[0].startswith("digit 4: stopped:") and "nan" in lines[0]
+    assert "\n" not in lines[0]
+    assert results[4]["iteration"] == 1
+
+
+def test_stuck_discriminator_is_detected():
+    rows = [{"iteration": i, "loss_D": 0.01, "loss_G": 0.99, "acc_real": 1.0, "acc_fake": 1.0} for i in range(1, 6)]
+    check_health(rows[-1], rows, stuck_iters=6)                  # not yet long enough
+    check_health(rows[-1], rows, stuck_iters=0)                  # switched off
+    with pytest.raises(DivergedError, match="perfectly"):
+        check_health(rows[-1], rows, stuck_iters=5)
+    rows[2] = dict(rows[2], acc_fake=0.5)                        # one iteration in between breaks the run
+    check_health(rows[-1], rows, stuck_iters=5)
+    with pytest.raises(DivergedError, match="inf"):
+        check_health(dict(rows[0], loss_G=float("inf")), rows, stuck_iters=0)
+
+
+# ----------------------------------------------------------------------------- sampling and fidelity
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("gan") / "run"
+    x, y = fake_data(digits=[1, 5])
+    backend.set_backend("numpy")
+    train_all(run, Config(iters=2, **TINY), digits=[1, 5], images=x, labels=y, progress=False)
+    return run
+
+
+def test_sampling_is_deterministic_under_a_seed(tiny_run):
+    x1, y1 = gsample.sample(tiny_run, per_digit=10, digits=[5, 1], seed=3)
+    x2, y2 = gsample.sample(tiny_run, per_digit=10, digits=[5, 1], seed=3)
+    x3, _ = gsample.sample(tiny_run, per_digit=10, digits=[5, 1], seed=4)
+    assert x1.shape == (20, 32, 32, 3) and x1.dtype == np.uint8 and y1.dtype == np.int64
+    assert list(y1) == [5] * 10 + [1] * 10
+    np.testing.assert_array_equal(x1, x2)
+    np.testing.assert_array_equal(y1, y2)
+    assert not np.array_equal(x1, x3)
+
+
+def test_sampling_an_untrained_digit_is_one_clear_error(tiny_run):
+    with pytest.raises(ValueError, match="digit 7 has no checkpoint"):
+        gsample.sample(tiny_run, per_digit=2, digits=[7])
+
+
+def test_label_fidelity_counts_per_digit():
+    y = np.array([1, 1, 1, 1, 5, 5])
+    labels = np.array([1, 1, 7, 1, 5, 3])
+    result = gsample.label_fidelity(lambda x: labels, np.zeros((6, 32, 32, 3), np.uint8), y)
+    assert result["per_digit"] == {1: 0.75, 5: 0.5}
+    assert result["mean"] == pytest.approx(0.625)
+
+
+# ----------------------------------------------------------------------------- command line
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "gan", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["train", "--out", "RUN", "--digits", "12"], "bad digit list '12'"),
+    (["train", "--out", "RUN", "--digits", "a-b"], "bad digit list"),
+    (["train", "--out", "RUN", "--iters", "0"], "iters must be >= 1"),
+    (["sample", "--run", "NOWHERE", "--out", "x.npz"], "not a DCGAN run folder"),
+    (["train", "--out", "RUN", "--backend", "cupy"], "cupy"),
+])
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, args, fragment):
+    if "--backend" in args and backend.cupy_available():
+        pytest.skip("CuPy works here, so --backend cupy is not an error")
+    args = [str(tmp_path / a) if a in ("RUN", "NOWHERE") else a for a in args]
+    result = run_cli(*args)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
+
+
+def test_cli_sample_writes_an_image_set(tiny_run, tmp_path):
+    out = tmp_path / "dcgan.npz"
+    result = run_cli("sample", "--run", str(tiny_run), "--digits", "1,5", "--per-digit", "3", "--out", str(out),
+                     "--seed", "1", "--quiet")
+    assert result.returncode == 0, result.stderr
+    from svhn.imageset import load_image_set
+    x, y = load_image_set(out)
+    assert x.shape == (6, 32, 32, 3) and list(y) == [1, 1, 1, 5, 5, 5]
+
+
+def test_parse_digits():
+    assert parse_digits("0-9") == list(range(10))
+    assert parse_digits("5,1") == [1, 5]
+    assert parse_digits("0-2,7") == [0, 1, 2, 7]
+    with pytest.raises(ValueError):
+        parse_digits("")
+
+
+@pytest.mark.cupy
+def test_cupy_training_step_matches_numpy():
+    if not backend.cupy_available():
+        pytest.skip("CuPy or a GPU is not available here")
+    rng = np.random.default_rng(0)
+    real = rng.uniform(-1, 1, (8, 3, 32, 32)).astype(np.float32)
+    z = rng.standard_normal((8, 100)).astype(np.float32)
+    results = {}
+    for name in ("numpy", "cupy"):
+        backend.set_backend(name)
+        backend.seed(0)
+        gan = DCGAN(build_generator("nearest", 4), build_discriminator(4), "paper")
+        metrics = gan.train_step(backend.asarray(real), backend.asarray(z))
+        results[name] = (metrics, params_of(gan.G))
+    assert results["cupy"][0]["loss_D"] == pytest.approx(results["numpy"][0]["loss_D"], rel=1e-4)
+    for k, p in results["numpy"][1].items():
+        np.testing.assert_allclose(results["cupy"][1][k], p, rtol=1e-3, atol=1e-5, err_msg=k)
