@@ -10,7 +10,9 @@ Every kernel in `nn` asks this module for the current array module and uses noth
 one seeded NumPy generator (`host_rng()`) and then moved with `asarray`, so both backends
 start from identical weights for the same seed.
 """
+import ctypes
 import os
+import sys
 
 import numpy
 
@@ -28,6 +30,25 @@ class BackendError(RuntimeError):
 
 CUPY_HINT = ("install CuPy for your CUDA version: pip install cupy-cuda12x (CUDA 12) "
              "or pip install cupy-cuda13x (CUDA 13)")
+
+
+def _reuse_freed_memory():
+    """Keep freed large blocks in the process instead of returning them to the OS (glibc only).
+
+    A training step allocates and frees the same few large arrays (im2col columns, activations)
+    every iteration. By default glibc hands large blocks (mmap'ed, over 128 KiB to 32 MiB) back to the kernel at once, so each
+    new allocation pays for zeroed fresh pages again (measured: ~25 % of a NumPy training step).
+    These two settings make freed memory reusable. Set NN_MALLOC_TUNING=0 to leave glibc alone.
+    """
+    if os.environ.get("NN_MALLOC_TUNING", "1") == "0" or not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)     # serve blocks up to 1 GiB from the reusable heap
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)  # and never shrink the heap
+    except (OSError, AttributeError):
+        pass
 
 
 def set_backend(backend_name):
@@ -105,4 +126,5 @@ def synchronize():
         xp.cuda.Device().synchronize()
 
 
+_reuse_freed_memory()
 set_backend(os.environ.get("NN_BACKEND", "numpy"))

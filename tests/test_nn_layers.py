@@ -4,8 +4,14 @@ import numpy as np
 import pytest
 
 from nn import backend, gradcheck, layers
+from nn.backend import to_numpy as host
 
 TOL = 1e-6   # float64 central differences give ~1e-9 when right; a wrong gradient gives ~1e-1
+
+
+def dev(a):
+    """A host array on the current backend's device (the suite also runs with NN_BACKEND=cupy)."""
+    return backend.asarray(a)
 
 
 def rand(*shape, seed=0):
@@ -53,8 +59,8 @@ def test_conv2d_matches_direct_definition():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((2, 3, 7, 6))
     conv = layers.Conv2D(3, 4, 3, stride=2, padding=1).astype(np.float64)
-    conv.params["b"] = rng.standard_normal(4)
-    W, b = conv.params["W"], conv.params["b"]
+    conv.params["b"] = dev(rng.standard_normal(4))
+    W, b = host(conv.params["W"]), host(conv.params["b"])
     xpad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
     OH, OW = (7 + 2 - 3) // 2 + 1, (6 + 2 - 3) // 2 + 1
     expected = np.zeros((2, 4, OH, OW))
@@ -62,7 +68,7 @@ def test_conv2d_matches_direct_definition():
         for q in range(OW):
             patch = xpad[:, :, 2 * p:2 * p + 3, 2 * q:2 * q + 3]
             expected[:, :, p, q] = np.einsum("ncij,ocij->no", patch, W) + b
-    np.testing.assert_allclose(conv.forward(x), expected, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(host(conv.forward(dev(x))), expected, rtol=1e-12, atol=1e-12)
 
 
 def test_conv_transpose_is_adjoint_of_conv():
@@ -74,8 +80,8 @@ def test_conv_transpose_is_adjoint_of_conv():
     convT.params["W"] = conv.params["W"]
     x = rng.standard_normal((2, 3, 7, 7))
     y = rng.standard_normal((2, 5, 4, 4))
-    lhs = np.sum(conv.forward(x) * y)
-    rhs = np.sum(x * convT.forward(y))
+    lhs = np.sum(host(conv.forward(dev(x))) * y)
+    rhs = np.sum(x * host(convT.forward(dev(y))))
     assert abs(lhs - rhs) < 1e-9 * max(1, abs(lhs))
 
 
@@ -101,8 +107,8 @@ def test_avgpool_gradients(k, s, p, shape):
 def test_maxpool_values_and_routing():
     x = np.array([[[[1, 5, 2, 0], [3, 4, 8, 7], [0, 0, 1, 2], [9, 1, 3, 6]]]], dtype=np.float32)
     pool = layers.MaxPool2D(2)
-    np.testing.assert_array_equal(pool.forward(x), [[[[5, 8], [9, 6]]]])
-    dx = pool.backward(np.array([[[[1, 2], [3, 4]]]], dtype=np.float32))
+    np.testing.assert_array_equal(host(pool.forward(dev(x))), [[[[5, 8], [9, 6]]]])
+    dx = host(pool.backward(dev(np.array([[[[1, 2], [3, 4]]]], dtype=np.float32))))
     expected = np.zeros((1, 1, 4, 4), np.float32)
     expected[0, 0, 0, 1], expected[0, 0, 1, 2], expected[0, 0, 3, 0], expected[0, 0, 3, 3] = 1, 2, 3, 4
     np.testing.assert_array_equal(dx, expected)
@@ -112,7 +118,7 @@ def test_maxpool_values_and_routing():
 def test_upsample_gradients_and_values(scale, shape):
     x = rand(*shape)
     layer = layers.Upsample2D(scale)
-    y = layer.forward(x)
+    y = host(layer.forward(dev(x)))
     assert y.shape == shape[:2] + (shape[2] * scale, shape[3] * scale)
     np.testing.assert_array_equal(y[:, :, ::scale, ::scale], x)
     assert gradcheck(layers.Upsample2D(scale), x) < TOL
@@ -126,9 +132,9 @@ def test_dense_gradients(n):
 @pytest.mark.parametrize("training", [True, False])
 def test_batchnorm2d_gradients(training):
     bn = layers.BatchNorm2D(3)
-    bn.params["gamma"] = np.random.default_rng(3).uniform(0.5, 1.5, 3).astype(np.float32)
-    bn.buffers["running_mean"] = np.array([0.1, -0.2, 0.3], np.float32)
-    bn.buffers["running_var"] = np.array([0.5, 1.5, 2.0], np.float32)
+    bn.params["gamma"] = dev(np.random.default_rng(3).uniform(0.5, 1.5, 3).astype(np.float32))
+    bn.buffers["running_mean"] = dev(np.array([0.1, -0.2, 0.3], np.float32))
+    bn.buffers["running_var"] = dev(np.array([0.5, 1.5, 2.0], np.float32))
     assert gradcheck(bn, rand(4, 3, 3, 2) * 2 + 1, training=training) < TOL
 
 
@@ -140,15 +146,16 @@ def test_batchnorm1d_gradients(training):
 def test_batchnorm_normalises_and_tracks_running_statistics():
     x = (rand(64, 3, 4, 4, seed=5) * np.array([1, 2, 3])[None, :, None, None] + 5).astype(np.float32)
     bn = layers.BatchNorm2D(3, momentum=1.0)
-    y = bn.forward(x, training=True)
+    y = host(bn.forward(dev(x), training=True))
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-4)
     np.testing.assert_allclose(y.std(axis=(0, 2, 3)), 1, atol=1e-3)
-    np.testing.assert_allclose(bn.buffers["running_mean"], x.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(host(bn.buffers["running_mean"]), x.mean(axis=(0, 2, 3)), rtol=1e-5)
     m = x.size // 3
-    np.testing.assert_allclose(bn.buffers["running_var"], x.var(axis=(0, 2, 3)) * m / (m - 1), rtol=1e-4)
-    y_eval = bn.forward(x, training=False)          # eval uses the running statistics
+    np.testing.assert_allclose(host(bn.buffers["running_var"]), x.var(axis=(0, 2, 3)) * m / (m - 1), rtol=1e-4)
+    y_eval = host(bn.forward(dev(x), training=False))          # eval uses the running statistics
     np.testing.assert_allclose(y_eval, y, atol=1e-2)
-    assert not np.allclose(bn.forward(x[:1] + 1, training=False), bn.forward(x[:1] + 1, training=True)[:1])
+    shifted = dev(x[:2] + 1)
+    assert not np.allclose(host(bn.forward(shifted, training=False)), host(bn.forward(shifted, training=True)))
 
 
 @pytest.mark.parametrize("layer", [layers.ReLU(), layers.LeakyReLU(0.2), layers.LeakyReLU(0.01), layers.Sigmoid(),
@@ -161,16 +168,16 @@ def test_elementwise_and_shape_gradients(layer):
 
 
 def test_sigmoid_is_stable_for_large_inputs():
-    y = layers.Sigmoid().forward(np.array([-1000.0, 0.0, 1000.0], np.float32))
+    y = host(layers.Sigmoid().forward(dev(np.array([-1000.0, 0.0, 1000.0], np.float32))))
     np.testing.assert_allclose(y, [0, 0.5, 1])
     assert np.all(np.isfinite(y))
 
 
 def test_dropout_train_and_eval():
     backend.seed(0)
-    x = np.ones((200, 50), np.float32)
+    x = dev(np.ones((200, 50), np.float32))
     d = layers.Dropout(0.25)
-    y = d.forward(x, training=True)
+    y = host(d.forward(x, training=True))
     assert abs((y == 0).mean() - 0.25) < 0.02
     np.testing.assert_allclose(y[y != 0], 1 / 0.75)
     assert d.forward(x, training=False) is x
@@ -198,11 +205,11 @@ ALL_LAYERS = [
 @pytest.mark.parametrize("make,shape", ALL_LAYERS, ids=lambda v: repr(v()) if callable(v) else str(v))
 def test_float32_stays_float32_and_shapes_agree(make, shape):
     layer = make()
-    x = rand(*shape).astype(np.float32)
+    x = dev(rand(*shape).astype(np.float32))
     y = layer.forward(x, training=True)
     assert y.dtype == np.float32
     assert y.shape[1:] == tuple(layer.output_shape(shape[1:]))
-    dx = layer.backward(np.ones_like(y))
+    dx = layer.backward(backend.xp.ones_like(y))
     assert dx.dtype == np.float32 and dx.shape == x.shape
     for k, p in layer.params.items():
         assert p.dtype == np.float32
@@ -219,9 +226,9 @@ def test_weight_layouts_follow_the_design():
 
 def test_same_seed_same_weights():
     backend.seed(7)
-    a = layers.Conv2D(3, 4, 3).params["W"].copy()
+    a = host(layers.Conv2D(3, 4, 3).params["W"])
     backend.seed(7)
-    b = layers.Conv2D(3, 4, 3).params["W"]
+    b = host(layers.Conv2D(3, 4, 3).params["W"])
     np.testing.assert_array_equal(a, b)
 
 
@@ -240,7 +247,7 @@ def test_same_seed_same_weights():
 def test_bad_input_names_layer_and_shapes(make, x_shape, fragment):
     layer = make()
     with pytest.raises(ValueError) as info:
-        layer.forward(np.zeros(x_shape, np.float32))
+        layer.forward(backend.xp.zeros(x_shape, np.float32))
     msg = str(info.value)
     assert fragment in msg and type(layer).__name__ in msg and str(tuple(x_shape)) in msg
     assert "\n" not in msg

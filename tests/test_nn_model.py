@@ -7,8 +7,14 @@ import numpy as np
 import pytest
 
 from nn import Sequential, backend, gradcheck, gradcheck_loss, init, layers, losses, optim
+from nn.backend import to_numpy as host
 
 TOL = 1e-6
+
+
+def dev(a):
+    """A host array on the current backend's device (the suite also runs with NN_BACKEND=cupy)."""
+    return backend.asarray(a)
 
 
 def rng(seed=0):
@@ -22,15 +28,15 @@ def test_softmax_cross_entropy_value_and_gradient():
     labels = np.array([0, 3, 1, 2, 2, 0])
     loss = losses.SoftmaxCrossEntropy()
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    assert loss.forward(logits, labels) == pytest.approx(-np.log(p[np.arange(6), labels]).mean(), rel=1e-12)
-    assert gradcheck_loss(losses.SoftmaxCrossEntropy(), logits, labels) < TOL
+    assert loss.forward(dev(logits), dev(labels)) == pytest.approx(-np.log(p[np.arange(6), labels]).mean(), rel=1e-12)
+    assert gradcheck_loss(losses.SoftmaxCrossEntropy(), logits, dev(labels)) < TOL
 
 
 def test_softmax_cross_entropy_is_stable():
     loss = losses.SoftmaxCrossEntropy()
-    value = loss.forward(np.array([[1000.0, 0.0], [0.0, -1000.0]], np.float32), np.array([0, 1]))
+    value = loss.forward(dev(np.array([[1000.0, 0.0], [0.0, -1000.0]], np.float32)), dev(np.array([0, 1])))
     assert np.isfinite(value) and value == pytest.approx(500.0)
-    assert np.all(np.isfinite(loss.backward()))
+    assert np.all(np.isfinite(host(loss.backward())))
 
 
 def test_bce_on_probabilities_and_logits_agree():
@@ -38,17 +44,17 @@ def test_bce_on_probabilities_and_logits_agree():
     t = (rng(2).uniform(size=(5, 3)) > 0.5).astype(float)
     p = 1 / (1 + np.exp(-z))
     a, b = losses.BCE(), losses.BCEWithLogits()
-    assert a.forward(p, t) == pytest.approx(b.forward(z, t), rel=1e-9)
+    assert a.forward(dev(p), dev(t)) == pytest.approx(b.forward(dev(z), dev(t)), rel=1e-9)
     # chain rule through the sigmoid: dL/dz = dL/dp * p(1-p)
-    np.testing.assert_allclose(a.backward() * p * (1 - p), b.backward(), rtol=1e-7)
-    assert gradcheck_loss(losses.BCE(), p, t) < TOL
-    assert gradcheck_loss(losses.BCEWithLogits(), z, t) < TOL
+    np.testing.assert_allclose(host(a.backward()) * p * (1 - p), host(b.backward()), rtol=1e-7)
+    assert gradcheck_loss(losses.BCE(), p, dev(t)) < TOL
+    assert gradcheck_loss(losses.BCEWithLogits(), z, dev(t)) < TOL
 
 
 def test_bce_clips_and_logits_are_stable():
-    assert np.isfinite(losses.BCE().forward(np.array([0.0, 1.0]), np.array([1.0, 0.0])))
+    assert np.isfinite(losses.BCE().forward(dev(np.array([0.0, 1.0])), dev(np.array([1.0, 0.0]))))
     b = losses.BCEWithLogits()
-    assert b.forward(np.array([500.0, -500.0]), np.array([1.0, 0.0])) == pytest.approx(0.0, abs=1e-12)
+    assert b.forward(dev(np.array([500.0, -500.0])), dev(np.array([1.0, 0.0]))) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_paper_discriminator_loss_values_and_gradient():
@@ -56,15 +62,15 @@ def test_paper_discriminator_loss_values_and_gradient():
     X = np.array([[0.9], [0.2], [0.7], [0.4]])
     X1 = np.array([[1.0], [1.0], [0.0], [0.0]])          # two synthetic, two real
     loss = losses.PaperDiscriminatorLoss()
-    assert loss.forward(X, X1) == pytest.approx((0.1 + 0.8 + 0.7 + 0.4) / 4)
-    np.testing.assert_allclose(loss.backward().ravel(), [-0.25, -0.25, 0.25, 0.25])
-    assert gradcheck_loss(losses.PaperDiscriminatorLoss(), rng().uniform(0.05, 0.95, (6, 1)), X1.repeat(2, 0)[:6]) < TOL
+    assert loss.forward(dev(X), dev(X1)) == pytest.approx((0.1 + 0.8 + 0.7 + 0.4) / 4)
+    np.testing.assert_allclose(host(loss.backward()).ravel(), [-0.25, -0.25, 0.25, 0.25])
+    assert gradcheck_loss(losses.PaperDiscriminatorLoss(), rng().uniform(0.05, 0.95, (6, 1)), dev(X1.repeat(2, 0)[:6])) < TOL
 
 
 def test_paper_generator_loss_is_one_minus_d():
     X = rng(3).uniform(0.05, 0.95, (8, 1))
-    G = losses.PaperGeneratorLoss().forward(X)
-    D = losses.PaperDiscriminatorLoss().forward(X, np.ones_like(X))
+    G = losses.PaperGeneratorLoss().forward(dev(X))
+    D = losses.PaperDiscriminatorLoss().forward(dev(X), dev(np.ones_like(X)))
     assert G == pytest.approx(1 - D) and G == pytest.approx(X.mean())
     assert gradcheck_loss(losses.PaperGeneratorLoss(), X) < TOL
 
@@ -77,12 +83,12 @@ def test_paper_generator_loss_is_one_minus_d():
 ])
 def test_loss_shape_mismatch_is_a_clear_error(loss, args):
     with pytest.raises(ValueError, match="shape"):
-        loss.forward(*args)
+        loss.forward(*map(dev, args))
 
 
 def test_cross_entropy_labels_out_of_range():
     with pytest.raises(ValueError, match="labels must be in 0..9"):
-        losses.SoftmaxCrossEntropy().forward(np.zeros((2, 10)), np.array([3, 10]))
+        losses.SoftmaxCrossEntropy().forward(dev(np.zeros((2, 10))), dev(np.array([3, 10])))
 
 
 # --- optimizers ---------------------------------------------------------------------------
@@ -108,9 +114,9 @@ def test_optimizers_minimise_a_quadratic(make):
     t = rng(1).standard_normal((8, 2)).astype(np.float32)
     model = _quadratic_model()
     opt = make(model)
-    first = _step(model, opt, x, t)
+    first = _step(model, opt, dev(x), dev(t))
     for _ in range(200):
-        last = _step(model, opt, x, t)
+        last = _step(model, opt, dev(x), dev(t))
     A = np.c_[x, np.ones(8)]                                   # the exact least-squares optimum
     best = 0.5 * ((A @ np.linalg.lstsq(A, t, rcond=None)[0] - t) ** 2).sum()
     assert best < 0.8 * first
@@ -119,28 +125,28 @@ def test_optimizers_minimise_a_quadratic(make):
 
 def test_sgd_matches_the_formula():
     model = _quadratic_model()
-    W0 = model.layers[0].params["W"].copy()
+    W0 = host(model.layers[0].params["W"]).copy()
     opt = optim.SGD(model, lr=0.1, momentum=0.5, weight_decay=0.01)
     g1 = np.full_like(W0, 2.0)
-    model.layers[0].grads = {"W": g1, "b": np.zeros(2, np.float32)}
+    model.layers[0].grads = {"W": dev(g1), "b": dev(np.zeros(2, np.float32))}
     opt.step()
     v1 = g1 + 0.01 * W0
-    np.testing.assert_allclose(model.layers[0].params["W"], W0 - 0.1 * v1, rtol=1e-6)
+    np.testing.assert_allclose(host(model.layers[0].params["W"]), W0 - 0.1 * v1, rtol=1e-6)
 
 
 def test_adam_first_step_moves_each_weight_by_lr():
     """With bias correction Adam's first step is lr · g/|g| (up to eps)."""
     model = _quadratic_model()
-    W0 = model.layers[0].params["W"].copy()
+    W0 = host(model.layers[0].params["W"]).copy()
     g = rng().standard_normal(W0.shape).astype(np.float32)
-    model.layers[0].grads = {"W": g, "b": np.ones(2, np.float32)}
+    model.layers[0].grads = {"W": dev(g), "b": dev(np.ones(2, np.float32))}
     optim.Adam(model, lr=0.01).step()
-    np.testing.assert_allclose(model.layers[0].params["W"], W0 - 0.01 * np.sign(g), atol=1e-5)
+    np.testing.assert_allclose(host(model.layers[0].params["W"]), W0 - 0.01 * np.sign(g), atol=1e-5)
 
 
 def test_optimizer_state_round_trip_gives_the_same_next_step():
-    x = rng().standard_normal((8, 3)).astype(np.float32)
-    t = rng(1).standard_normal((8, 2)).astype(np.float32)
+    x = dev(rng().standard_normal((8, 3)).astype(np.float32))
+    t = dev(rng(1).standard_normal((8, 2)).astype(np.float32))
     a = _quadratic_model()
     opt_a = optim.Adam(a, lr=0.01)
     for _ in range(3):
@@ -149,7 +155,7 @@ def test_optimizer_state_round_trip_gives_the_same_next_step():
     opt_b = optim.Adam(b, lr=0.5).load_state_dict(opt_a.state_dict())
     _step(a, opt_a, x, t)
     _step(b, opt_b, x, t)
-    np.testing.assert_array_equal(a.layers[0].params["W"], b.layers[0].params["W"])
+    np.testing.assert_array_equal(host(a.layers[0].params["W"]), host(b.layers[0].params["W"]))
 
 
 def test_optimizer_without_gradients_says_so():
@@ -169,8 +175,8 @@ def small_convnet(seed=0):
 
 def test_small_convnet_overfits_one_batch():
     model = small_convnet()
-    x = rng().standard_normal((16, 3, 16, 16)).astype(np.float32)
-    y = rng(1).integers(0, 10, 16)
+    x = dev(rng().standard_normal((16, 3, 16, 16)).astype(np.float32))
+    y = dev(rng(1).integers(0, 10, 16))
     loss, opt = losses.SoftmaxCrossEntropy(), optim.Adam(model, lr=3e-3)
     first = None
     for _ in range(60):
@@ -179,17 +185,17 @@ def test_small_convnet_overfits_one_batch():
         model.backward(loss.backward())
         opt.step()
     assert value < first / 10
-    assert (model.predict(x).argmax(1) == y).mean() == 1.0
+    assert float((model.predict(x).argmax(1) == y).mean()) == 1.0
 
 
 def test_train_and_eval_modes_are_passed_down():
     model = small_convnet()
-    x = rng().standard_normal((4, 3, 16, 16)).astype(np.float32)
+    x = dev(rng().standard_normal((4, 3, 16, 16)).astype(np.float32))
     model.eval()
-    np.testing.assert_array_equal(model.forward(x), model.forward(x))    # no dropout, running stats
+    np.testing.assert_array_equal(host(model.forward(x)), host(model.forward(x)))    # no dropout, running stats
     model.train()
-    assert not np.array_equal(model.forward(x), model.forward(x))        # dropout draws new masks
-    assert np.array_equal(model.forward(x, training=False), model.predict(x))
+    assert not np.array_equal(host(model.forward(x)), host(model.forward(x)))        # dropout draws new masks
+    assert np.array_equal(host(model.forward(x, training=False)), host(model.predict(x)))
 
 
 def test_summary_lists_shapes_and_parameter_counts():
@@ -202,8 +208,8 @@ def test_summary_lists_shapes_and_parameter_counts():
 
 def test_named_parameters_cover_every_parameter():
     model = small_convnet()
-    x = rng().standard_normal((2, 3, 16, 16)).astype(np.float32)
-    model.backward(np.ones_like(model.forward(x)))
+    x = dev(rng().standard_normal((2, 3, 16, 16)).astype(np.float32))
+    model.backward(backend.xp.ones_like(model.forward(x)))
     names = [n for n, _, _ in model.named_parameters()]
     assert names == ["0.W", "0.b", "1.gamma", "1.beta", "4.W", "4.b", "9.W", "9.b"]
     assert all(g is not None and g.shape == p.shape for p, g in model.parameters())
@@ -211,13 +217,13 @@ def test_named_parameters_cover_every_parameter():
 
 def test_save_load_round_trip(tmp_path):
     model = small_convnet(seed=1)
-    x = rng().standard_normal((4, 3, 16, 16)).astype(np.float32)
+    x = dev(rng().standard_normal((4, 3, 16, 16)).astype(np.float32))
     model.forward(x, training=True)                      # moves the BatchNorm running statistics
     path = tmp_path / "m.npz"
     model.save(path)
     other = small_convnet(seed=2).load(path)
-    np.testing.assert_array_equal(model.predict(x), other.predict(x))
-    np.testing.assert_array_equal(other.layers[1].buffers["running_mean"], model.layers[1].buffers["running_mean"])
+    np.testing.assert_array_equal(host(model.predict(x)), host(other.predict(x)))
+    np.testing.assert_array_equal(host(other.layers[1].buffers["running_mean"]), host(model.layers[1].buffers["running_mean"]))
     with np.load(path, allow_pickle=False) as f:      # loadable without pickle
         assert "1.running_var" in f.files
 
@@ -239,10 +245,10 @@ def test_load_rejects_other_architectures_and_bad_files(tmp_path):
 def test_dcgan_init():
     backend.seed(0)
     model = init.dcgan_init(Sequential(layers.Conv2D(3, 64, 4), layers.BatchNorm2D(64), layers.Dense(64, 512)))
-    W = model.layers[2].params["W"]
+    W = host(model.layers[2].params["W"])
     assert abs(float(W.std()) - 0.02) < 0.002 and W.dtype == np.float32
-    assert abs(float(model.layers[1].params["gamma"].mean()) - 1) < 0.01
-    assert np.all(model.layers[0].params["b"] == 0)
+    assert abs(float(host(model.layers[1].params["gamma"]).mean()) - 1) < 0.01
+    assert np.all(host(model.layers[0].params["b"]) == 0)
 
 
 # --- the gradient checker must catch a wrong gradient ------------------------------------------
@@ -273,6 +279,7 @@ def test_gradcheck_samples_large_arrays():
 
 # --- backend --------------------------------------------------------------------------------
 
+@pytest.mark.skipif(backend.name != "numpy", reason="checks the NumPy backend's helpers")
 def test_backend_switching_and_helpers():
     assert backend.name == "numpy" and backend.xp is np
     a = backend.asarray([1, 2, 3], dtype=np.float32)

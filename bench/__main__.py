@@ -1,0 +1,211 @@
+"""python -m bench — how fast is `nn`?
+
+Prints per-layer forward/backward times and the training throughput (images/s) of the reference
+ConvNet (batch 128) and of one DCGAN-shaped G+D iteration (batch 64), on each backend asked for.
+With --vs-torch (where PyTorch is installed) the same nets run in PyTorch, interleaved with ours
+in one run so machine noise hits both, and the ratio is printed.
+"""
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from nn import backend, losses, optim
+from nn.files import run_cli
+from bench import nets
+
+
+def _synchronize_all():
+    backend.synchronize()
+    if "torch" in sys.modules and sys.modules["torch"].cuda.is_available():
+        sys.modules["torch"].cuda.synchronize()
+
+
+def _timeit(fn, repeats, warmup=1):
+    for _ in range(warmup):
+        fn()
+    _synchronize_all()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _synchronize_all()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+# --- our steps -------------------------------------------------------------------------------
+
+def convnet_step_fn(batch):
+    backend.seed(0)
+    model = nets.reference_convnet()
+    rng = np.random.default_rng(0)
+    x = backend.asarray(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+    y = backend.asarray(rng.integers(0, 10, batch))
+    loss, opt = losses.SoftmaxCrossEntropy(), optim.SGD(model, lr=0.01, momentum=0.9)
+
+    def step():
+        loss.forward(model.forward(x), y)
+        model.backward(loss.backward())
+        opt.step()
+    return step, model, x
+
+
+def dcgan_step_fn(batch):
+    """One iteration: D on a real and a generated batch (paper's loss), then G through D."""
+    xp = backend.xp
+    backend.seed(0)
+    G, D = nets.dcgan_generator(), nets.dcgan_discriminator()
+    rng = np.random.default_rng(0)
+    real = backend.asarray(rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32))
+    z = backend.asarray(rng.standard_normal((batch, 100)).astype(np.float32))
+    ones, zeros = xp.ones((batch, 1), np.float32), xp.zeros((batch, 1), np.float32)
+    d_loss, g_loss = losses.PaperDiscriminatorLoss(), losses.PaperGeneratorLoss()
+    opt_d, opt_g = optim.Adam(D, 2e-4, (0.5, 0.999)), optim.Adam(G, 2e-4, (0.5, 0.999))
+
+    def step():
+        fake = G.forward(z)
+        d_loss.forward(D.forward(real), zeros)          # X1 = 0: real
+        D.backward(d_loss.backward())
+        grads = {k: g.copy() for k, _, g in D.named_parameters()}
+        d_loss.forward(D.forward(fake), ones)           # X1 = 1: synthetic
+        D.backward(d_loss.backward())
+        for (k, _, g) in D.named_parameters():
+            g += grads[k]
+        opt_d.step()
+        g_loss.forward(D.forward(fake))                 # G = 1 - D
+        G.backward(D.backward(g_loss.backward()))
+        opt_g.step()
+    return step
+
+
+def layer_times(model, x, repeats):
+    """Forward and backward time of each layer of `model` for input x (training mode)."""
+    rows = []
+    for layer in model.layers:
+        y = layer.forward(x)
+        dy = backend.xp.ones_like(y)
+        f = _timeit(lambda: layer.forward(x), repeats)
+        layer.forward(x)
+        b = _timeit(lambda: layer.backward(dy), repeats)
+        rows.append((repr(layer), tuple(y.shape), f * 1e3, b * 1e3))
+        x = y
+    return rows
+
+
+# --- torch steps -----------------------------------------------------------------------------
+
+def torch_convnet_step_fn(batch, device="cpu"):
+    import torch
+    torch.manual_seed(0)
+    model = nets.torch_reference_convnet().to(device)
+    x, y = torch.randn(batch, 3, 32, 32, device=device), torch.randint(0, 10, (batch,), device=device)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    lossf = torch.nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        lossf(model(x), y).backward()
+        opt.step()
+    return step
+
+
+def torch_dcgan_step_fn(batch, device="cpu"):
+    import torch
+    torch.manual_seed(0)
+    G, D = (m.to(device) for m in nets.torch_dcgan())
+    real, z = torch.rand(batch, 3, 32, 32, device=device) * 2 - 1, torch.randn(batch, 100, device=device)
+    opt_d = torch.optim.Adam(D.parameters(), 2e-4, betas=(0.5, 0.999))
+    opt_g = torch.optim.Adam(G.parameters(), 2e-4, betas=(0.5, 0.999))
+
+    def step():
+        fake = G(z)
+        opt_d.zero_grad(set_to_none=True)
+        (D(real).mean() + (1 - D(fake.detach())).mean()).backward()     # |X1 - X| with X1 = 0, 1
+        opt_d.step()
+        opt_g.zero_grad(set_to_none=True)
+        D(fake).mean().backward()                                      # G = 1 - D = mean(X)
+        opt_g.step()
+    return step
+
+
+def torch_available():
+    try:
+        import torch  # noqa: F401
+        return True
+    except ImportError:
+        return False
+
+
+# --- main --------------------------------------------------------------------------------------
+
+def compare(name, ours, theirs, batch, repeats, rounds):
+    """Time our step and PyTorch's alternately, `rounds` times; report the median images/s of each."""
+    t_ours, t_torch = [], []
+    for _ in range(rounds):
+        t_ours.append(_timeit(ours, repeats))
+        if theirs is not None:
+            t_torch.append(_timeit(theirs, repeats))
+    ours_ips = batch / float(np.median(t_ours))
+    row = {"net": name, "batch": batch, "nn_images_per_s": round(ours_ips, 1), "nn_ms_per_step": round(1e3 * batch / ours_ips, 1)}
+    if t_torch:
+        torch_ips = batch / float(np.median(t_torch))
+        row.update(torch_images_per_s=round(torch_ips, 1), ratio=round(ours_ips / torch_ips, 3))
+    return row
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", default="numpy", help="numpy, cupy, or numpy,cupy (default: numpy)")
+    p.add_argument("--vs-torch", action="store_true",
+                   help="also time the same nets in PyTorch and print the ratio (CPU PyTorch beside the numpy "
+                        "backend, CUDA PyTorch beside the cupy backend)")
+    p.add_argument("--repeats", type=int, default=5, help="timed steps per measurement (median taken)")
+    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs PyTorch")
+    p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--seed", type=int, default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
+    args = p.parse_args(argv)
+    results = []
+    for name in args.backend.split(","):
+        backend.set_backend(name)
+        print(f"== backend: {name}")
+        conv_step, model, x = convnet_step_fn(128)
+        if not args.no_layers:
+            print(f"{'layer (reference ConvNet, batch 128)':<52}{'output':<22}{'fwd ms':>8}{'bwd ms':>8}")
+            for r, shape, f, b in layer_times(model, x, args.repeats):
+                print(f"{r:<52}{str(shape):<22}{f:>8.2f}{b:>8.2f}")
+        use_torch = args.vs_torch
+        if args.vs_torch and not torch_available():
+            print("PyTorch is not installed: pip install torch==2.13.0 (CPU build) to compare")
+            use_torch = False
+        device = "cpu"
+        if use_torch:
+            import torch
+            device = "cuda" if name == "cupy" else "cpu"
+            if device == "cuda" and not torch.cuda.is_available():
+                print("PyTorch has no CUDA here: no GPU comparison")
+                use_torch = False
+            else:
+                print(f"PyTorch {torch.__version__} on {device}" + (f", {torch.get_num_threads()} threads" if device == "cpu" else ""))
+        for net, ours, theirs, batch in [
+                ("reference ConvNet train step", conv_step, torch_convnet_step_fn(128, device) if use_torch else None, 128),
+                ("DCGAN G+D iteration", dcgan_step_fn(64), torch_dcgan_step_fn(64, device) if use_torch else None, 64)]:
+            row = compare(net, ours, theirs, batch, args.repeats, args.rounds if use_torch else 1)
+            row["backend"] = name
+            if use_torch:
+                row["torch_device"] = device
+            results.append(row)
+            extra = (f"   PyTorch {row['torch_images_per_s']:8.1f} images/s   ratio {row['ratio']:.2f}x"
+                     if "ratio" in row else "")
+            print(f"{net:<30} nn {row['nn_images_per_s']:8.1f} images/s ({row['nn_ms_per_step']} ms/step){extra}")
+    if args.json:
+        from nn.files import atomic_write_json
+        atomic_write_json(args.json, results)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

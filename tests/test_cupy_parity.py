@@ -1,0 +1,87 @@
+"""NumPy-vs-CuPy parity: the same layer, weights and inputs give the same outputs and gradients
+on both backends. Skipped (with the reason) where CuPy or a GPU is missing."""
+import numpy as np
+import pytest
+
+from nn import Sequential, backend, layers, losses, optim
+
+pytestmark = [pytest.mark.cupy,
+              pytest.mark.skipif(not backend.cupy_available(), reason="CuPy with a GPU is not available on this machine")]
+
+CASES = [
+    (lambda: layers.Conv2D(3, 8, 3, padding=1), (4, 3, 9, 8)),
+    (lambda: layers.Conv2D(4, 6, 5, stride=2, padding=2), (3, 4, 11, 10)),
+    (lambda: layers.ConvTranspose2D(4, 3, 4, stride=2, padding=1), (2, 4, 5, 6)),
+    (lambda: layers.MaxPool2D(2), (2, 3, 8, 8)),
+    (lambda: layers.MaxPool2D(3, stride=2, padding=1), (2, 3, 9, 8)),
+    (lambda: layers.AvgPool2D(2), (2, 3, 8, 6)),
+    (lambda: layers.Upsample2D(2), (2, 3, 4, 5)),
+    (lambda: layers.Dense(20, 7), (5, 20)),
+    (lambda: layers.BatchNorm1D(20), (5, 20)),
+    (lambda: layers.BatchNorm2D(3), (4, 3, 5, 5)),
+    (lambda: layers.ReLU(), (2, 3, 4, 4)),
+    (lambda: layers.LeakyReLU(0.2), (2, 3, 4, 4)),
+    (lambda: layers.Sigmoid(), (2, 3, 4, 4)),
+    (lambda: layers.Tanh(), (2, 3, 4, 4)),
+    (lambda: layers.Flatten(), (2, 3, 4, 4)),
+    (lambda: layers.Reshape((12, 4)), (2, 3, 4, 4)),
+]
+
+
+def _run(make, x, dy, name):
+    backend.set_backend(name)
+    backend.seed(0)
+    layer = make()
+    y = layer.forward(backend.asarray(x))
+    dx = layer.backward(backend.asarray(dy))
+    out = [backend.to_numpy(y), backend.to_numpy(dx)] + [backend.to_numpy(layer.grads[k]) for k in sorted(layer.params)]
+    backend.set_backend("numpy")
+    return out
+
+
+@pytest.mark.parametrize("make,shape", CASES, ids=lambda v: repr(v()) if callable(v) else str(v))
+def test_layer_parity(make, shape):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(shape).astype(np.float32)
+    backend.set_backend("numpy")
+    backend.seed(0)
+    y_shape = make().forward(x).shape
+    dy = rng.standard_normal(y_shape).astype(np.float32)
+    cpu, gpu = _run(make, x, dy, "numpy"), _run(make, x, dy, "cupy")
+    for a, b in zip(cpu, gpu):
+        assert b.dtype == np.float32
+        np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-5)
+
+
+def _train(name, steps=5):
+    backend.set_backend(name)
+    backend.seed(0)
+    model = Sequential(layers.Conv2D(3, 8, 3, padding=1), layers.BatchNorm2D(8), layers.ReLU(), layers.MaxPool2D(2),
+                       layers.Flatten(), layers.Dense(8 * 8 * 8, 10))
+    rng = np.random.default_rng(1)
+    x = backend.asarray(rng.standard_normal((16, 3, 16, 16)).astype(np.float32))
+    y = backend.asarray(rng.integers(0, 10, 16))
+    loss, opt = losses.SoftmaxCrossEntropy(), optim.Adam(model, lr=1e-3)
+    values = []
+    for _ in range(steps):
+        values.append(loss.forward(model.forward(x), y))
+        model.backward(loss.backward())
+        opt.step()
+    state = model.state_dict()
+    backend.set_backend("numpy")
+    return values, state
+
+
+def test_training_parity():
+    cpu_losses, cpu_state = _train("numpy")
+    gpu_losses, gpu_state = _train("cupy")
+    np.testing.assert_allclose(gpu_losses, cpu_losses, rtol=1e-4)
+    for k in cpu_state:
+        np.testing.assert_allclose(gpu_state[k], cpu_state[k], rtol=1e-3, atol=1e-5)
+
+
+def test_dropout_runs_on_the_gpu():
+    backend.set_backend("cupy")
+    y = layers.Dropout(0.5).forward(backend.xp.ones((100, 100), dtype=np.float32))
+    assert type(y).__module__.startswith("cupy") and abs(float((y == 0).mean()) - 0.5) < 0.05
+    backend.set_backend("numpy")
