@@ -1,0 +1,143 @@
+"""Command line of the ConvNet: train, eval, predict (run `python -m classify COMMAND --help`)."""
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from nn import backend
+from nn.files import atomic_write_json
+
+from classify.data import ClassifyError, resolve_sets
+from classify.evaluate import evaluate, predict_proba, write_report
+from classify.model import ARCHS, load_model, save_model
+from classify.train import MIN_EPOCHS, MIN_STEPS, TrainConfig, train_classifier
+from classify.augment import NONE
+
+SETS_HELP = ("real (SVHN's train split; as --test, its test split), procedural (the synthesizer) or "
+             "PATH.npz (an image set), each optionally capped to N random images as NAME:N")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m classify",
+        description="The paper's ConvNet (6 conv, 3 pool, 1 dense): train it on any image set and test it on "
+                    "real SVHN. The default flags are the recommended recipe.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train on one or more image sets, test, write model.npz and metrics.json",
+                       description="Train the ConvNet and test it; writes OUT/model.npz, OUT/metrics.json, "
+                                   "OUT/confusion.png and OUT/misclassified.png.")
+    t.add_argument("--train", nargs="+", required=True, metavar="SET",
+                   help=f"training set(s), mixed together: {SETS_HELP}; e.g. --train real:300 dcgan.npz:20000")
+    t.add_argument("--test", default="real", metavar="SET", help="test set: real (default) or PATH.npz[:N]")
+    t.add_argument("--epochs", type=int, default=None,
+                   help=f"passes over the training set (default: max({MIN_EPOCHS}, enough for --min-steps steps))")
+    t.add_argument("--min-steps", type=int, default=MIN_STEPS,
+                   help="fewest optimizer steps when --epochs is not given (default %(default)s)")
+    t.add_argument("--arch", choices=ARCHS, default="bn",
+                   help="bn: BatchNorm + dropout (default); paper: plain conv + ReLU, as the paper")
+    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="default %(default)s")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.05 for bn, 0.02 for paper)")
+    t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="default %(default)s")
+    t.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing, help="default %(default)s")
+    t.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay,
+                   help="decay of the weight average that is kept (0: off; default %(default)s)")
+    t.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
+                   help="fraction of the training images held out to pick the best checkpoint (default %(default)s)")
+    t.add_argument("--no-augment", action="store_true", help="train on the images as they are")
+    t.add_argument("--no-tta", action="store_true", help="test on single views (no shifted copies)")
+    t.add_argument("--out", required=True, type=Path, help="folder for model.npz, metrics.json and the PNGs")
+    _common(t, seed=True)
+
+    e = sub.add_parser("eval", help="test a saved model and print the metrics as JSON",
+                       description="Test a saved model; prints the same JSON as train's metrics.json.")
+    e.add_argument("--model", required=True, type=Path, help="a model.npz written by train")
+    e.add_argument("--test", default="real", metavar="SET", help="test set: real (default) or PATH.npz[:N]")
+    e.add_argument("--no-tta", action="store_true", help="single views (no shifted copies)")
+    e.add_argument("--out", type=Path, default=None, help="also write metrics.json, confusion.png, misclassified.png here")
+    _common(e, seed=False)
+
+    p = sub.add_parser("predict", help="label your own image files",
+                       description="Label image files of any size (resized to 32x32 RGB): one line per image, "
+                                   "'PATH<TAB>digit<TAB>probability'.")
+    p.add_argument("--model", required=True, type=Path, help="a model.npz written by train")
+    p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, ...)")
+    p.add_argument("--no-tta", action="store_true", help="single views (no shifted copies)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="numpy (CPU, default) or cupy (GPU)")
+    return parser
+
+
+def _common(p, seed):
+    p.add_argument("--data-dir", default=None,
+                   help="folder with SVHN's train_32x32.mat / test_32x32.mat (default: $SVHN_DIR or the user cache)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="numpy (CPU, default) or cupy (GPU)")
+    if seed:
+        p.add_argument("--seed", type=int, default=0, help="seed of weights, validation split, shuffling, "
+                                                           "augmentation and capping (default %(default)s)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def cmd_train(args):
+    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
+                      lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+                      ema_decay=args.ema_decay, val_fraction=args.val_fraction, seed=args.seed,
+                      tta=not args.no_tta, **({"augment": NONE} if args.no_augment else {}))
+    model, metrics = train_classifier(args.train, test=args.test, config=cfg, data_dir=args.data_dir,
+                                      progress=not args.quiet, report_dir=args.out)
+    save_model(model, args.out / "model.npz")
+    atomic_write_json(args.out / "metrics.json", metrics)
+    print(f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['n_test']} images "
+          f"({metrics['test_set']['name']}); trained on {metrics['n_train']} images in {metrics['train_time_s']} s; "
+          f"wrote {args.out / 'model.npz'} and {args.out / 'metrics.json'}")
+    return 0
+
+
+def cmd_eval(args):
+    model = load_model(args.model)
+    x, y, described = resolve_sets([args.test], "test", args.data_dir)
+    result = evaluate(model, x, y, tta=not args.no_tta, source=described[0]["name"])
+    predictions = result.pop("predictions")
+    metrics = {"test_accuracy": result["accuracy"], "per_digit_accuracy": result["per_digit_accuracy"],
+               "confusion_matrix": result["confusion_matrix"], "test_loss": result["loss"],
+               "test_set": described[0], "n_test": result["n"], "model": str(args.model), "arch": model.arch,
+               "tta": result["tta"], "backend": backend.name}
+    if args.out is not None:
+        write_report(args.out, x, y, predictions, result, described[0]["name"])
+        atomic_write_json(args.out / "metrics.json", metrics)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def read_images(paths):
+    """Image files of any size and mode -> uint8 (N, 32, 32, 3), resized with Pillow (bilinear)."""
+    from PIL import Image, UnidentifiedImageError
+    images = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                images.append(np.asarray(im.convert("RGB").resize((32, 32), Image.BILINEAR), dtype=np.uint8))
+        except FileNotFoundError:
+            raise ClassifyError(f"{path}: no such image file") from None
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ClassifyError(f"{path}: not a readable image ({str(exc).strip().splitlines()[0]})") from None
+    return np.stack(images)
+
+
+def cmd_predict(args):
+    model = load_model(args.model)
+    p = predict_proba(model, read_images(args.images), tta=not args.no_tta)
+    for path, probs in zip(args.images, p):
+        print(f"{path}\t{int(probs.argmax())}\t{probs.max():.3f}")
+    return 0
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    backend.set_backend(args.backend)
+    return {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Testing the ConvNet: probabilities (with test-time augmentation), accuracy, per-digit accuracy,
+the confusion matrix, and two pictures of the result.
+
+The paper's metric is the accuracy on the real SVHN test set: the fraction of test images whose
+most probable class is the true digit. `evaluate` averages the softmax probabilities of the image
+and of copies shifted by TTA_SHIFT pixels left, right, up and down (test-time augmentation, TTA);
+pass `tta=False` for the plain single-view number.
+"""
+import numpy as np
+
+from nn import backend
+from svhn.imageset import check_image_set, to_float
+
+from classify.augment import shifted_copies
+
+TTA_SHIFT = 2
+TTA_SHIFTS = ((0, 0), (-TTA_SHIFT, 0), (TTA_SHIFT, 0), (0, -TTA_SHIFT), (0, TTA_SHIFT))
+NUM_CLASSES = 10
+
+
+def softmax(z):
+    """p_k = exp(z_k - max z) / sum_j exp(z_j - max z), row by row (z on the current device)."""
+    xp = backend.xp
+    e = xp.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def predict_proba(model, x, tta=True, batch_size=500):
+    """Class probabilities (N, 10) as a host NumPy array for uint8 images x (N, 32, 32, 3).
+
+    The model runs in eval mode (BatchNorm's running statistics, no dropout), batch by batch;
+    with `tta` each batch's probabilities are the mean over the TTA_SHIFTS views.
+    """
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = backend.asarray(to_float(x[i:i + batch_size]))
+        views = shifted_copies(xb, TTA_SHIFTS) if tta else [xb]
+        p = sum(softmax(model.forward(v, training=False)) for v in views) / len(views)
+        out.append(backend.to_numpy(p))
+    return np.concatenate(out).astype(np.float32) if out else np.zeros((0, NUM_CLASSES), np.float32)
+
+
+def predict_labels(model, x, tta=True):
+    """The predicted digit (int64, 0..9) of each uint8 image in x (N, 32, 32, 3)."""
+    return predict_proba(model, x, tta=tta).argmax(axis=1).astype(np.int64)
+
+
+def confusion_matrix(y_true, y_pred, num_classes=NUM_CLASSES):
+    """C[i, j] = number of images of digit i predicted as digit j (rows: truth, columns: prediction)."""
+    C = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(C, (np.asarray(y_true), np.asarray(y_pred)), 1)
+    return C
+
+
+def metrics_from_predictions(y_true, y_pred):
+    """Accuracy, per-digit accuracy (None for a digit absent from y_true) and the confusion matrix."""
+    C = confusion_matrix(y_true, y_pred)
+    per_digit = [float(C[k, k] / C[k].sum()) if C[k].sum() else None for k in range(NUM_CLASSES)]
+    return {
+        "accuracy": float(np.trace(C) / C.sum()),
+        "per_digit_accuracy": per_digit,
+        "confusion_matrix": C.tolist(),
+        "n": int(C.sum()),
+    }
+
+
+def evaluate(model, x, y, tta=True, source="test set"):
+    """Test `model` on uint8 images x (N, 32, 32, 3) with digits y.
+
+    Returns a dict: accuracy (fraction 0..1), per_digit_accuracy (list by digit), confusion_matrix
+    (10×10 list, rows = true digit), n, loss (mean cross-entropy of the averaged probabilities), tta,
+    and `predictions` (an int64 array, not JSON; pop it before writing).
+    """
+    check_image_set(x, y, source)
+    p = predict_proba(model, x, tta=tta)
+    pred = p.argmax(axis=1)
+    metrics = metrics_from_predictions(y, pred)
+    metrics["loss"] = float(-np.log(np.maximum(p[np.arange(len(y)), y], 1e-12)).mean())
+    metrics["tta"] = bool(tta)
+    metrics["predictions"] = pred.astype(np.int64)
+    return metrics
+
+
+def save_confusion_png(path, C, title="confusion matrix"):
+    """Draw the confusion matrix C (rows = true digit, columns = predicted) as a PNG, counts in the cells."""
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nn.files import atomic_write_bytes
+
+    C = np.asarray(C)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    rates = C / np.maximum(C.sum(axis=1, keepdims=True), 1)
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i in range(C.shape[0]):
+        for j in range(C.shape[1]):
+            if C[i, j]:
+                ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title(title)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def save_misclassified_png(path, x, y, pred, max_images=100):
+    """A grid of (up to max_images) misclassified test images, in test-set order; returns how many are shown."""
+    from svhn.imageset import save_grid_png
+
+    wrong = np.flatnonzero(np.asarray(pred) != np.asarray(y))[:max_images]
+    if len(wrong) == 0:
+        return 0
+    pairs = " ".join(f"{y[i]}>{pred[i]}" for i in wrong[:8])
+    save_grid_png(path, x[wrong], nrow=10, scale=2,
+                  title=f"{len(wrong)} misclassified (true>predicted): {pairs}{' ...' if len(wrong) > 8 else ''}")
+    return len(wrong)
+
+
+def write_report(folder, x, y, predictions, result, test_name):
+    """confusion.png and misclassified.png for one test, in `folder`."""
+    from pathlib import Path
+    folder = Path(folder)
+    save_confusion_png(folder / "confusion.png", result["confusion_matrix"],
+                       title=f"{test_name}: accuracy {result['accuracy']:.4f} (n = {result['n']})")
+    save_misclassified_png(folder / "misclassified.png", x, y, predictions)

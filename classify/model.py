@@ -1,0 +1,90 @@
+"""The paper's ConvNet (Grbić, Figure 2): 6 convolution layers (3×3), 3 max-pooling layers and
+1 fully connected layer from a 32×32 RGB image to 10 class scores (softmax probabilities).
+
+The paper gives no channel counts. We use three VGG-style stages of two 3×3 convolutions
+(padding 1, so each stage keeps the size) followed by a 2×2 max-pool:
+
+    input 3×32×32
+    [conv 3→32, conv 32→32]   → pool → 32×16×16
+    [conv 32→64, conv 64→64]  → pool → 64×8×8
+    [conv 64→128, conv 128→128] → pool → 128×4×4
+    flatten (2048) → dense → 10 logits
+
+Two variants, selected by name:
+- "paper": exactly that, every convolution followed by ReLU (no normalisation);
+- "bn" (the default): BatchNorm2D after every convolution (before the ReLU) and dropout before the
+  dense layer. BatchNorm lets a high learning rate train quickly and regularises; dropout helps on
+  small training sets. Both have the paper's 6 conv / 3 pool / 1 dense shape.
+"""
+import numpy as np
+
+from nn import Sequential, backend
+from nn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+
+WIDTHS = (32, 64, 128)   # channels of the three stages
+DROPOUT = 0.3            # dropout before the dense layer in the "bn" variant
+ARCHS = ("bn", "paper")
+
+
+def _stage(c_in, c_out, batchnorm):
+    """Two 3×3 convolutions, c_in→c_out and c_out→c_out (each + optional BatchNorm + ReLU),
+    then a 2×2 max-pool that halves the height and width."""
+    layers = []
+    for c in (c_in, c_out):
+        layers.append(Conv2D(c, c_out, 3, padding=1, bias=not batchnorm))
+        if batchnorm:
+            layers.append(BatchNorm2D(c_out))
+        layers.append(ReLU())
+    layers.append(MaxPool2D(2))
+    return layers
+
+
+def build_model(arch="bn", seed=0, widths=WIDTHS):
+    """The ConvNet as an `nn.Sequential`, its weights drawn after `backend.seed(seed)`.
+
+    arch: "bn" (BatchNorm + dropout, the default recipe) or "paper" (plain conv + ReLU).
+    Input (N, 3, 32, 32) float32 in [-1, 1]; output (N, 10) logits.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
+    backend.seed(seed)
+    batchnorm = arch == "bn"
+    c1, c2, c3 = widths
+    layers = _stage(3, c1, batchnorm) + _stage(c1, c2, batchnorm) + _stage(c2, c3, batchnorm)
+    layers.append(Flatten())
+    if batchnorm:
+        layers.append(Dropout(DROPOUT))
+    layers.append(Dense(c3 * 4 * 4, 10))
+    model = Sequential(*layers)
+    model.arch = arch          # remembered, so save_model can write it beside the weights
+    return model
+
+
+ARCH_NAME_KEY = "__classify_arch__"
+
+
+def save_model(model, path):
+    """Write the model's weights, BatchNorm statistics, layer list and arch name to an .npz (atomically)."""
+    from nn.files import atomic_savez
+    from nn.model import ARCH_KEY
+    atomic_savez(path, **model.state_dict(), **{ARCH_KEY: np.array(model.architecture()),
+                                                ARCH_NAME_KEY: np.array(model.arch)})
+
+
+def load_model(path):
+    """Rebuild the ConvNet saved by `save_model` (its arch name is in the file) and load its weights.
+
+    A missing or unreadable file, or one that holds another network, is a ValueError with one line."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arch = str(f[ARCH_NAME_KEY]) if ARCH_NAME_KEY in f.files else None
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no such model file") from None
+    except Exception:
+        raise ValueError(f"{path}: not a readable .npz model file") from None
+    if arch not in ARCHS:
+        raise ValueError(f"{path}: not a classify ConvNet model (no known architecture name in the file; "
+                         f"expected one of {', '.join(ARCHS)}, found {arch!r})")
+    model = build_model(arch, seed=0)
+    model.load(path)
+    return model.eval()

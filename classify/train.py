@@ -1,0 +1,233 @@
+"""Training the paper's ConvNet on any image set (the recommended recipe is the default).
+
+One optimizer step on a minibatch (x_n, y_n), n = 1..B:
+    z = ConvNet(augment(x))                                 logits (B, 10)
+    L = -1/B sum_n sum_k q_nk log softmax(z_n)_k            cross-entropy with label smoothing:
+        q_nk = (1 - ε)·[k = y_n] + ε/10
+    SGD with momentum 0.9 and weight decay λ on every parameter, learning rate η(t):
+        a linear warm-up over the first WARMUP of the steps, then a cosine decay to 0.
+    After each step the exponential moving average (EMA) of the weights is updated,
+        θ_ema ← β·θ_ema + (1 - β)·θ        (BatchNorm's running statistics too),
+    and it is the EMA model that is validated, kept and returned.
+
+Training length: `epochs` passes over the training images, by default
+    epochs = max(MIN_EPOCHS, ceil(MIN_STEPS / steps_per_epoch)),
+so a small set (the 783-image sample: 705 after the validation split, 11 steps of 64 per epoch,
+182 epochs) still gets MIN_STEPS optimizer steps, and the full SVHN training split (73,257 images:
+68,257 after the validation split, 1,066 steps per epoch) gets MIN_EPOCHS epochs (21,320 steps).
+
+A validation split (VAL_FRACTION of the training images, at most MAX_VAL) is held out; the
+model is validated about VALIDATIONS times during training and the best one (highest validation
+accuracy, the later one on ties) is kept.
+"""
+import copy
+import dataclasses
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from nn import backend, optim
+from svhn.imageset import to_float
+
+from classify.augment import NONE, AugmentConfig, augment
+from classify.data import ClassifyError, resolve_sets
+from classify.evaluate import evaluate, predict_proba, write_report
+from classify.model import ARCHS, build_model
+
+MIN_STEPS = 2000
+MIN_EPOCHS = 20
+VAL_FRACTION = 0.1
+MAX_VAL = 5000
+VALIDATIONS = 40
+PEAK_LR = {"bn": 0.05, "paper": 0.02}    # the plain net diverges at BatchNorm's learning rate
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of a training run; the defaults are the recommended recipe."""
+    arch: str = "bn"
+    epochs: int = None            # None: max(MIN_EPOCHS, enough epochs for MIN_STEPS steps)
+    min_steps: int = MIN_STEPS
+    batch_size: int = 64
+    lr: float = None              # peak learning rate; None: PEAK_LR[arch]
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup: float = 0.05          # fraction of the steps spent warming the learning rate up
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.999      # 0 switches the weight average off
+    val_fraction: float = VAL_FRACTION
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    tta: bool = True              # test-time augmentation in the final test
+    seed: int = 0
+
+    def check(self):
+        if self.arch not in ARCHS:
+            raise ClassifyError(f"unknown architecture {self.arch!r}; choose from {', '.join(ARCHS)}")
+        for name in ("batch_size", "min_steps"):
+            if getattr(self, name) < 1:
+                raise ClassifyError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.epochs is not None and self.epochs < 1:
+            raise ClassifyError(f"epochs must be at least 1, got {self.epochs}")
+        if not 0 <= self.val_fraction < 1:
+            raise ClassifyError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
+        if not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1:
+            raise ClassifyError("label_smoothing and ema_decay must be in [0, 1)")
+        return self
+
+
+class SmoothedCrossEntropy:
+    """Softmax cross-entropy against smoothed targets q = (1 - ε)·onehot(y) + ε/K.
+
+    Forward:  L = -1/N sum_n sum_k q_nk · log p_nk,   p = softmax(z)
+    Backward: dL/dz = (p - q) / N
+    (ε = 0 is the ordinary cross-entropy, `nn.losses.SoftmaxCrossEntropy`.)
+    """
+
+    def __init__(self, epsilon=0.1):
+        self.epsilon = float(epsilon)
+
+    def forward(self, logits, labels):
+        xp = backend.xp
+        N, K = logits.shape
+        shifted = logits - logits.max(axis=1, keepdims=True)
+        log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
+        q = xp.full((N, K), self.epsilon / K, dtype=logits.dtype)
+        q[xp.arange(N), labels] += 1 - self.epsilon
+        self.cache = (xp.exp(log_p), q)
+        return float(-(q * log_p).sum() / N)
+
+    def backward(self):
+        p, q = self.cache
+        return (p - q) / len(p)
+
+
+def learning_rate(step, total, peak, warmup):
+    """η(t): linear warm-up from peak/warm_steps to peak over warm_steps, then cosine decay to 0."""
+    warm_steps = max(1, int(warmup * total))
+    if step < warm_steps:
+        return peak * (step + 1) / warm_steps
+    progress = (step - warm_steps) / max(1, total - warm_steps)
+    return 0.5 * peak * (1 + math.cos(math.pi * progress))
+
+
+def ema_update(ema, model, decay):
+    """θ_ema ← decay·θ_ema + (1 - decay)·θ for every parameter and BatchNorm buffer, in place."""
+    for e_layer, layer in zip(ema.layers, model.layers):
+        for e_dict, dict_ in ((e_layer.params, layer.params), (e_layer.buffers, layer.buffers)):
+            for key, value in dict_.items():
+                e_dict[key] *= decay
+                e_dict[key] += (1 - decay) * value
+
+
+def split_validation(x, y, fraction, rng):
+    """Hold out round(fraction·N) images (at most MAX_VAL) for validation: (x_train, y_train, x_val, y_val)."""
+    n_val = min(MAX_VAL, int(round(fraction * len(x))))
+    if n_val == 0 or n_val >= len(x):
+        return x, y, x[:0], y[:0]
+    order = rng.permutation(len(x))
+    val, train = order[:n_val], order[n_val:]
+    return x[train], y[train], x[val], y[val]
+
+
+def plan(n_train, cfg):
+    """(batch size, steps per epoch, epochs, total steps) for n_train training images."""
+    batch = min(cfg.batch_size, n_train)
+    steps_per_epoch = n_train // batch
+    epochs = cfg.epochs or max(MIN_EPOCHS, math.ceil(cfg.min_steps / steps_per_epoch))
+    return batch, steps_per_epoch, epochs, epochs * steps_per_epoch
+
+
+def train_classifier(train_sets, test=None, config=None, data_dir=None, progress=True, report_dir=None,
+                     **settings):
+    """Train the ConvNet and (optionally) test it.
+
+    train_sets: a list of set names ("real", "procedural", "a.npz", "real:300") and/or (x, y)
+        arrays (x uint8 (N, 32, 32, 3), y digits 0..9); they are capped and concatenated.
+    test: a set name ("real" = the SVHN test split), an (x, y) pair, or None (no test).
+    config: a TrainConfig; or give its fields as keywords (epochs=..., seed=..., arch=...).
+    data_dir: where the SVHN .mat files are (for "real").
+    progress: show a tqdm bar.  report_dir: if given, write confusion.png and misclassified.png there.
+    Returns (model, metrics): the trained `nn.Sequential` in eval mode, and a JSON-ready dict with
+    test_accuracy, per_digit_accuracy, confusion_matrix (when tested), train_sets and the settings.
+    """
+    cfg = (dataclasses.replace(config, **settings) if config else TrainConfig(**settings)).check()
+    x, y, described = resolve_sets(train_sets, "train", data_dir, cfg.seed)
+    x_test, y_test, test_described = (resolve_sets([test], "test", data_dir, cfg.seed) if test is not None
+                                      else (None, None, None))
+    rng = np.random.default_rng(cfg.seed)
+    x_tr, y_tr, x_val, y_val = split_validation(x, y, cfg.val_fraction, rng)
+    started = time.perf_counter()
+    model, history, best = fit(x_tr, y_tr, x_val, y_val, cfg, rng, progress)
+    metrics = {"train_sets": described, "n_train": int(len(x_tr)), "n_val": int(len(x_val))}
+    if x_test is not None:
+        result = evaluate(model, x_test, y_test, tta=cfg.tta, source=test_described[0]["name"])
+        predictions = result.pop("predictions")
+        if report_dir is not None:
+            write_report(report_dir, x_test, y_test, predictions, result, test_described[0]["name"])
+        metrics = {"test_accuracy": result["accuracy"], "per_digit_accuracy": result["per_digit_accuracy"],
+                   "confusion_matrix": result["confusion_matrix"], "test_loss": result["loss"],
+                   "test_set": test_described[0], "n_test": result["n"], **metrics}
+    batch, spe, epochs, total = plan(len(x_tr), cfg)
+    metrics.update(best)
+    metrics.update({"epochs": epochs, "steps": total, "batch_size": batch,
+                    "train_time_s": round(time.perf_counter() - started, 1), "backend": backend.name,
+                    **settings_dict(cfg), "history": history})
+    return model, metrics
+
+
+def settings_dict(cfg):
+    """The run's settings as JSON-ready values (the learning rate resolved for the architecture)."""
+    d = asdict(cfg)
+    d["lr"] = cfg.lr or PEAK_LR[cfg.arch]
+    d.pop("epochs")
+    return d
+
+
+def fit(x, y, x_val, y_val, cfg, rng, progress=True):
+    """The training loop on uint8 images x, y (validation on x_val, y_val); returns
+    (model, history, best) with the best validated EMA model loaded, in eval mode."""
+    batch, steps_per_epoch, epochs, total = plan(len(x), cfg)
+    peak = cfg.lr or PEAK_LR[cfg.arch]
+    model = build_model(cfg.arch, cfg.seed)
+    average = copy.deepcopy(model) if cfg.ema_decay else model      # the weights that are validated and kept
+    opt = optim.SGD(model, lr=peak, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    loss_fn = SmoothedCrossEntropy(cfg.label_smoothing)
+    every = max(1, epochs // VALIDATIONS)
+    history, best, best_state = [], {"val_accuracy": None, "best_epoch": epochs}, None
+    step, run_loss, run_acc = 0, None, None
+    bar = tqdm(total=total, desc=f"train {cfg.arch}", unit="step", disable=not progress, leave=False)
+    for epoch in range(1, epochs + 1):
+        order = rng.permutation(len(x))
+        for b in range(steps_per_epoch):
+            idx = order[b * batch:(b + 1) * batch]
+            xb = augment(backend.asarray(to_float(x[idx])), rng, cfg.augment)
+            yb = backend.asarray(y[idx])
+            opt.lr = learning_rate(step, total, peak, cfg.warmup)
+            z = model.forward(xb, training=True)
+            loss = loss_fn.forward(z, yb)
+            model.backward(loss_fn.backward())
+            opt.step()
+            if average is not model:
+                ema_update(average, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
+            acc = float((z.argmax(axis=1) == yb).mean())
+            run_loss = loss if run_loss is None else 0.95 * run_loss + 0.05 * loss
+            run_acc = acc if run_acc is None else 0.95 * run_acc + 0.05 * acc
+            step += 1
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}", refresh=False)
+        if epoch % every == 0 or epoch == epochs:
+            record = {"epoch": epoch, "step": step, "train_loss": round(run_loss, 4), "train_accuracy": round(run_acc, 4)}
+            if len(x_val):
+                val_acc = float((predict_proba(average, x_val, tta=False).argmax(axis=1) == y_val).mean())
+                record["val_accuracy"] = round(val_acc, 4)
+                bar.set_postfix(epoch=epoch, loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}", val=f"{val_acc:.3f}")
+                if best["val_accuracy"] is None or val_acc >= best["val_accuracy"]:
+                    best, best_state = {"val_accuracy": val_acc, "best_epoch": epoch}, average.state_dict()
+            history.append(record)
+    bar.close()
+    if best_state is not None:
+        average.load_state_dict(best_state, source="best checkpoint")
+    return average.eval(), history, best
