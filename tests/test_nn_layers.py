@@ -49,7 +49,7 @@ def test_conv_transpose2d_gradients(cin, cout, k, s, p, shape):
 
 def test_conv_transpose_output_padding_gradients():
     layer = layers.ConvTranspose2D(2, 3, 3, stride=2, padding=1, output_padding=1)
-    y = layer.forward(rand(2, 2, 4, 5))
+    y = layer.forward(dev(rand(2, 2, 4, 5).astype(np.float32)))
     assert y.shape == (2, 3, 8, 10)
     assert gradcheck(layer, rand(2, 2, 4, 5)) < TOL
 

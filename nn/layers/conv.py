@@ -120,8 +120,8 @@ class Conv2D(Layer):
         dY = _channels_first_rows(dy)                         # (O, N*OH*OW)
         cols2 = cols.reshape(-1, dY.shape[1])                 # (C*kh*kw, N*OH*OW)
         W2 = self.params["W"].reshape(self.out_channels, -1)
-        # dW = dY @ colsᵀ, computed as (cols @ dYᵀ)ᵀ: BLAS is several times faster with the long
-        # N·OH·OW axis as the rows of the result's factor than as the shared (summed) axis.
+        # dW = dY @ colsᵀ, computed as (cols @ dYᵀ)ᵀ — the same sums, but OpenBLAS runs this orientation
+        # (the larger C·kh·kw as the result's rows) 2-4× faster here for these long, thin products.
         self.grads["W"] = (cols2 @ dY.T).T.reshape(self.params["W"].shape)
         if "b" in self.params:
             self.grads["b"] = dY.sum(axis=1)
