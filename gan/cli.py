@@ -60,6 +60,9 @@ def build_parser():
     p.add_argument("--beta1", type=float, help=f"Adam beta1 (default: {d.beta1})")
     p.add_argument("--label-smoothing", type=float,
                    help="discriminator target for real images X1 = s instead of 0 (one-sided smoothing; default: 0)")
+    p.add_argument("--augment", choices=("none", "diffaug"),
+                   help="diffaug: differentiable colour/translation/cutout augmentation of every image the "
+                        "discriminator sees (Zhao et al. 2020), against D memorising few images (default: none)")
     p.add_argument("--d-every", type=int, help="update the discriminator every k-th iteration only (default: 1)")
     p.add_argument("--checkpoint-every", type=int, help=f"iterations between checkpoints (default: {d.checkpoint_every})")
     p.add_argument("--stuck-iters", type=int,
@@ -89,13 +92,15 @@ def build_parser():
 
 
 TRAIN_OPTIONS = ("iters", "loss", "upsample", "width", "batch_size", "lr", "beta1", "label_smoothing",
-                 "d_every", "checkpoint_every", "stuck_iters")
+                 "d_every", "augment", "checkpoint_every", "stuck_iters")
 
 
 def cmd_train(args):
     from gan.train import Config, parse_digits, train_all
     digits = parse_digits(args.digits)
     given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
+    if "augment" in given:
+        given["augment"] = given["augment"] == "diffaug"
     if args.seed is not None:
         given["seed"] = args.seed
     if args.data_dir is not None:

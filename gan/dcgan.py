@@ -17,6 +17,7 @@ follow DCGAN (Radford et al. 2016).
 import numpy as np
 
 from nn import Sequential, backend, init, layers, losses, optim
+from gan.augment import DiffAugment
 
 Z_DIM = 100          # the paper's "100 random values"
 UPSAMPLE_MODES = ("nearest", "deconv")
@@ -137,10 +138,12 @@ class DCGAN:
       label_smoothing  s: the discriminator's target for real images is X1 = s instead of 0
                        (one-sided smoothing; keeps D from becoming over-confident on few images);
       d_every          k: update the discriminator only every k-th iteration (G every iteration),
-                       for when D wins too easily.
+                       for when D wins too easily;
+      augment          True: DiffAugment (gan/augment.py) on every image D sees, real or generated,
+                       so D cannot memorise the few real images (needs `rng` in train_step).
     """
 
-    def __init__(self, G, D, loss="paper", lr=2e-4, beta1=0.5, label_smoothing=0.0, d_every=1):
+    def __init__(self, G, D, loss="paper", lr=2e-4, beta1=0.5, label_smoothing=0.0, d_every=1, augment=False):
         if not 0 <= label_smoothing < 0.5:
             raise ValueError(f"label smoothing must be in [0, 0.5), got {label_smoothing}")
         if int(d_every) < 1:
@@ -151,12 +154,14 @@ class DCGAN:
         self.opt_D = optim.Adam(D, lr=lr, betas=(beta1, 0.999))
         self.label_smoothing = float(label_smoothing)
         self.d_every = int(d_every)
+        self.augment = DiffAugment() if augment else None
+        self.rng = None
         self.iteration = 0
 
     # --- the discriminator with its last layer (Sigmoid) handled here, so BCE can use logits
     def _d_forward(self, x):
         """Returns (X, what the loss takes): X = sigmoid(z) is the belief "synthetic"; BCE takes z."""
-        h = x
+        h = self.augment.forward(x, self.rng) if self.augment else x
         for layer in self.D.layers[:-1]:
             h = layer.forward(h, True)
         X = self.D.layers[-1].forward(h, True)
@@ -168,7 +173,7 @@ class DCGAN:
             d_out = self.D.layers[-1].backward(d_out)
         for layer in reversed(self.D.layers[:-1]):
             d_out = layer.backward(d_out)
-        return d_out
+        return self.augment.backward(d_out) if self.augment else d_out
 
     def discriminator_step(self, real, fake, update=True):
         """One update of D on a real and a generated batch (or, with update=False, only its loss).
@@ -199,13 +204,17 @@ class DCGAN:
         self.opt_G.step()
         return loss, X_fake
 
-    def train_step(self, real, z):
+    def train_step(self, real, z, rng=None):
         """One iteration: generate G(z), update D on (real, G(z)), then update G.
 
-        real: (N, 3, 32, 32) in [-1, 1] on the current device; z: (M, z_dim).
+        real: (N, 3, 32, 32) in [-1, 1] on the current device; z: (M, z_dim); rng: a NumPy Generator
+        for the augmentation's random transforms (needed only with augment=True).
         Returns a dict of floats: loss_D, loss_G, acc_real, acc_fake (D's accuracy: X < 0.5 on real,
         X >= 0.5 on generated), X_real, X_fake (mean beliefs).
         """
+        if self.augment and rng is None:
+            raise ValueError("DCGAN.train_step: augmentation needs a random generator (rng=...)")
+        self.rng = rng
         fake = self.G.forward(z, training=True)
         update_D = self.iteration % self.d_every == 0
         self.iteration += 1

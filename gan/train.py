@@ -50,6 +50,7 @@ class Config:
     beta1: float = 0.5
     label_smoothing: float = 0.0
     d_every: int = 1
+    augment: bool = False
     seed: int = 0
     checkpoint_every: int = 50
     stuck_iters: int = 100
@@ -124,7 +125,7 @@ def build_gan(config, digit):
     G = build_generator(config.upsample, config.width)
     D = build_discriminator(config.width)
     return DCGAN(G, D, loss=config.loss, lr=config.lr, beta1=config.beta1,
-                 label_smoothing=config.label_smoothing, d_every=config.d_every)
+                 label_smoothing=config.label_smoothing, d_every=config.d_every, augment=config.augment)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -291,7 +292,7 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
             idx = rng.choice(len(real), size=config.batch_size, replace=len(real) < config.batch_size)
             z = backend.asarray(rng.standard_normal((config.batch_size, Z_DIM)).astype(np.float32))
             t0 = time.perf_counter()
-            metrics = gan.train_step(real[backend.asarray(idx)], z)
+            metrics = gan.train_step(real[backend.asarray(idx)], z, rng)
             backend.synchronize()
             rows.append({"iteration": gan.iteration, **metrics, "seconds": time.perf_counter() - t0})
             check_health(rows[-1], rows, config.stuck_iters)

@@ -76,14 +76,14 @@ def test_bad_architecture_arguments_are_value_errors():
 def test_paper_losses_on_known_inputs():
     """D = mean|X1 - X| and G = 1 - D on generated images = mean(X), with their exact gradients."""
     loss = dcgan.PaperLoss()
-    X = np.array([[0.9], [0.2], [0.6], [0.1]])
-    X1 = np.array([[1.0], [1.0], [0.0], [0.0]])         # two generated, two real
+    X = backend.asarray(np.array([[0.9], [0.2], [0.6], [0.1]]))
+    X1 = backend.asarray(np.array([[1.0], [1.0], [0.0], [0.0]]))         # two generated, two real
     D, dD = loss.discriminator(X, X1)
     assert D == pytest.approx((0.1 + 0.8 + 0.6 + 0.1) / 4)
-    np.testing.assert_allclose(dD, np.array([[-1], [-1], [1], [1]]) / 4)   # -sign(X1 - X) / M
+    np.testing.assert_allclose(backend.to_numpy(dD), np.array([[-1], [-1], [1], [1]]) / 4)   # -sign(X1 - X) / M
     G, dG = loss.generator(X[:2])
-    assert G == pytest.approx(1 - (0.1 + 0.8) / 2) and G == pytest.approx(X[:2].mean())
-    np.testing.assert_allclose(dG, np.full((2, 1), 0.5))   # push X ("synthetic") down
+    assert G == pytest.approx(1 - (0.1 + 0.8) / 2) and G == pytest.approx((0.9 + 0.2) / 2)
+    np.testing.assert_allclose(backend.to_numpy(dG), np.full((2, 1), 0.5))   # push X ("synthetic") down
 
 
 @pytest.mark.parametrize("which", ["discriminator", "generator"])
@@ -91,7 +91,7 @@ def test_paper_loss_gradients_match_central_differences(which):
     rng = np.random.default_rng(0)
     X = rng.uniform(0.05, 0.95, (7, 1))                     # away from the kinks at 0 and 1
     if which == "discriminator":
-        X1 = rng.integers(0, 2, (7, 1)).astype(np.float64)
+        X1 = backend.asarray(rng.integers(0, 2, (7, 1)).astype(np.float64))
         err = gradcheck_loss(losses.PaperDiscriminatorLoss(), X, X1)
     else:
         err = gradcheck_loss(losses.PaperGeneratorLoss(), X)
@@ -102,13 +102,14 @@ def test_bce_loss_targets_follow_the_papers_convention():
     """BCE: D is taught X1 (1 generated, 0 real); G is taught "real" (0) — the non-saturating form."""
     loss = dcgan.BCELoss()
     z = np.array([[2.0], [-1.0]])
+    target = backend.asarray(np.array([[1.0], [0.0]]))
     p = 1 / (1 + np.exp(-z))
-    L, dz = loss.generator(z)
+    L, dz = loss.generator(backend.asarray(z))
     assert L == pytest.approx(-np.log(1 - p).mean())
-    np.testing.assert_allclose(dz, p / 2)
-    L, dz = loss.discriminator(z, np.array([[1.0], [0.0]]))
+    np.testing.assert_allclose(backend.to_numpy(dz), p / 2)
+    L, dz = loss.discriminator(backend.asarray(z), target)
     assert L == pytest.approx(-(np.log(p[0, 0]) + np.log(1 - p[1, 0])) / 2)
-    assert gradcheck_loss(losses.BCEWithLogits(), z, np.array([[1.0], [0.0]])) < 1e-6
+    assert gradcheck_loss(losses.BCEWithLogits(), z, target) < 1e-6
 
 
 @pytest.mark.parametrize("loss", ["paper", "bce"])
@@ -118,7 +119,7 @@ def test_generator_gradient_through_the_discriminator_matches_central_difference
     G = build_generator("deconv", width=2).astype(np.float64)
     D = build_discriminator(width=2).astype(np.float64)
     gan = DCGAN(G, D, loss)
-    z = np.random.default_rng(1).standard_normal((4, 100))
+    z = backend.asarray(np.random.default_rng(1).standard_normal((4, 100)))
 
     def value():
         X, out = gan._d_forward(G.forward(z, True))
@@ -129,13 +130,13 @@ def test_generator_gradient_through_the_discriminator_matches_central_difference
     W, dW = G.layers[0].params["W"], G.layers[0].grads["W"]
     for k in np.random.default_rng(2).choice(W.size, 6, replace=False):
         i = np.unravel_index(k, W.shape)
-        old, h = W[i], 1e-6
+        old, h = float(W[i]), 1e-6
         W[i] = old + h
         plus = value()
         W[i] = old - h
         minus = value()
         W[i] = old
-        assert (plus - minus) / (2 * h) == pytest.approx(dW[i], rel=1e-4, abs=1e-9)
+        assert (plus - minus) / (2 * h) == pytest.approx(float(dW[i]), rel=1e-4, abs=1e-9)
 
 
 # ----------------------------------------------------------------------------- training
@@ -165,10 +166,10 @@ def test_d_every_skips_discriminator_updates():
     backend.seed(0)
     gan = DCGAN(build_generator("deconv", 2), build_discriminator(2), "bce", d_every=2)
     rng = np.random.default_rng(0)
-    real = rng.uniform(-1, 1, (4, 3, 32, 32)).astype(np.float32)
-    gan.train_step(real, rng.standard_normal((4, 100)).astype(np.float32))   # iteration 1: D learns
+    real = backend.asarray(rng.uniform(-1, 1, (4, 3, 32, 32)).astype(np.float32))
+    gan.train_step(real, backend.asarray(rng.standard_normal((4, 100)).astype(np.float32)))   # iteration 1: D learns
     D1 = params_of(gan.D)
-    gan.train_step(real, rng.standard_normal((4, 100)).astype(np.float32))   # iteration 2: D rests
+    gan.train_step(real, backend.asarray(rng.standard_normal((4, 100)).astype(np.float32)))   # iteration 2: D rests
     assert all(np.array_equal(p, D1[k]) for k, p in params_of(gan.D).items())
     assert gan.opt_D.t == 1 and gan.opt_G.t == 2
 
@@ -177,12 +178,12 @@ def test_generate_leaves_batchnorm_statistics_alone():
     backend.seed(0)
     G = build_generator("deconv", 2)
     before = {k: v.copy() for k, v in G.state_dict().items()}
-    z = np.random.default_rng(0).standard_normal((10, 100)).astype(np.float32)
-    a = generate(G, z, batch_size=5)
+    z = backend.asarray(np.random.default_rng(0).standard_normal((10, 100)).astype(np.float32))
+    a = backend.to_numpy(generate(G, z, batch_size=5))
     assert a.shape == (10, 3, 32, 32)
     assert all(np.array_equal(v, before[k]) for k, v in G.state_dict().items())
-    np.testing.assert_array_equal(a, generate(G, z, batch_size=5))
-    assert not np.allclose(generate(G, z, bn="running"), a)
+    np.testing.assert_array_equal(a, backend.to_numpy(generate(G, z, batch_size=5)))
+    assert not np.allclose(backend.to_numpy(generate(G, z, bn="running")), a)
 
 
 # ----------------------------------------------------------------------------- runs, checkpoints, resume
@@ -355,3 +356,44 @@ def test_cupy_training_step_matches_numpy():
     assert results["cupy"][0]["loss_D"] == pytest.approx(results["numpy"][0]["loss_D"], rel=1e-4)
     for k, p in results["numpy"][1].items():
         np.testing.assert_allclose(results["cupy"][1][k], p, rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def test_diffaugment_backward_is_the_transpose_of_forward():
+    """DiffAugment is linear in x for fixed random draws: check dx against central differences."""
+    from gan.augment import DiffAugment
+    aug = DiffAugment()
+    x = backend.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 3, 32, 32)))
+    g = backend.asarray(np.random.default_rng(1).standard_normal((3, 3, 32, 32)))
+    y = aug.forward(x, np.random.default_rng(5))
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert 0 < float((y == 0).mean()) < 0.6                      # cutout and translation zero some pixels
+    dx = backend.to_numpy(aug.backward(g))
+
+    def value():
+        return float((aug.forward(x, np.random.default_rng(5)) * g).sum())
+
+    for k in np.random.default_rng(2).choice(x.size, 20, replace=False):
+        i = np.unravel_index(k, x.shape)
+        old = float(x[i])
+        x[i] = old + 1e-4
+        plus = value()
+        x[i] = old - 1e-4
+        minus = value()
+        x[i] = old
+        assert (plus - minus) / 2e-4 == pytest.approx(dx[i], abs=1e-7)
+    assert aug.forward(x.astype(np.float32), np.random.default_rng(5)).dtype == np.float32
+
+
+def test_training_with_augmentation_resumes_exactly(tmp_path):
+    x, y = fake_data(digits=[8])
+    cfg = dict(TINY, augment=True, loss="bce")
+    train_all(tmp_path / "whole", Config(iters=4, **cfg), digits=[8], images=x, labels=y, progress=False)
+    train_all(tmp_path / "split", Config(iters=2, **cfg), digits=[8], images=x, labels=y, progress=False)
+    train_all(tmp_path / "split", Config(iters=4, **cfg), digits=[8], images=x, labels=y, progress=False,
+              explicit=("iters",))
+    whole = np.load(tmp_path / "whole" / "digit_8" / "checkpoint.npz")
+    split = np.load(tmp_path / "split" / "digit_8" / "checkpoint.npz")
+    for k in whole.files:
+        np.testing.assert_array_equal(whole[k], split[k], err_msg=k)
