@@ -58,10 +58,11 @@ def affine_sample(x, A, t):
     sy = A[:, 1, 0, None, None] * cols + A[:, 1, 1, None, None] * rows + t[:, 1, None, None] + cy
     sx = xp.clip(sx, 0, W - 1)
     sy = xp.clip(sy, 0, H - 1)
-    x0 = xp.minimum(xp.floor(sx).astype(np.int32), W - 2)
-    y0 = xp.minimum(xp.floor(sy).astype(np.int32), H - 2)
-    wx = (sx - x0)[:, None]                                     # (N, 1, H, W), broadcasts over C
-    wy = (sy - y0)[:, None]
+    fx = xp.minimum(xp.floor(sx), W - 2)                        # the left/top neighbour, as float32
+    fy = xp.minimum(xp.floor(sy), H - 2)
+    wx = (sx - fx)[:, None]                                     # (N, 1, H, W) weights, broadcast over C
+    wy = (sy - fy)[:, None]
+    x0, y0 = fx.astype(np.int32), fy.astype(np.int32)
     n = xp.arange(N)[:, None, None]
     img = x.transpose(0, 2, 3, 1)                               # NHWC, so one gather takes all channels
 

@@ -38,6 +38,8 @@ def build_parser():
                    help="fewest optimizer steps when --epochs is not given (default %(default)s)")
     t.add_argument("--arch", choices=ARCHS, default="bn",
                    help="bn: BatchNorm + dropout (default); paper: plain conv + ReLU, as the paper")
+    t.add_argument("--widths", type=int, nargs=3, default=TrainConfig.widths, metavar=("C1", "C2", "C3"),
+                   help="channels of the three convolution stages (default 32 64 128)")
     t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="default %(default)s")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.05 for bn, 0.02 for paper)")
     t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="default %(default)s")
@@ -57,7 +59,7 @@ def build_parser():
     e.add_argument("--test", default="real", metavar="SET", help="test set: real (default) or PATH.npz[:N]")
     e.add_argument("--no-tta", action="store_true", help="single views (no shifted copies)")
     e.add_argument("--out", type=Path, default=None, help="also write metrics.json, confusion.png, misclassified.png here")
-    _common(e, seed=False)
+    _common(e, seed=True)
 
     p = sub.add_parser("predict", help="label your own image files",
                        description="Label image files of any size (resized to 32x32 RGB): one line per image, "
@@ -75,13 +77,13 @@ def _common(p, seed):
     p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="numpy (CPU, default) or cupy (GPU)")
     if seed:
         p.add_argument("--seed", type=int, default=0, help="seed of weights, validation split, shuffling, "
-                                                           "augmentation and capping (default %(default)s)")
+                                                           "augmentation and NAME:N caps (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_train(args):
-    cfg = TrainConfig(arch=args.arch, epochs=args.epochs, min_steps=args.min_steps, batch_size=args.batch_size,
-                      lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
+    cfg = TrainConfig(arch=args.arch, widths=tuple(args.widths), epochs=args.epochs, min_steps=args.min_steps,
+                      batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                       ema_decay=args.ema_decay, val_fraction=args.val_fraction, seed=args.seed,
                       tta=not args.no_tta, **({"augment": NONE} if args.no_augment else {}))
     model, metrics = train_classifier(args.train, test=args.test, config=cfg, data_dir=args.data_dir,
@@ -96,7 +98,7 @@ def cmd_train(args):
 
 def cmd_eval(args):
     model = load_model(args.model)
-    x, y, described = resolve_sets([args.test], "test", args.data_dir)
+    x, y, described = resolve_sets([args.test], "test", args.data_dir, seed=args.seed)
     result = evaluate(model, x, y, tta=not args.no_tta, source=described[0]["name"])
     predictions = result.pop("predictions")
     metrics = {"test_accuracy": result["accuracy"], "per_digit_accuracy": result["per_digit_accuracy"],

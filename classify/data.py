@@ -79,8 +79,9 @@ def generate_procedural(n, seed):
 
 
 def cap(x, y, limit, rng, source):
-    """A random subset of `limit` images drawn with `rng`; the whole set, unchanged, when limit is None."""
-    if limit is None:
+    """A random subset of `limit` images drawn with `rng`; the whole set, unchanged, when limit is None
+    or the set's size."""
+    if limit is None or limit == len(x):
         return x, y
     if limit > len(x):
         raise ClassifyError(f"{source}: asks for {limit} images but the set has only {len(x)}")

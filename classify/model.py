@@ -43,12 +43,15 @@ def build_model(arch="bn", seed=0, widths=WIDTHS):
     """The ConvNet as an `nn.Sequential`, its weights drawn after `backend.seed(seed)`.
 
     arch: "bn" (BatchNorm + dropout, the default recipe) or "paper" (plain conv + ReLU).
+    widths: the channels of the three stages (default 32, 64, 128).
     Input (N, 3, 32, 32) float32 in [-1, 1]; output (N, 10) logits.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
     backend.seed(seed)
     batchnorm = arch == "bn"
+    if len(widths) != 3 or min(widths) < 1:
+        raise ValueError(f"widths must be three positive channel counts, got {tuple(widths)}")
     c1, c2, c3 = widths
     layers = _stage(3, c1, batchnorm) + _stage(c1, c2, batchnorm) + _stage(c2, c3, batchnorm)
     layers.append(Flatten())
@@ -56,28 +59,31 @@ def build_model(arch="bn", seed=0, widths=WIDTHS):
         layers.append(Dropout(DROPOUT))
     layers.append(Dense(c3 * 4 * 4, 10))
     model = Sequential(*layers)
-    model.arch = arch          # remembered, so save_model can write it beside the weights
+    model.arch, model.widths = arch, tuple(int(c) for c in widths)   # remembered for save_model
     return model
 
 
 ARCH_NAME_KEY = "__classify_arch__"
+WIDTHS_KEY = "__classify_widths__"
 
 
 def save_model(model, path):
-    """Write the model's weights, BatchNorm statistics, layer list and arch name to an .npz (atomically)."""
+    """Write the model's weights, BatchNorm statistics, layer list, arch name and widths to an .npz (atomically)."""
     from nn.files import atomic_savez
     from nn.model import ARCH_KEY
     atomic_savez(path, **model.state_dict(), **{ARCH_KEY: np.array(model.architecture()),
-                                                ARCH_NAME_KEY: np.array(model.arch)})
+                                                ARCH_NAME_KEY: np.array(model.arch),
+                                                WIDTHS_KEY: np.array(model.widths)})
 
 
 def load_model(path):
-    """Rebuild the ConvNet saved by `save_model` (its arch name is in the file) and load its weights.
+    """Rebuild the ConvNet saved by `save_model` (its arch name and widths are in the file) and load its weights.
 
     A missing or unreadable file, or one that holds another network, is a ValueError with one line."""
     try:
         with np.load(path, allow_pickle=False) as f:
             arch = str(f[ARCH_NAME_KEY]) if ARCH_NAME_KEY in f.files else None
+            widths = tuple(int(c) for c in f[WIDTHS_KEY]) if WIDTHS_KEY in f.files else WIDTHS
     except FileNotFoundError:
         raise ValueError(f"{path}: no such model file") from None
     except Exception:
@@ -85,6 +91,6 @@ def load_model(path):
     if arch not in ARCHS:
         raise ValueError(f"{path}: not a classify ConvNet model (no known architecture name in the file; "
                          f"expected one of {', '.join(ARCHS)}, found {arch!r})")
-    model = build_model(arch, seed=0)
+    model = build_model(arch, seed=0, widths=widths)
     model.load(path)
     return model.eval()

@@ -35,7 +35,7 @@ from svhn.imageset import to_float
 from classify.augment import NONE, AugmentConfig, augment
 from classify.data import ClassifyError, resolve_sets
 from classify.evaluate import evaluate, predict_proba, write_report
-from classify.model import ARCHS, build_model
+from classify.model import ARCHS, WIDTHS, build_model
 
 MIN_STEPS = 2000
 MIN_EPOCHS = 20
@@ -49,6 +49,7 @@ PEAK_LR = {"bn": 0.05, "paper": 0.02}    # the plain net diverges at BatchNorm's
 class TrainConfig:
     """Every setting of a training run; the defaults are the recommended recipe."""
     arch: str = "bn"
+    widths: tuple = WIDTHS        # channels of the three convolution stages
     epochs: int = None            # None: max(MIN_EPOCHS, enough epochs for MIN_STEPS steps)
     min_steps: int = MIN_STEPS
     batch_size: int = 64
@@ -191,7 +192,7 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     (model, history, best) with the best validated EMA model loaded, in eval mode."""
     batch, steps_per_epoch, epochs, total = plan(len(x), cfg)
     peak = cfg.lr or PEAK_LR[cfg.arch]
-    model = build_model(cfg.arch, cfg.seed)
+    model = build_model(cfg.arch, cfg.seed, cfg.widths)
     average = copy.deepcopy(model) if cfg.ema_decay else model      # the weights that are validated and kept
     opt = optim.SGD(model, lr=peak, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     loss_fn = SmoothedCrossEntropy(cfg.label_smoothing)
