@@ -195,12 +195,13 @@ def test_evaluate_counts_right_and_wrong_on_a_known_model(tta):
 
 # ---------------------------------------------------------------- training
 
-def test_a_tiny_run_learns_an_easy_task_well_above_chance():
+@pytest.mark.parametrize("arch", ["bn", "paper"])
+def test_a_tiny_run_learns_an_easy_task_well_above_chance(arch):
     x, y = squares(320, seed=0)
     x_test, y_test = squares(100, seed=1)
-    model, metrics = train_classifier([(x, y)], test=(x_test, y_test), epochs=6, batch_size=32, augment=NONE,
-                                      widths=SMALL, ema_decay=0.0, val_fraction=0.1, tta=False, seed=0,
-                                      progress=False)
+    model, metrics = train_classifier([(x, y)], test=(x_test, y_test), arch=arch, epochs=6, batch_size=32,
+                                      augment=NONE, widths=SMALL, ema_decay=0.0, val_fraction=0.1, tta=False,
+                                      seed=0, progress=False)
     assert metrics["test_accuracy"] >= 0.9, metrics["history"]              # chance is 0.1
     assert metrics["n_train"] == 288 and metrics["n_val"] == 32 and metrics["n_test"] == 100
     assert metrics["steps"] == 6 * 9 and metrics["epochs"] == 6
