@@ -162,6 +162,7 @@ def train_classifier(train_sets, test=None, config=None, data_dir=None, progress
     x_tr, y_tr, x_val, y_val = split_validation(x, y, cfg.val_fraction, rng)
     started = time.perf_counter()
     model, history, best = fit(x_tr, y_tr, x_val, y_val, cfg, rng, progress)
+    train_time = time.perf_counter() - started
     metrics = {"train_sets": described, "n_train": int(len(x_tr)), "n_val": int(len(x_val))}
     if x_test is not None:
         result = evaluate(model, x_test, y_test, tta=cfg.tta, source=test_described[0]["name"])
@@ -174,7 +175,7 @@ def train_classifier(train_sets, test=None, config=None, data_dir=None, progress
     batch, spe, epochs, total = plan(len(x_tr), cfg)
     metrics.update(best)
     metrics.update({"epochs": epochs, "steps": total, "batch_size": batch,
-                    "train_time_s": round(time.perf_counter() - started, 1), "backend": backend.name,
+                    "train_time_s": round(train_time, 1), "backend": backend.name,
                     **settings_dict(cfg), "history": history})
     return model, metrics
 
@@ -185,6 +186,28 @@ def settings_dict(cfg):
     d["lr"] = cfg.lr or PEAK_LR[cfg.arch]
     d.pop("epochs")
     return d
+
+
+def train_step(model, loss_fn, opt, xb, yb):
+    """One SGD step on the batch (xb, yb); returns (loss, accuracy on the batch)."""
+    z = model.forward(xb, training=True)
+    loss = loss_fn.forward(z, yb)
+    model.backward(loss_fn.backward())
+    opt.step()
+    return loss, float((z.argmax(axis=1) == yb).mean())
+
+
+def batches(x, y, batch, rng, cfg):
+    """One epoch of augmented minibatches on the device, in a random order (the last partial batch is dropped)."""
+    order = rng.permutation(len(x))
+    for b in range(len(x) // batch):
+        idx = order[b * batch:(b + 1) * batch]
+        yield augment(backend.asarray(to_float(x[idx])), rng, cfg.augment), backend.asarray(y[idx])
+
+
+def validation_accuracy(model, x_val, y_val):
+    """Plain (single-view) accuracy of the model on the held-out images."""
+    return float((predict_proba(model, x_val, tta=False).argmax(axis=1) == y_val).mean())
 
 
 def fit(x, y, x_val, y_val, cfg, rng, progress=True):
@@ -198,33 +221,23 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     loss_fn = SmoothedCrossEntropy(cfg.label_smoothing)
     every = max(1, epochs // VALIDATIONS)
     history, best, best_state = [], {"val_accuracy": None, "best_epoch": epochs}, None
-    step, run_loss, run_acc = 0, None, None
+    step, run = 0, None                                   # run: running (loss, accuracy), averaged over ~20 steps
     bar = tqdm(total=total, desc=f"train {cfg.arch}", unit="step", disable=not progress, leave=False)
     for epoch in range(1, epochs + 1):
-        order = rng.permutation(len(x))
-        for b in range(steps_per_epoch):
-            idx = order[b * batch:(b + 1) * batch]
-            xb = augment(backend.asarray(to_float(x[idx])), rng, cfg.augment)
-            yb = backend.asarray(y[idx])
+        for xb, yb in batches(x, y, batch, rng, cfg):
             opt.lr = learning_rate(step, total, peak, cfg.warmup)
-            z = model.forward(xb, training=True)
-            loss = loss_fn.forward(z, yb)
-            model.backward(loss_fn.backward())
-            opt.step()
+            now = train_step(model, loss_fn, opt, xb, yb)
             if average is not model:
                 ema_update(average, model, min(cfg.ema_decay, (1 + step) / (10 + step)))
-            acc = float((z.argmax(axis=1) == yb).mean())
-            run_loss = loss if run_loss is None else 0.95 * run_loss + 0.05 * loss
-            run_acc = acc if run_acc is None else 0.95 * run_acc + 0.05 * acc
+            run = now if run is None else tuple(0.95 * r + 0.05 * n for r, n in zip(run, now))
             step += 1
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}", refresh=False)
+            bar.set_postfix(epoch=epoch, loss=f"{run[0]:.3f}", acc=f"{run[1]:.3f}", refresh=False)
         if epoch % every == 0 or epoch == epochs:
-            record = {"epoch": epoch, "step": step, "train_loss": round(run_loss, 4), "train_accuracy": round(run_acc, 4)}
+            record = {"epoch": epoch, "step": step, "train_loss": round(run[0], 4), "train_accuracy": round(run[1], 4)}
             if len(x_val):
-                val_acc = float((predict_proba(average, x_val, tta=False).argmax(axis=1) == y_val).mean())
-                record["val_accuracy"] = round(val_acc, 4)
-                bar.set_postfix(epoch=epoch, loss=f"{run_loss:.3f}", acc=f"{run_acc:.3f}", val=f"{val_acc:.3f}")
+                record["val_accuracy"] = val_acc = validation_accuracy(average, x_val, y_val)
+                bar.set_postfix(epoch=epoch, loss=f"{run[0]:.3f}", acc=f"{run[1]:.3f}", val=f"{val_acc:.3f}")
                 if best["val_accuracy"] is None or val_acc >= best["val_accuracy"]:
                     best, best_state = {"val_accuracy": val_acc, "best_epoch": epoch}, average.state_dict()
             history.append(record)
