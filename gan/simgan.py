@@ -1,0 +1,512 @@
+"""SimGAN (Shrivastava et al. 2017), the seed paper's named next step: a refiner that makes
+procedural digits look like real SVHN crops while keeping their labels.
+
+    from gan.simgan import train_simgan, refine
+    train_simgan(real_x, proc_x, "runs/simgan", proc_y=proc_y, lambda_reg=0.5, kg=2, steps=1000)
+    x_refined = refine("runs/simgan", proc_x)           # uint8 (N, 32, 32, 3), same order as proc_x
+
+The schedule (SimGAN's Algorithm 1, Kd = 1):
+  1. `pretrain_r` refiner updates on the self-regularisation alone, mean|R(x) - x| (R learns the identity);
+  2. `pretrain_d` discriminator updates against that refiner;
+  3. `steps` iterations of `kg` refiner updates on L_R = BCE(X(R(x)), 0) + λ·mean|R(x) - x|
+     followed by one discriminator update (half its refined batch from the history buffer).
+The networks, losses and steps are in gan/simgan_nets.py.
+
+A run folder holds
+    RUN_DIR/config.json       the settings (a later `train` on the folder resumes with them)
+    RUN_DIR/checkpoint.npz    R, D, both Adam states, the history buffer, the iteration and the RNG state
+    RUN_DIR/log.csv           per iteration: phase, losses, D's accuracies, seconds
+    RUN_DIR/losses.png        the loss curves
+    RUN_DIR/pairs.png         procedural images (odd rows) above their refined versions (even rows)
+    RUN_DIR/refined.npz       the whole procedural set refined, with its labels (when labels are given)
+
+Command line: `python -m gan.simgan train|refine --help`.
+"""
+import argparse
+import csv
+import io
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from nn import backend
+from nn.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, run_cli
+from gan.simgan_nets import SimGAN, build_patch_discriminator, build_refiner
+
+PHASES = ("pretrain_R", "pretrain_D", "adversarial")
+LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_D", "acc_real", "acc_refined",
+              "X_real", "X_refined", "seconds")
+PAIR_COLUMNS = 8
+PAIR_ROWS = 5                # pairs of rows: 40 procedural images and their refined versions
+
+
+class SimGANError(ValueError):
+    """Bad settings, data or run folder; the message is one line."""
+
+
+class SimGANDiverged(RuntimeError):
+    """A loss became NaN or infinite during training."""
+
+
+@dataclass
+class SimGANConfig:
+    """Everything that defines a run (saved as RUN_DIR/config.json)."""
+    lambda_reg: float = 0.5      # λ, the weight of the self-regularisation mean|R(x) - x|
+    kg: int = 2                  # refiner updates per discriminator update
+    steps: int = 1000            # adversarial iterations (each: kg refiner updates + 1 D update)
+    pretrain_r: int = 500        # refiner updates on the L1 term alone
+    pretrain_d: int = 200        # discriminator updates before the adversarial phase
+    buffer_size: int = 512       # images in the history buffer
+    batch_size: int = 32
+    lr_pretrain_r: float = 1e-3  # refiner learning rate while it learns the identity (phase 1)
+    lr_r: float = 1e-4
+    lr_d: float = 1e-4
+    beta1: float = 0.5
+    width: int = 64              # refiner channels
+    blocks: int = 4              # refiner ResNet blocks
+    identity_init: bool = True   # start the refiner near the identity (needs width >= 6)
+    d_width: int = 32            # discriminator channels of the first stage
+    seed: int = 0
+    checkpoint_every: int = 100
+
+    def check(self):
+        for name in ("kg", "batch_size", "width", "d_width", "checkpoint_every"):
+            if int(getattr(self, name)) < 1:
+                raise SimGANError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("steps", "pretrain_r", "pretrain_d", "buffer_size", "blocks"):
+            if int(getattr(self, name)) < 0:
+                raise SimGANError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.batch_size < 2:
+            raise SimGANError(f"batch_size must be >= 2 (half the refined batch comes from the buffer), "
+                              f"got {self.batch_size}")
+        if self.identity_init and self.width < 6:
+            raise SimGANError(f"the identity initialisation needs width >= 6, got {self.width} (or use --random-init)")
+        if not (self.lambda_reg >= 0 and math.isfinite(self.lambda_reg)):
+            raise SimGANError(f"lambda_reg must be a number >= 0, got {self.lambda_reg}")
+        for name in ("lr_pretrain_r", "lr_r", "lr_d"):
+            if not 0 < getattr(self, name) < 1:
+                raise SimGANError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if not 0 <= self.beta1 < 1:
+            raise SimGANError(f"beta1 must be in [0, 1), got {self.beta1}")
+        return self
+
+    @property
+    def total(self):
+        """Iterations of all three phases together."""
+        return self.pretrain_r + self.pretrain_d + self.steps
+
+    def phase(self, iteration):
+        """The phase (index into PHASES) of the 0-based `iteration`."""
+        if iteration < self.pretrain_r:
+            return 0
+        return 1 if iteration < self.pretrain_r + self.pretrain_d else 2
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise SimGANError(f"unknown SimGAN setting(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+RESUMABLE = ("steps", "checkpoint_every")   # settings a resumed run may change
+
+
+# ----------------------------------------------------------------------------- run folders
+
+def load_config(run_dir):
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise SimGANError(f"{run_dir}: not a SimGAN run folder (no config.json)")
+    try:
+        return SimGANConfig.from_dict(json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError) as exc:
+        raise SimGANError(f"{path}: unreadable run configuration ({exc})") from None
+
+
+def prepare_run(run_dir, settings):
+    """Create RUN_DIR with these settings, or reopen it: a saved run keeps its settings, and of the
+    ones given only `steps` (train further) and `checkpoint_every` may differ. Returns the config."""
+    run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file():
+        config = load_config(run_dir)
+        for name, value in settings.items():
+            if name in RESUMABLE:
+                setattr(config, name, value)
+            elif not hasattr(config, name):
+                raise SimGANError(f"unknown SimGAN setting {name!r}")
+            elif value != getattr(config, name):
+                raise SimGANError(f"{run_dir}: this run was trained with {name}={getattr(config, name)!r}, "
+                                  f"not {value!r}; use a new --out folder to change it")
+    else:
+        config = SimGANConfig.from_dict(settings)
+    config.check()
+    atomic_write_json(run_dir / "config.json", asdict(config))
+    return config
+
+
+def build_simgan(config):
+    """R and D with the run's architecture and its initial weights (from the run's seed)."""
+    backend.seed(config.seed)
+    R = build_refiner(config.width, config.blocks, config.identity_init)
+    D = build_patch_discriminator(config.d_width)
+    return SimGAN(R, D, lambda_reg=config.lambda_reg, lr_r=config.lr_r, lr_d=config.lr_d, beta1=config.beta1,
+                  buffer_size=config.buffer_size)
+
+
+def save_checkpoint(path, sg, iteration, rng):
+    """Both nets, both optimizers, the buffer, the iteration and the RNG state in one .npz (atomic)."""
+    state = sg.state_dict()
+    state["iteration"] = np.array(iteration)
+    state["rng_state"] = np.array(json.dumps(rng.bit_generator.state))
+    atomic_savez(path, **state)
+
+
+def load_checkpoint(path, sg):
+    """Restore `sg` from a checkpoint; returns (iteration, rng) as they were saved."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            state = {k: f[k] for k in f.files}
+        iteration, rng_state = int(state["iteration"]), json.loads(str(state["rng_state"]))
+    except Exception as exc:
+        raise SimGANError(f"{path}: not a readable SimGAN checkpoint ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+    sg.load_state_dict(state, source=str(path))
+    rng = np.random.default_rng()
+    rng.bit_generator.state = rng_state
+    return iteration, rng
+
+
+# ----------------------------------------------------------------------------- logs and figures
+
+def read_log(path, up_to=None):
+    """Rows of log.csv (numbers as floats, empty cells as None), optionally only iterations <= up_to."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        rows = [{k: (v if k == "phase" else (float(v) if v != "" else None)) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+    return [r for r in rows if up_to is None or r["iteration"] <= up_to]
+
+
+def write_log(path, rows):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: _cell(k, r.get(k)) for k in LOG_FIELDS})
+    atomic_write_text(path, buf.getvalue())
+
+
+def _cell(key, value):
+    if value is None:
+        return ""
+    if key in ("iteration", "phase"):
+        return int(value) if key == "iteration" else value
+    return f"{value:.6g}"
+
+
+def plot_losses(path, rows, title):
+    """Three panels over the iterations: the refiner's terms, D's loss, D's accuracies."""
+    if not rows:
+        return
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    curves = (("refiner", [("loss_reg", "mean|R(x) - x|"), ("loss_adv", "adversarial term")]),
+              ("discriminator", [("loss_D", "L_D (BCE over patches)")]),
+              ("D's accuracy on patches", [("acc_real", "real"), ("acc_refined", "refined")]))
+    for ax, (name, keys) in zip(axes, curves):
+        for key, label in keys:
+            pts = [(r["iteration"], r[key]) for r in rows if r.get(key) is not None]
+            if pts:
+                ax.plot(*zip(*pts), lw=0.7, label=label)
+        for phase in PHASES[1:]:
+            starts = [r["iteration"] for r in rows if r["phase"] == phase]
+            if starts:
+                ax.axvline(starts[0], color="grey", lw=0.6, ls="--")
+        ax.set_title(name)
+        ax.set_xlabel("iteration")
+        ax.legend(fontsize=7)
+    axes[0].set_yscale("log")
+    fig.suptitle(title + "  (dashed: D pretraining, adversarial phase start)", fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def pair_indices(n, labels, seed):
+    """Which procedural images the pairs figure shows: 4 of each digit when labels are known
+    (PAIR_ROWS·PAIR_COLUMNS in all), otherwise a random choice; fixed by the run's seed."""
+    rng = np.random.default_rng([int(seed), 2])
+    k = min(n, PAIR_ROWS * PAIR_COLUMNS)
+    if labels is None:
+        return np.sort(rng.choice(n, size=k, replace=False))
+    chosen = [rng.permutation(np.flatnonzero(labels == d))[:k // 10] for d in range(10)]
+    idx = np.concatenate(chosen)
+    if len(idx) < k:
+        rest = np.setdiff1d(np.arange(n), idx)
+        idx = np.concatenate([idx, rng.choice(rest, size=k - len(idx), replace=False)])
+    return idx[:k]
+
+
+def save_pairs(path, R, proc_x, title):
+    """procedural rows and refined rows, alternating, PAIR_COLUMNS images per row."""
+    from svhn.imageset import save_grid_png
+    refined = refine_images(R, proc_x)
+    rows = []
+    for start in range(0, len(proc_x), PAIR_COLUMNS):
+        rows += [proc_x[start:start + PAIR_COLUMNS], refined[start:start + PAIR_COLUMNS]]
+    cells = [np.concatenate([r, np.zeros((PAIR_COLUMNS - len(r), 32, 32, 3), np.uint8)]) for r in rows]
+    save_grid_png(path, np.concatenate(cells), nrow=PAIR_COLUMNS, scale=3, title=title)
+
+
+# ----------------------------------------------------------------------------- training
+
+def _check_images(x, what):
+    from svhn.imageset import IMAGE_SHAPE
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE or x.dtype != np.uint8 or len(x) == 0:
+        raise SimGANError(f"{what}: expected uint8 images (N, 32, 32, 3) with N > 0, got {x.dtype} {x.shape}")
+    return x
+
+
+def _batch(x, rng, n):
+    """n random images of the host uint8 array x, as float NCHW in [-1, 1] on the device."""
+    from svhn.imageset import to_float
+    idx = rng.choice(len(x), size=n, replace=len(x) < n)
+    return backend.asarray(to_float(x[np.sort(idx)]))
+
+
+def train_iteration(sg, config, phase, real_x, proc_x, rng):
+    """One iteration of the given phase; returns its log row (without iteration/seconds)."""
+    b = config.batch_size
+    row = {"phase": PHASES[phase]}
+    sg.opt_R.lr = config.lr_pretrain_r if phase == 0 else config.lr_r
+    if phase == 0:
+        row.update(sg.refiner_pretrain_step(_batch(proc_x, rng, b)))
+        return row
+    if phase == 2:
+        for _ in range(config.kg):
+            metrics = sg.refiner_step(_batch(proc_x, rng, b))
+        row.update(metrics)
+    row.update(sg.discriminator_step(_batch(real_x, rng, b), _batch(proc_x, rng, b), rng))
+    return row
+
+
+def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print, **settings):
+    """Train (or resume) a SimGAN refiner in `out_dir`.
+
+    real_x: uint8 (N, 32, 32, 3) real images (their labels are not used).
+    proc_x: uint8 (M, 32, 32, 3) procedural images to refine; proc_y: their labels (optional): with
+        them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
+    settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
+        batch_size, lr_r, lr_d, beta1, width, blocks, d_width, seed, checkpoint_every).
+    Returns a summary dict: iteration, the last log row, seconds, and the paths written.
+    """
+    real_x, proc_x = _check_images(real_x, "real images"), _check_images(proc_x, "procedural images")
+    if proc_y is not None:
+        from svhn.imageset import check_image_set
+        check_image_set(proc_x, np.asarray(proc_y), "procedural images")
+    out_dir = Path(out_dir)
+    config = prepare_run(out_dir, settings)
+    sg = build_simgan(config)
+    ckpt = out_dir / "checkpoint.npz"
+    if ckpt.is_file():
+        iteration, rng = load_checkpoint(ckpt, sg)
+    else:
+        iteration, rng = 0, np.random.default_rng([config.seed, 1])
+    rows = read_log(out_dir / "log.csv", up_to=iteration)
+    shown = proc_x[pair_indices(len(proc_x), None if proc_y is None else np.asarray(proc_y), config.seed)]
+
+    def checkpoint():
+        save_checkpoint(ckpt, sg, iteration, rng)
+        write_log(out_dir / "log.csv", rows)
+
+    from tqdm import tqdm
+    started = time.perf_counter()
+    bar = tqdm(total=config.total, initial=min(iteration, config.total), desc="simgan", disable=not progress,
+               dynamic_ncols=True)
+    while iteration < config.total:
+        phase = config.phase(iteration)
+        t0 = time.perf_counter()
+        row = train_iteration(sg, config, phase, real_x, proc_x, rng)
+        backend.synchronize()
+        iteration += 1
+        row.update(iteration=iteration, seconds=time.perf_counter() - t0)
+        rows.append(row)
+        _check_finite(row)
+        if iteration % config.checkpoint_every == 0 or config.phase(iteration) != phase:
+            checkpoint()
+        bar.update(1)
+        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss_reg", "loss_adv", "loss_D", "acc_real", "acc_refined")
+                         if k in row}, refresh=False)
+    bar.close()
+    checkpoint()
+    title = f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}, iteration {iteration}: procedural (odd rows) -> refined"
+    save_pairs(out_dir / "pairs.png", sg.R, shown, title)
+    plot_losses(out_dir / "losses.png", rows, f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}")
+    summary = {"iteration": iteration, "last": rows[-1] if rows else None,
+               "seconds": round(time.perf_counter() - started, 1),
+               "files": [str(out_dir / n) for n in ("config.json", "checkpoint.npz", "log.csv", "losses.png", "pairs.png")]}
+    if proc_y is not None:
+        from svhn.imageset import save_image_set
+        refined = refine_images(sg.R, proc_x, progress=progress)
+        save_image_set(out_dir / "refined.npz", refined, np.asarray(proc_y))
+        summary["files"].append(str(out_dir / "refined.npz"))
+    log(f"SimGAN: {iteration} iterations in {summary['seconds']} s; wrote {', '.join(summary['files'])}")
+    return summary
+
+
+def _check_finite(row):
+    for key in ("loss_R", "loss_reg", "loss_D"):
+        if key in row and not math.isfinite(row[key]):
+            raise SimGANDiverged(f"{key} is {row[key]} at iteration {row['iteration']}; "
+                                     "try a smaller learning rate")
+
+
+# ----------------------------------------------------------------------------- refining
+
+def refine_images(R, x, batch_size=256, progress=False):
+    """R applied to uint8 images x (N, 32, 32, 3), in batches -> uint8 (N, 32, 32, 3)."""
+    from tqdm import tqdm
+    from svhn.imageset import to_float, to_uint8
+    out = np.empty_like(x)
+    for i in tqdm(range(0, len(x), batch_size), desc="refine", disable=not progress, leave=False):
+        refined = R.forward(backend.asarray(to_float(x[i:i + batch_size])), training=False)
+        out[i:i + batch_size] = to_uint8(backend.to_numpy(refined))
+    return out
+
+
+def load_refiner(run_dir):
+    """The refiner of a run, with its latest weights (from the checkpoint)."""
+    config = load_config(run_dir)
+    path = Path(run_dir) / "checkpoint.npz"
+    if not path.is_file():
+        raise SimGANError(f"{run_dir}: no checkpoint.npz (was the run trained?)")
+    sg = build_simgan(config)
+    load_checkpoint(path, sg)
+    return sg.R
+
+
+def refine(run_dir, x, batch_size=256, progress=False):
+    """The procedural images x (uint8 (N, 32, 32, 3)) refined by the run's refiner, as uint8 images
+    in the same order (R has no randomness: the same input gives the same output)."""
+    return refine_images(load_refiner(run_dir), _check_images(x, "images to refine"), batch_size, progress)
+
+
+# ----------------------------------------------------------------------------- command line
+
+DESCRIPTION = """\
+SimGAN (Shrivastava et al. 2017), the seed paper's next step: a refiner network R makes
+procedural house-number crops look like real SVHN crops, trained with a per-patch adversarial
+loss (the discriminator outputs X, its belief that each patch is refined/synthetic; X1 = 1 for
+refined, 0 for real) plus λ·mean|R(x) - x|, which keeps the digit and so its label.
+
+train    pretrain R on mean|R(x) - x|, pretrain D, then alternate Kg refiner updates with one
+         discriminator update; resumes when --out already holds a run
+refine   write an image set refined by a trained run's refiner (labels kept)
+
+Errors print one line and exit with status 2."""
+
+EPILOG = """\
+examples:
+  python -m procedural --n 10000 --seed 1 --out proc.npz
+  python -m gan.simgan train --real ../shared/svhn/sample --procedural proc.npz --out runs/simgan \\
+      --lambda-reg 0.5 --kg 2 --steps 1000
+  python -m gan.simgan refine --run runs/simgan --input proc.npz --out refined.npz"""
+
+
+def build_parser():
+    d = SimGANConfig()
+    parser = argparse.ArgumentParser(prog="python -m gan.simgan", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                        help="array library: numpy (CPU) or cupy (GPU) (default: numpy)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("train", parents=[common], help="train (or resume) a refiner",
+                       description="Train a SimGAN refiner; on an existing --out folder the run resumes with its "
+                                   "saved settings (--steps may be raised to train further).")
+    p.add_argument("--real", required=True, metavar="DATA_DIR",
+                   help="folder with SVHN's train_32x32.mat (its labels are not used), or an image-set .npz")
+    p.add_argument("--procedural", required=True, metavar="FILE.npz", help="procedural image set to learn to refine")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created, or resumed)")
+    # None defaults: only the options given are compared with a resumed run's settings.
+    for flag, key, kind, text in (
+            ("--lambda-reg", "lambda_reg", float, "λ, weight of the self-regularisation mean|R(x) - x|"),
+            ("--kg", "kg", int, "refiner updates per discriminator update"),
+            ("--steps", "steps", int, "adversarial iterations (each: Kg refiner updates + 1 D update)"),
+            ("--pretrain-r", "pretrain_r", int, "refiner updates on the L1 term alone, first"),
+            ("--pretrain-d", "pretrain_d", int, "discriminator updates after that, before the adversarial phase"),
+            ("--buffer-size", "buffer_size", int, "refined images kept in the history buffer"),
+            ("--batch-size", "batch_size", int, "images per batch (real and refined alike)"),
+            ("--lr-pretrain-r", "lr_pretrain_r", float, "refiner learning rate while pretraining on the L1 term"),
+            ("--lr-r", "lr_r", float, "refiner learning rate (Adam) in the adversarial phase"),
+            ("--lr-d", "lr_d", float, "discriminator learning rate (Adam)"),
+            ("--beta1", "beta1", float, "Adam's β1 for both"),
+            ("--width", "width", int, "refiner channels"),
+            ("--blocks", "blocks", int, "refiner ResNet blocks"),
+            ("--d-width", "d_width", int, "discriminator channels (first stage)"),
+            ("--checkpoint-every", "checkpoint_every", int, "iterations between checkpoints"),
+            ("--seed", "seed", int, "random seed (weights, batches)")):
+        p.add_argument(flag, dest=key, type=kind, default=None, help=f"{text} (default: {getattr(d, key)})")
+    p.add_argument("--random-init", dest="identity_init", action="store_const", const=False, default=None,
+                   help="start the refiner from random weights instead of near the identity")
+
+    p = sub.add_parser("refine", parents=[common], help="refine an image set with a trained run",
+                       description="Refine every image of an image set with a run's refiner; labels are kept.")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run folder")
+    p.add_argument("--input", required=True, metavar="FILE.npz", help="image set to refine")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="refined image set to write")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="accepted for the common interface; refining is deterministic")
+    return parser
+
+
+def load_real(source):
+    """Real images from an SVHN folder (train split) or an image-set .npz; labels dropped."""
+    from svhn.imageset import load_image_set
+    path = Path(source)
+    if path.suffix == ".npz":
+        return load_image_set(path)[0]
+    if not path.is_dir():
+        raise SimGANError(f"{source}: no such folder (expected a folder with train_32x32.mat, or an image-set .npz)")
+    if not (path / "train_32x32.mat").is_file():
+        raise SimGANError(f"{source}: no train_32x32.mat in this folder")
+    import svhn
+    return svhn.load("train", path)[0]
+
+
+def main(argv=None):
+    from svhn.imageset import load_image_set, save_image_set
+    args = build_parser().parse_args(argv)
+    backend.set_backend(args.backend)
+    if args.command == "train":
+        settings = {f.name: getattr(args, f.name) for f in fields(SimGANConfig)
+                    if getattr(args, f.name, None) is not None}
+        real_x = load_real(args.real)
+        proc_x, proc_y = load_image_set(args.procedural)
+        train_simgan(real_x, proc_x, args.out, proc_y=proc_y, progress=not args.quiet, **settings)
+    else:
+        if args.batch_size < 1:
+            raise SimGANError(f"--batch-size must be >= 1, got {args.batch_size}")
+        x, y = load_image_set(args.input)
+        refined = refine(args.run, x, batch_size=args.batch_size, progress=not args.quiet)
+        save_image_set(args.out, refined, y)
+        print(f"wrote {len(refined)} refined images to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,388 @@
+"""SimGAN's pieces (Shrivastava et al. 2017): the refiner R, the patch discriminator, their losses,
+the history buffer of refined images, and one training step of each network.
+
+The paper (Grbić) names SimGAN as its next step: instead of generating images from noise, a
+*refiner* R takes a procedural (synthetic) image x and returns a refined image x̃ = R(x) that should
+look real while keeping the digit, so the procedural label stays valid. We keep the seed paper's
+convention for the discriminator: its output X is the probability that a patch is *synthetic*
+(refined), and the desired output is X1 = 1 for refined and X1 = 0 for real patches.
+
+    R  = build_refiner(width=64, blocks=4)     # (N, 3, H, W) -> (N, 3, H, W) in [-1, 1]
+    D  = build_patch_discriminator(width=32)   # (N, 3, 32, 32) -> X (N, 1, 8, 8): per-patch belief "refined"
+    sg = SimGAN(R, D, lambda_reg=0.5)
+    sg.refiner_pretrain_step(x_syn)            # L1 only:  L = mean|R(x) - x|
+    sg.discriminator_step(x_real, x_syn, rng)  # L_D = BCE over every patch, half the refined from the buffer
+    sg.refiner_step(x_syn)                     # L_R = BCE(X(R(x)), 0) + λ·mean|R(x) - x|
+
+SimGAN's losses, in the seed paper's symbols (X = D's belief "synthetic" for each patch, averaged
+over the P patches of the map and the batch):
+    L_D = -mean[ X1·log X + (1 - X1)·log(1 - X) ]      X1 = 1 for refined, 0 for real patches
+    L_R = -mean[ log(1 - X(R(x))) ]  +  λ·mean|R(x) - x|
+The first term of L_R asks D to call every refined patch real; the second, the self-regularisation,
+keeps R(x) close to x so the digit (and its label) survive.
+"""
+from collections.abc import MutableMapping
+
+import numpy as np
+
+from nn import Sequential, backend, layers, losses, optim
+from nn.layers.base import Layer
+
+
+# ----------------------------------------------------------------------------- the refiner
+
+class _Joined(MutableMapping):
+    """One dict over the dicts of several named layers: key "conv1.W" is layer conv1's "W".
+
+    Reading and writing go straight through to the layers (the dict attribute, e.g. `params`,
+    is looked up on every access, since layers replace their `grads` dicts), so a composite layer
+    looks like a plain layer to `Sequential`, the optimizers and `gradcheck`."""
+
+    def __init__(self, parts, attr):
+        self.parts, self.attr = parts, attr
+
+    def _split(self, key):
+        name, _, inner = key.partition(".")
+        if name not in self.parts:
+            raise KeyError(key)
+        return getattr(self.parts[name], self.attr), inner
+
+    def __getitem__(self, key):
+        d, inner = self._split(key)
+        return d[inner]
+
+    def __setitem__(self, key, value):
+        d, inner = self._split(key)
+        d[inner] = value
+
+    def __delitem__(self, key):
+        d, inner = self._split(key)
+        del d[inner]
+
+    def __iter__(self):
+        for name, layer in self.parts.items():
+            for inner in getattr(layer, self.attr):
+                yield f"{name}.{inner}"
+
+    def __len__(self):
+        return sum(len(getattr(layer, self.attr)) for layer in self.parts.values())
+
+
+class ResBlock(Layer):
+    """A ResNet block without striding (He et al. 2016), as SimGAN's refiner uses:
+
+        h = ReLU(conv1(x)),   y = x + conv2(h)          (two 3×3 convolutions, padding 1)
+    Backward: the identity path passes dy unchanged, the convolution path adds its own gradient:
+        dx = dy + conv1ᵀ(ReLU'(h) · conv2ᵀ(dy))
+
+    `params` / `grads` are keyed "conv1.W", "conv1.b", "conv2.W", "conv2.b" and read and write the
+    two convolutions' own dicts, so the block sits in an `nn.Sequential` like any other layer.
+    """
+
+    def __init__(self, channels):
+        super().__init__()
+        self.channels = int(channels)
+        self.conv1 = layers.Conv2D(channels, channels, 3, padding=1)
+        self.relu = layers.ReLU()
+        self.conv2 = layers.Conv2D(channels, channels, 3, padding=1)
+        parts = {"conv1": self.conv1, "conv2": self.conv2}
+        self.params, self.grads, self.buffers = (_Joined(parts, a) for a in ("params", "grads", "buffers"))
+
+    def forward(self, x, training=True):
+        return x + self.conv2.forward(self.relu.forward(self.conv1.forward(x, training), training), training)
+
+    def backward(self, dy):
+        return dy + self.conv1.backward(self.relu.backward(self.conv2.backward(dy)))
+
+    def astype(self, dtype):
+        self.conv1.astype(dtype)
+        self.conv2.astype(dtype)
+        return self
+
+    def to_device(self):
+        self.conv1.to_device()
+        self.conv2.to_device()
+        return self
+
+    def __repr__(self):
+        return f"ResBlock({self.channels})"
+
+
+def build_refiner(width=64, blocks=4, identity_init=True):
+    """R: x (N, 3, H, W) in [-1, 1] -> x̃ = R(x), same shape, in (-1, 1). No striding, no pooling:
+
+        3×3 conv 3→width, ReLU → `blocks` × [ResBlock(width), ReLU] → 1×1 conv width→3 → tanh
+
+    (SimGAN: a 3×3 convolution with 64 feature maps, 4 ResNet blocks, a 1×1 convolution to the
+    image's channels). Weights are drawn from `backend.host_rng()`: seed it first.
+    identity_init: start R near the identity (see `init_near_identity`; needs width >= 6).
+    """
+    if int(width) < 1 or int(blocks) < 0:
+        raise ValueError(f"refiner: width must be >= 1 and blocks >= 0, got width={width}, blocks={blocks}")
+    net = [layers.Conv2D(3, width, 3, padding=1), layers.ReLU()]
+    for _ in range(int(blocks)):
+        net += [ResBlock(width), layers.ReLU()]
+    net += [layers.Conv2D(width, 3, 1), layers.Tanh()]
+    R = Sequential(*net)
+    return init_near_identity(R) if identity_init else R
+
+
+def init_near_identity(R, residual_scale=0.1):
+    """Make R(x) ≈ tanh(x), close to the identity on [-1, 1], before any training (our addition:
+    SimGAN reaches the identity only by pretraining on mean|R(x) - x|, which this shortens).
+
+    The first convolution copies each colour c into two channels, +x_c and -x_c (centre tap ±1);
+    after the ReLU they hold max(x_c, 0) and max(-x_c, 0), both >= 0, so they pass every
+    ReLU after a ResBlock unchanged when the blocks add little (their second convolution is scaled
+    by `residual_scale`). The last 1×1 convolution takes their difference, max(x, 0) - max(-x, 0) = x.
+    The other channels keep their random weights. In place; returns R.
+    """
+    stem, out = R.layers[0], R.layers[-2]
+    if stem.out_channels < 6:
+        raise ValueError(f"refiner: the identity initialisation needs width >= 6, got {stem.out_channels}")
+    W = backend.to_numpy(stem.params["W"]).copy()
+    b = backend.to_numpy(stem.params["b"]).copy()
+    W_out = np.zeros(out.params["W"].shape, dtype=np.float32)
+    W[:6], b[:6] = 0, 0
+    for c in range(3):
+        W[c, c, 1, 1], W[3 + c, c, 1, 1] = 1, -1
+        W_out[c, c], W_out[c, 3 + c] = 1, -1
+    stem.params["W"], stem.params["b"] = backend.asarray(W), backend.asarray(b)
+    out.params["W"] = backend.asarray(W_out)
+    out.params["b"] = backend.xp.zeros_like(out.params["b"])
+    for layer in R.layers:
+        if isinstance(layer, ResBlock):
+            layer.params["conv2.W"] = layer.params["conv2.W"] * np.float32(residual_scale)
+    return R
+
+
+def build_patch_discriminator(width=32):
+    """D: images (N, 3, 32, 32) -> X (N, 1, 8, 8), for each patch its belief that it is refined.
+
+        3×3 conv s2 3→w, LReLU → 3×3 conv s2 w→2w, LReLU → 3×3 conv 2w→2w, LReLU
+        → 1×1 conv 2w→2w, LReLU → 1×1 conv 2w→1 → sigmoid
+
+    Each of the 8×8 outputs sees a 15×15 window of the image (SimGAN's local adversarial loss:
+    D judges patches, so R cannot fool it with one global change and keeps local detail).
+    No BatchNorm: a batch mixes real images, new refined ones and ones from the history buffer.
+    """
+    if int(width) < 1:
+        raise ValueError(f"patch discriminator: width must be >= 1, got {width}")
+    w = int(width)
+    return Sequential(
+        layers.Conv2D(3, w, 3, stride=2, padding=1), layers.LeakyReLU(0.2),
+        layers.Conv2D(w, 2 * w, 3, stride=2, padding=1), layers.LeakyReLU(0.2),
+        layers.Conv2D(2 * w, 2 * w, 3, padding=1), layers.LeakyReLU(0.2),
+        layers.Conv2D(2 * w, 2 * w, 1), layers.LeakyReLU(0.2),
+        layers.Conv2D(2 * w, 1, 1), layers.Sigmoid())
+
+
+# ----------------------------------------------------------------------------- the losses
+
+class SelfRegularisationL1:
+    """SimGAN's self-regularisation, the mean absolute difference between refined and input image:
+
+    Forward:   L_reg = mean|x̃ - x| = 1/M · sum |x̃ - x|        (M = number of elements)
+    Backward:  dL_reg/dx̃ = sign(x̃ - x) / M
+    """
+
+    def forward(self, refined, x):
+        if tuple(refined.shape) != tuple(x.shape):
+            raise ValueError(f"SelfRegularisationL1: refined shape {tuple(refined.shape)} and input shape "
+                             f"{tuple(x.shape)} differ")
+        self.diff = refined - x
+        return float(backend.xp.abs(self.diff).mean())
+
+    def backward(self):
+        return backend.xp.sign(self.diff) / self.diff.size
+
+
+class PatchLoss:
+    """Binary cross-entropy over every patch of D's map, from D's logits z (X = sigmoid(z)):
+
+    Forward:   L = -mean_{n,p}[ X1·log X + (1 - X1)·log(1 - X) ]     X1 = 1 refined, 0 real
+    Backward:  dL/dz = (X - X1) / M                                   (M = patches × batch)
+    `X1` is a number (the same target for every patch) or an array of z's shape.
+    """
+
+    def __init__(self):
+        self.bce = losses.BCEWithLogits()
+
+    def forward(self, z, X1):
+        target = X1 if hasattr(X1, "shape") else backend.xp.full(z.shape, float(X1), dtype=z.dtype)
+        return self.bce.forward(z, target)
+
+    def backward(self):
+        return self.bce.backward()
+
+
+# ----------------------------------------------------------------------------- the history buffer
+
+class HistoryBuffer:
+    """A ring buffer of earlier refined images (SimGAN, section 2.3).
+
+    The discriminator sees half of its refined batch from here, so it keeps penalising artefacts
+    the refiner made earlier and the refiner cannot cycle back to them. `push` writes images at
+    the next slots, wrapping round and overwriting the oldest once full; `sample` draws uniformly
+    (without replacement) from the filled part. The storage, on the current device, is allocated
+    at the first push with that batch's image shape.
+    """
+
+    def __init__(self, capacity):
+        if int(capacity) < 0:
+            raise ValueError(f"history buffer size must be >= 0, got {capacity}")
+        self.capacity = int(capacity)
+        self.images = None   # (capacity, C, H, W) once something was pushed
+        self.count = 0       # how many slots hold an image
+        self.next = 0        # where the next image goes
+
+    def __len__(self):
+        return self.count
+
+    def push(self, images):
+        """Write `images` (k, C, H, W) at the next k slots (mod capacity); a batch larger than the
+        buffer keeps only its last `capacity` images."""
+        if self.capacity == 0 or len(images) == 0:
+            return
+        if self.images is None:
+            self.images = backend.xp.zeros((self.capacity, *images.shape[1:]), dtype=np.float32)
+        if tuple(images.shape[1:]) != tuple(self.images.shape[1:]):
+            raise ValueError(f"history buffer holds images of shape {tuple(self.images.shape[1:])}, "
+                             f"got {tuple(images.shape[1:])}")
+        images = images[-self.capacity:]
+        slots = (self.next + np.arange(len(images))) % self.capacity
+        self.images[backend.asarray(slots)] = images
+        self.next = int((self.next + len(images)) % self.capacity)
+        self.count = min(self.capacity, self.count + len(images))
+
+    def sample(self, n, rng):
+        """n images drawn without replacement from the filled slots (rng: a NumPy Generator)."""
+        if n > self.count:
+            raise ValueError(f"history buffer holds {self.count} images, cannot sample {n}")
+        return self.images[backend.asarray(rng.choice(self.count, size=n, replace=False))]
+
+    def state_dict(self):
+        filled = (backend.to_numpy(self.images[:self.count]).copy() if self.count
+                  else np.zeros((0, 0, 0, 0), np.float32))
+        return {"images": filled, "count": np.array(self.count), "next": np.array(self.next),
+                "capacity": np.array(self.capacity)}
+
+    def load_state_dict(self, state, source="checkpoint"):
+        if int(state["capacity"]) != self.capacity:
+            raise ValueError(f"{source}: history buffer of size {int(state['capacity'])}, this run uses {self.capacity}")
+        self.count, self.next = int(state["count"]), int(state["next"])
+        self.images = None
+        if self.count:
+            filled = np.asarray(state["images"], dtype=np.float32)
+            self.images = backend.xp.zeros((self.capacity, *filled.shape[1:]), dtype=np.float32)
+            self.images[:self.count] = backend.asarray(filled)
+        return self
+
+
+# ----------------------------------------------------------------------------- training steps
+
+class SimGAN:
+    """The refiner R, the patch discriminator D, their Adam optimizers, the loss weight λ and the
+    history buffer: what one run trains, checkpoints and resumes.
+
+    Images are float (N, 3, H, W) in [-1, 1] on the current device; every step returns a dict of
+    floats for the log.
+    """
+
+    def __init__(self, R, D, lambda_reg=0.5, lr_r=1e-4, lr_d=1e-4, beta1=0.5, buffer_size=512):
+        if lambda_reg < 0:
+            raise ValueError(f"lambda_reg must be >= 0, got {lambda_reg}")
+        self.R, self.D = R, D
+        self.lambda_reg = float(lambda_reg)
+        self.opt_R = optim.Adam(R, lr=lr_r, betas=(beta1, 0.999))
+        self.opt_D = optim.Adam(D, lr=lr_d, betas=(beta1, 0.999))
+        self.buffer = HistoryBuffer(buffer_size)
+        self.l1 = SelfRegularisationL1()
+        self.patch = PatchLoss()
+
+    # --- D up to its logits (the final Sigmoid is applied by the loss, stably)
+    def d_logits(self, x):
+        """z with X = sigmoid(z), D's per-patch belief "refined"."""
+        for layer in self.D.layers[:-1]:
+            x = layer.forward(x, True)
+        return x
+
+    def d_backward(self, dz):
+        """dLoss/dz back through D (filling D's grads); returns dLoss/d(image)."""
+        for layer in reversed(self.D.layers[:-1]):
+            dz = layer.backward(dz)
+        return dz
+
+    # --- the refiner
+    def refiner_loss(self, refined, x):
+        """L_R = BCE(X(x̃), X1 = 0) + λ·mean|x̃ - x| and dL_R/dx̃ (D's weights are not updated here,
+        but its grads are overwritten). Returns (L_R, adversarial term, mean|x̃ - x|, dL_R/dx̃)."""
+        z = self.d_logits(refined)
+        adv = self.patch.forward(z, 0.0)                 # "judged real": X1 = 0 for every patch
+        d_refined = self.d_backward(self.patch.backward())
+        reg = self.l1.forward(refined, x)
+        d_refined = d_refined + self.lambda_reg * self.l1.backward()
+        return adv + self.lambda_reg * reg, adv, reg, d_refined
+
+    def refiner_pretrain_step(self, x):
+        """One update of R on the self-regularisation alone, L = mean|R(x) - x| (teaches R the identity)."""
+        refined = self.R.forward(x, True)
+        reg = self.l1.forward(refined, x)
+        self.R.backward(self.l1.backward())
+        self.opt_R.step()
+        return {"loss_reg": reg}
+
+    def refiner_step(self, x):
+        """One update of R on L_R (the adversarial term through D, plus λ times the L1 term)."""
+        refined = self.R.forward(x, True)
+        loss, adv, reg, d_refined = self.refiner_loss(refined, x)
+        self.R.backward(d_refined)
+        self.opt_R.step()
+        return {"loss_R": loss, "loss_adv": adv, "loss_reg": reg}
+
+    # --- the discriminator
+    def discriminator_step(self, real, x, rng):
+        """One update of D on a real batch and a refined batch R(x) of the same size, half of whose
+        images are replaced by earlier refined images from the history buffer (once it holds
+        enough); afterwards a random half of the new refined images goes into the buffer.
+
+        L_D = BCE over every patch of both batches together: X1 = 0 real, X1 = 1 refined.
+        Returns loss_D, acc_real / acc_refined (patches D gets right: X < 0.5 on real,
+        X >= 0.5 on refined) and X_real / X_refined (mean beliefs).
+        """
+        xp = backend.xp
+        refined = self.R.forward(x, True)
+        half = len(refined) // 2
+        fake = refined
+        if half and len(self.buffer) >= half:
+            fake = xp.concatenate([refined[:len(refined) - half], self.buffer.sample(half, rng)])
+        batch = xp.concatenate([real, fake])
+        z = self.d_logits(batch)
+        X1 = xp.concatenate([xp.zeros((len(real), *z.shape[1:]), z.dtype), xp.ones((len(fake), *z.shape[1:]), z.dtype)])
+        loss = self.patch.forward(z, X1)
+        self.d_backward(self.patch.backward())
+        self.opt_D.step()
+        self.buffer.push(refined[backend.asarray(rng.permutation(len(refined))[:half])])
+        X = self.D.layers[-1].forward(z, True)
+        X_real, X_fake = X[:len(real)], X[len(real):]
+        return {"loss_D": loss, "acc_real": float((X_real < 0.5).mean()), "acc_refined": float((X_fake >= 0.5).mean()),
+                "X_real": float(X_real.mean()), "X_refined": float(X_fake.mean())}
+
+    # --- checkpoints
+    def state_dict(self):
+        """R and D, both optimizers and the history buffer as one flat dict of host arrays."""
+        state = {}
+        for prefix, obj in (("R/", self.R), ("D/", self.D), ("opt_R/", self.opt_R), ("opt_D/", self.opt_D),
+                            ("buffer/", self.buffer)):
+            state.update({prefix + k: v for k, v in obj.state_dict().items()})
+        return state
+
+    def load_state_dict(self, state, source="checkpoint"):
+        def part(prefix):
+            return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        self.R.load_state_dict(part("R/"), source=source)
+        self.D.load_state_dict(part("D/"), source=source)
+        self.opt_R.load_state_dict(part("opt_R/"))
+        self.opt_D.load_state_dict(part("opt_D/"))
+        self.buffer.load_state_dict(part("buffer/"), source=source)
+        return self

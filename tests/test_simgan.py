@@ -1,0 +1,338 @@
+"""Tests of the SimGAN refiner (gan/simgan.py, gan/simgan_nets.py): shapes, gradient checks of the
+ResNet block and both losses, the history buffer, one training step, the self-regularisation's hold,
+checkpoint/resume, deterministic refining and the command line.
+
+Everything runs on tiny networks (width 4-8) and small random images, so the file takes seconds.
+"""
+import copy
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nn import Sequential, backend, gradcheck, gradcheck_loss, layers
+from nn.files import run_cli
+from gan import simgan
+from gan.simgan import SimGANConfig, refine, train_simgan
+from gan.simgan_nets import (HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
+                             build_patch_discriminator, build_refiner, init_near_identity)
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(width=6, blocks=1, d_width=4, batch_size=8, pretrain_r=2, pretrain_d=2, steps=3, kg=2,
+            buffer_size=16, checkpoint_every=2)
+
+
+def images(n, seed=0, size=32):
+    """Random float images (n, 3, size, size) in [-1, 1] on the device."""
+    rng = np.random.default_rng(seed)
+    return backend.asarray(rng.uniform(-1, 1, (n, 3, size, size)).astype(np.float32))
+
+
+def uint8_set(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
+
+
+def tiny_simgan(lambda_reg=0.5, lr=1e-3, width=8, blocks=1, seed=0):
+    backend.seed(seed)
+    return SimGAN(build_refiner(width, blocks), build_patch_discriminator(4), lambda_reg=lambda_reg,
+                  lr_r=lr, lr_d=lr, buffer_size=32)
+
+
+# ----------------------------------------------------------------------------- shapes
+
+def test_refiner_keeps_the_image_size_and_range():
+    backend.seed(0)
+    R = build_refiner(width=8, blocks=2)
+    kinds = [type(layer).__name__ for layer in R.layers]
+    assert kinds[0] == "Conv2D" and kinds[-2:] == ["Conv2D", "Tanh"] and kinds.count("ResBlock") == 2
+    assert R.layers[0].kernel_size == (3, 3) and R.layers[-2].kernel_size == (1, 1)
+    for size in (32, 12):                       # no striding: any size in, the same size out
+        y = R.forward(images(3, size=size))
+        assert y.shape == (3, 3, size, size) and y.dtype == np.float32
+        assert float(abs(y).max()) < 1
+    assert R.summary((3, 32, 32)).splitlines()[-1].split()[-1] == f"{R.num_params():,}"
+
+
+def test_patch_discriminator_outputs_a_map_of_probabilities():
+    backend.seed(0)
+    D = build_patch_discriminator(width=4)
+    X = D.forward(images(5))
+    assert X.shape == (5, 1, 8, 8) and X.dtype == np.float32
+    assert float(X.min()) > 0 and float(X.max()) < 1
+
+
+# ----------------------------------------------------------------------------- the ResNet block
+
+def test_resblock_gradients_match_central_differences():
+    backend.seed(0)
+    block = ResBlock(3)
+    x = np.random.default_rng(1).standard_normal((2, 3, 5, 5))
+    assert gradcheck(block, x) < 1e-6
+    assert set(block.grads) == {"conv1.W", "conv1.b", "conv2.W", "conv2.b"}
+
+
+def test_resblock_is_identity_plus_residual():
+    backend.seed(0)
+    block = ResBlock(3)
+    x = images(2, size=6)
+    block.params["conv2.W"] = backend.xp.zeros_like(block.params["conv2.W"])   # writes through to conv2
+    assert float(abs(block.conv2.params["W"]).max()) == 0
+    assert np.array_equal(backend.to_numpy(block.forward(x)), backend.to_numpy(x))
+
+
+def test_refiner_with_resblocks_saves_and_loads(tmp_path):
+    backend.seed(0)
+    R = build_refiner(width=4, blocks=2, identity_init=False)
+    R.save(tmp_path / "r.npz")
+    backend.seed(1)
+    R2 = build_refiner(width=4, blocks=2, identity_init=False).load(tmp_path / "r.npz")
+    x = images(2)
+    assert np.array_equal(backend.to_numpy(R.forward(x)), backend.to_numpy(R2.forward(x)))
+    with pytest.raises(ValueError, match="different architecture"):
+        build_refiner(width=4, blocks=1, identity_init=False).load(tmp_path / "r.npz")
+
+
+def test_identity_initialisation():
+    backend.seed(0)
+    R = init_near_identity(build_refiner(width=8, blocks=2, identity_init=False), residual_scale=0.0)
+    x = images(3)
+    assert np.allclose(backend.to_numpy(R.forward(x)), np.tanh(backend.to_numpy(x)), atol=1e-6)
+    backend.seed(0)
+    x = images(16)
+    near = float(abs(build_refiner(width=8, blocks=2).forward(x) - x).mean())
+    backend.seed(0)
+    far = float(abs(build_refiner(width=8, blocks=2, identity_init=False).forward(x) - x).mean())
+    assert near < 0.15 < far
+    with pytest.raises(ValueError, match="width >= 6"):
+        build_refiner(width=4)
+
+
+# ----------------------------------------------------------------------------- losses
+
+def test_self_regularisation_value_and_gradient():
+    rng = np.random.default_rng(0)
+    refined, x = rng.uniform(-1, 1, (2, 3, 4, 4)), rng.uniform(-1, 1, (2, 3, 4, 4))
+    loss = SelfRegularisationL1()
+    assert loss.forward(backend.asarray(refined), backend.asarray(x)) == pytest.approx(np.abs(refined - x).mean())
+    assert gradcheck_loss(SelfRegularisationL1(), refined, backend.asarray(x)) < 1e-6
+    with pytest.raises(ValueError, match="differ"):
+        loss.forward(backend.asarray(refined), backend.asarray(x[:1]))
+
+
+@pytest.mark.parametrize("target", ["array", 0.0, 1.0])
+def test_patch_loss_value_and_gradient(target):
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((3, 1, 4, 4))
+    X1 = backend.asarray((rng.random(z.shape) < 0.5).astype(np.float64)) if target == "array" else target
+    t = backend.to_numpy(X1) if target == "array" else np.full(z.shape, target)
+    X = 1 / (1 + np.exp(-z))
+    expected = -(t * np.log(X) + (1 - t) * np.log(1 - X)).mean()
+    assert PatchLoss().forward(backend.asarray(z), X1) == pytest.approx(expected, rel=1e-10)
+    assert gradcheck_loss(PatchLoss(), z, X1) < 1e-6
+
+
+def test_refiner_loss_gradient_through_the_discriminator():
+    """dL_R/dx̃ of L_R = BCE(D(x̃), 0) + λ·mean|x̃ - x|, back through D's layers, in float64."""
+    sg = tiny_simgan(lambda_reg=0.3)
+    sg.D.astype(np.float64)
+    rng = np.random.default_rng(2)
+    x = backend.asarray(rng.uniform(-1, 1, (2, 3, 8, 8)))
+
+    class RefinerLoss:
+        def forward(self, refined):
+            loss, adv, reg, self.grad = sg.refiner_loss(refined, x)
+            assert loss == pytest.approx(adv + 0.3 * reg)
+            return loss
+
+        def backward(self):
+            return self.grad
+
+    assert gradcheck_loss(RefinerLoss(), rng.uniform(-1, 1, (2, 3, 8, 8))) < 1e-6
+
+
+# ----------------------------------------------------------------------------- the history buffer
+
+def constant_images(values):
+    """Images whose pixels all equal their value, so the buffer's contents can be read back."""
+    return backend.asarray(np.broadcast_to(np.asarray(values, np.float32)[:, None, None, None],
+                                           (len(values), 3, 2, 2)).copy())
+
+
+def stored(buffer):
+    return sorted(float(v) for v in backend.to_numpy(buffer.images[:len(buffer), 0, 0, 0]))
+
+
+def test_history_buffer_fills_wraps_and_samples():
+    buf = HistoryBuffer(5)
+    rng = np.random.default_rng(0)
+    assert len(buf) == 0
+    buf.push(constant_images([1, 2, 3]))
+    assert len(buf) == 3 and stored(buf) == [1, 2, 3]
+    with pytest.raises(ValueError, match="holds 3"):
+        buf.sample(4, rng)
+    buf.push(constant_images([4, 5, 6, 7]))            # wraps: 6 and 7 overwrite the oldest, 1 and 2
+    assert len(buf) == 5 and stored(buf) == [3, 4, 5, 6, 7]
+    draws = backend.to_numpy(buf.sample(5, rng))[:, 0, 0, 0]
+    assert sorted(draws) == [3, 4, 5, 6, 7]              # without replacement: every image once
+    seen = set()
+    for _ in range(50):
+        seen |= set(backend.to_numpy(buf.sample(2, rng))[:, 0, 0, 0].tolist())
+    assert seen == {3, 4, 5, 6, 7}                       # and only filled slots are ever drawn
+    buf.push(constant_images(range(10, 18)))            # more than the capacity: the last 5 stay
+    assert stored(buf) == [13, 14, 15, 16, 17]
+    again = HistoryBuffer(5).load_state_dict(buf.state_dict())
+    assert stored(again) == stored(buf) and again.next == buf.next
+
+
+def test_discriminator_step_takes_half_its_refined_batch_from_the_buffer():
+    sg = tiny_simgan()
+    rng = np.random.default_rng(0)
+    calls = []
+    sample = sg.buffer.sample
+    sg.buffer.sample = lambda n, r: calls.append(n) or sample(n, r)
+    sg.discriminator_step(images(8, 1), images(8, 2), rng)
+    assert len(sg.buffer) == 4 and calls == []           # buffer had < 4 images: all 8 are new
+    out = sg.discriminator_step(images(8, 3), images(8, 4), rng)
+    assert len(sg.buffer) == 8 and calls == [4]          # 4 new + 4 from the buffer; 4 new pushed
+    assert 0 <= out["acc_real"] <= 1 and 0 < out["X_refined"] < 1 and np.isfinite(out["loss_D"])
+
+
+# ----------------------------------------------------------------------------- training
+
+def test_one_refiner_step_lowers_the_refiner_loss_on_a_fixed_batch():
+    sg = tiny_simgan(lambda_reg=0.5, lr=1e-3)
+    x = images(8, 5, size=16)
+    before = sg.refiner_loss(sg.R.forward(x), x)[0]
+    D_before = [backend.to_numpy(p).copy() for p, _ in sg.D.parameters()]
+    sg.refiner_step(x)
+    after = sg.refiner_loss(sg.R.forward(x), x)[0]
+    assert after < before
+    assert all(np.array_equal(a, backend.to_numpy(p)) for a, (p, _) in zip(D_before, sg.D.parameters()))
+
+
+def test_a_very_large_lambda_keeps_the_refiner_near_the_identity():
+    """After L1 pretraining, adversarial training with λ = 1e4 keeps mean|R(x) - x| where it was,
+    while the same training with λ = 0 drives R away from the identity."""
+    sg = tiny_simgan(lambda_reg=0.0, lr=5e-3, width=8, blocks=1)
+    x_all, real = images(64, 6, size=12) * 0.8, images(64, 7, size=12) * 0.2 + 0.5
+
+    def distance(model):
+        return float(abs(model.R.forward(x_all) - x_all).mean())
+
+    for i in range(250):
+        sg.refiner_pretrain_step(x_all[(i * 8) % 64:(i * 8) % 64 + 8])
+    d0 = distance(sg)
+    assert d0 < 0.1
+    result = {}
+    for lam in (1e4, 0.0):
+        run, r = copy.deepcopy(sg), np.random.default_rng(1)
+        run.lambda_reg = lam
+        for i in range(25):
+            batch = x_all[r.choice(64, 8, replace=False)]
+            run.refiner_step(batch)
+            run.discriminator_step(real[r.choice(64, 8, replace=False)], batch, r)
+        result[lam] = distance(run)
+    assert result[1e4] <= d0 * 1.1
+    assert result[0.0] > 4 * d0
+
+
+def test_train_writes_outputs_and_refine_is_deterministic(tmp_path):
+    real, _ = uint8_set(20, 1)
+    proc, labels = uint8_set(30, 2)
+    summary = train_simgan(real, proc, tmp_path / "run", proc_y=labels, progress=False, log=lambda *a: None, **TINY)
+    assert summary["iteration"] == 2 + 2 + 3
+    for name in ("config.json", "checkpoint.npz", "log.csv", "losses.png", "pairs.png", "refined.npz"):
+        assert (tmp_path / "run" / name).is_file(), name
+    rows = simgan.read_log(tmp_path / "run" / "log.csv")
+    assert [r["phase"] for r in rows] == ["pretrain_R"] * 2 + ["pretrain_D"] * 2 + ["adversarial"] * 3
+    from svhn.imageset import load_image_set
+    x_ref, y_ref = load_image_set(tmp_path / "run" / "refined.npz")
+    assert np.array_equal(y_ref, labels) and x_ref.shape == proc.shape
+    a, b = refine(tmp_path / "run", proc), refine(tmp_path / "run", proc[::-1])
+    assert a.dtype == np.uint8 and a.shape == proc.shape
+    assert np.array_equal(a, x_ref) and np.array_equal(a[::-1], b)   # same image, same result, any batch
+
+
+def test_resumed_run_takes_the_same_steps(tmp_path):
+    real, _ = uint8_set(20, 1)
+    proc, _ = uint8_set(30, 2)
+    quiet = dict(progress=False, log=lambda *a: None)
+    train_simgan(real, proc, tmp_path / "once", **quiet, **TINY)
+    train_simgan(real, proc, tmp_path / "twice", **quiet, **{**TINY, "steps": 1})
+    train_simgan(real, proc, tmp_path / "twice", **quiet, steps=3)          # resumes with its saved settings
+    a, b = (dict(np.load(tmp_path / r / "checkpoint.npz")) for r in ("once", "twice"))
+    assert a.keys() == b.keys()
+    for k in a:
+        if k != "rng_state":
+            assert np.array_equal(a[k], b[k]), k
+    assert a["rng_state"] == b["rng_state"]
+    with pytest.raises(ValueError, match="lambda_reg"):
+        train_simgan(real, proc, tmp_path / "once", **quiet, lambda_reg=3.0)
+
+
+def test_config_rejects_bad_settings():
+    with pytest.raises(ValueError, match="kg"):
+        SimGANConfig(kg=0).check()
+    with pytest.raises(ValueError, match="lambda_reg"):
+        SimGANConfig(lambda_reg=-1).check()
+    with pytest.raises(ValueError, match="unknown"):
+        SimGANConfig.from_dict({"lamda": 1})
+
+
+# ----------------------------------------------------------------------------- command line
+
+def run_main(argv, capsys):
+    with pytest.raises(SystemExit) as exc:
+        run_cli(simgan.main, argv)
+    return exc.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--real", "/no/such/dir", "--procedural", "p.npz", "--out", "o"], "no such folder"),
+    (["train", "--real", "R.npz", "--procedural", "/no/p.npz", "--out", "o"], "not found"),
+    (["refine", "--run", "/no/run", "--input", "x.npz", "--out", "y.npz"], "not found"),
+    (["train", "--real", "R.npz", "--procedural", "P.npz", "--out", "o", "--kg", "0"], "kg must be >= 1"),
+])
+def test_cli_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    from svhn.imageset import save_image_set
+    save_image_set("R.npz", *uint8_set(10, 1))
+    save_image_set("P.npz", *uint8_set(10, 2))
+    code, err = run_main(argv, capsys)
+    assert code == 2 and message in err
+    assert err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_cli_refine_of_an_untrained_folder_is_one_line(capsys, tmp_path):
+    from svhn.imageset import save_image_set
+    save_image_set(tmp_path / "x.npz", *uint8_set(4))
+    code, err = run_main(["refine", "--run", str(tmp_path), "--input", str(tmp_path / "x.npz"),
+                          "--out", str(tmp_path / "y.npz")], capsys)
+    assert code == 2 and "not a SimGAN run folder" in err and err.count("\n") == 1
+
+
+def test_cli_train_then_refine(tmp_path, capsys):
+    from svhn.imageset import load_image_set, save_image_set
+    save_image_set(tmp_path / "real.npz", *uint8_set(12, 1))
+    x, y = uint8_set(12, 2)
+    save_image_set(tmp_path / "proc.npz", x, y)
+    run = str(tmp_path / "run")
+    flags = ["--width", "6", "--blocks", "1", "--d-width", "4", "--batch-size", "4", "--pretrain-r", "1",
+             "--pretrain-d", "1", "--steps", "1", "--quiet"]
+    code, _ = run_main(["train", "--real", str(tmp_path / "real.npz"), "--procedural", str(tmp_path / "proc.npz"),
+                        "--out", run, *flags], capsys)
+    assert code == 0
+    code, _ = run_main(["refine", "--run", run, "--input", str(tmp_path / "proc.npz"),
+                        "--out", str(tmp_path / "ref.npz"), "--quiet"], capsys)
+    assert code == 0
+    xr, yr = load_image_set(tmp_path / "ref.npz")
+    assert np.array_equal(yr, y) and np.array_equal(xr, load_image_set(Path(run) / "refined.npz")[0])
+
+
+def test_module_help_runs():
+    out = subprocess.run([sys.executable, "-m", "gan.simgan", "train", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--lambda-reg" in out.stdout and "--kg" in out.stdout
