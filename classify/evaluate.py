@@ -112,17 +112,35 @@ def save_confusion_png(path, C, title="confusion matrix"):
     atomic_write_bytes(path, buf.getvalue())
 
 
-def save_misclassified_png(path, x, y, pred, max_images=100):
-    """A grid of (up to max_images) misclassified test images, in test-set order; returns how many are shown."""
-    from svhn.imageset import save_grid_png
+def save_misclassified_png(path, x, y, pred, max_images=60, ncol=10):
+    """A grid of (up to max_images) misclassified test images, in test-set order, each captioned
+    'true>predicted'; returns how many are shown (no file when there is none)."""
+    import io
 
-    wrong = np.flatnonzero(np.asarray(pred) != np.asarray(y))[:max_images]
-    if len(wrong) == 0:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from nn.files import atomic_write_bytes
+
+    wrong = np.flatnonzero(np.asarray(pred) != np.asarray(y))
+    shown = wrong[:max_images]
+    if len(shown) == 0:
         return 0
-    pairs = " ".join(f"{y[i]}>{pred[i]}" for i in wrong[:8])
-    save_grid_png(path, x[wrong], nrow=10, scale=2,
-                  title=f"{len(wrong)} misclassified (true>predicted): {pairs}{' ...' if len(wrong) > 8 else ''}")
-    return len(wrong)
+    nrow = -(-len(shown) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 1.05 + 0.4), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, i in zip(axes.ravel(), shown):
+        ax.imshow(x[i], interpolation="nearest")
+        ax.set_title(f"{y[i]}>{pred[i]}", fontsize=8, pad=2)
+    fig.suptitle(f"misclassified (true>predicted): {len(shown)} of {len(wrong)} shown", fontsize=9)
+    fig.tight_layout(pad=0.3)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+    return len(shown)
 
 
 def write_report(folder, x, y, predictions, result, test_name):

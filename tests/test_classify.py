@@ -345,6 +345,7 @@ def test_smoke_training_on_the_real_sample_and_cli_round_trip(sample_dir, tmp_pa
     assert metrics["train_sets"] == [{"name": "real:64", "n": 64}] and metrics["seed"] == 1
     assert np.array(metrics["confusion_matrix"]).sum() == 40 and metrics["widths"] == list(SMALL)
     assert (out / "confusion.png").stat().st_size > 0 and (out / "model.npz").exists()
+    assert (out / "misclassified.png").exists()                               # a 1-epoch model errs somewhere
     # eval on the same 40 test images (the cap is drawn with the same seed) prints the same numbers
     r = run_cli("eval", "--model", out / "model.npz", "--test", "real:40", "--data-dir", sample_dir, "--seed", "1")
     assert r.returncode == 0, r.stderr
