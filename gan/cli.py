@@ -56,7 +56,8 @@ def build_parser():
                         f"(default: {d.upsample})")
     p.add_argument("--width", type=int, help=f"channels of the narrowest stage; G uses 4w-2w-w, D w-2w-4w (default: {d.width})")
     p.add_argument("--batch-size", type=int, help=f"real and generated images per iteration (default: {d.batch_size})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate of both networks (default: {d.lr})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate of the generator (and of D unless --lr-d) (default: {d.lr})")
+    p.add_argument("--lr-d", type=float, help="the discriminator's own Adam learning rate (default: --lr)")
     p.add_argument("--beta1", type=float, help=f"Adam beta1 (default: {d.beta1})")
     p.add_argument("--label-smoothing", type=float,
                    help="discriminator target for real images X1 = s instead of 0 (one-sided smoothing; default: 0)")
@@ -86,12 +87,14 @@ def build_parser():
     p.add_argument("--classifier", metavar="MODEL.npz",
                    help="classify model to use; trained on the real training images and saved here when missing "
                         "(default: RUN_DIR/fidelity_classifier.npz)")
+    p.add_argument("--classifier-steps", type=int, metavar="N",
+                   help="when the classifier is trained here: at least N optimizer steps (default: classify's own)")
     p.add_argument("--per-digit", type=int, default=500, help="generated images per digit (default: 500)")
     p.add_argument("--digits", default=None, help="digits to measure (default: every trained digit)")
     return parser
 
 
-TRAIN_OPTIONS = ("iters", "loss", "upsample", "width", "batch_size", "lr", "beta1", "label_smoothing",
+TRAIN_OPTIONS = ("iters", "loss", "upsample", "width", "batch_size", "lr", "lr_d", "beta1", "label_smoothing",
                  "d_every", "augment", "checkpoint_every", "stuck_iters")
 
 
@@ -136,7 +139,8 @@ def cmd_fidelity(args):
     from gan.train import parse_digits
     digits = parse_digits(args.digits) if args.digits else None
     result = fidelity(args.run, args.data_dir, args.classifier, args.per_digit, digits, seed=args.seed or 0,
-                      progress=not args.quiet, log=lambda line: print(line, file=sys.stderr))
+                      progress=not args.quiet, log=lambda line: print(line, file=sys.stderr),
+                      classifier_steps=args.classifier_steps)
     for d, f in result["per_digit"].items():
         print(f"digit {d}: {f:.3f}")
     print(f"mean label fidelity: {result['mean']:.3f} ({result['per_digit_images']} images per digit)")

@@ -139,11 +139,13 @@ class DCGAN:
                        (one-sided smoothing; keeps D from becoming over-confident on few images);
       d_every          k: update the discriminator only every k-th iteration (G every iteration),
                        for when D wins too easily;
+      lr_d             the discriminator's own learning rate (default: lr, as G's);
       augment          True: DiffAugment (gan/augment.py) on every image D sees, real or generated,
                        so D cannot memorise the few real images (needs `rng` in train_step).
     """
 
-    def __init__(self, G, D, loss="paper", lr=2e-4, beta1=0.5, label_smoothing=0.0, d_every=1, augment=False):
+    def __init__(self, G, D, loss="paper", lr=2e-4, beta1=0.5, label_smoothing=0.0, d_every=1, augment=False,
+                 lr_d=None):
         if not 0 <= label_smoothing < 0.5:
             raise ValueError(f"label smoothing must be in [0, 0.5), got {label_smoothing}")
         if int(d_every) < 1:
@@ -151,7 +153,7 @@ class DCGAN:
         self.G, self.D = G, D
         self.loss = make_loss(loss)
         self.opt_G = optim.Adam(G, lr=lr, betas=(beta1, 0.999))
-        self.opt_D = optim.Adam(D, lr=lr, betas=(beta1, 0.999))
+        self.opt_D = optim.Adam(D, lr=lr if lr_d is None else lr_d, betas=(beta1, 0.999))
         self.label_smoothing = float(label_smoothing)
         self.d_every = int(d_every)
         self.augment = DiffAugment() if augment else None

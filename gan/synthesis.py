@@ -56,18 +56,20 @@ def _maybe_progress(items, enabled):
 
 # ----------------------------------------------------------------------------- label fidelity
 
-def train_reference_classifier(data_dir, seed=0, progress=True):
-    """The ConvNet of the `classify` package (default recipe) trained on the real training images."""
+def train_reference_classifier(data_dir, seed=0, progress=True, steps=None):
+    """The ConvNet of the `classify` package (its default recipe; `steps`: fewer optimizer steps than
+    its default, to save time on a CPU) trained on the real training images."""
     try:
         from classify import train_classifier
     except ImportError as exc:
         raise RuntimeError(f"label fidelity needs the classify package ({exc})") from None
+    settings = {"min_steps": int(steps)} if steps else {}
     model, _ = train_classifier(["real"], data_dir=str(data_dir) if data_dir else None, seed=seed,
-                                progress=progress)
+                                progress=progress, **settings)
     return model
 
 
-def get_classifier(path, data_dir, seed=0, progress=True, log=print):
+def get_classifier(path, data_dir, seed=0, progress=True, log=print, steps=None):
     """Load the classifier saved at `path`, or train it on the real training images and save it there."""
     from classify import load_model, save_model
     path = Path(path)
@@ -76,7 +78,7 @@ def get_classifier(path, data_dir, seed=0, progress=True, log=print):
         return load_model(path)
     log(f"classifier: training the classify ConvNet on the real training images of {data_dir} "
         f"(saved to {path})")
-    model = train_reference_classifier(data_dir, seed=seed, progress=progress)
+    model = train_reference_classifier(data_dir, seed=seed, progress=progress, steps=steps)
     save_model(model, path)
     return model
 
@@ -90,7 +92,7 @@ def label_fidelity(predict, x, y):
 
 
 def fidelity(run_dir, data_dir=None, classifier_path=None, per_digit=500, digits=None, seed=0,
-             progress=True, log=print):
+             progress=True, log=print, classifier_steps=None):
     """Label fidelity of a run's generators: a classifier trained on the real training images
     (the `classify` ConvNet, trained once and kept at `classifier_path`, default
     RUN_DIR/fidelity_classifier.npz) labels `per_digit` generated images of each digit.
@@ -99,7 +101,7 @@ def fidelity(run_dir, data_dir=None, classifier_path=None, per_digit=500, digits
     from nn.files import atomic_write_json
     classifier_path = Path(classifier_path or Path(run_dir) / "fidelity_classifier.npz")
     x, y = sample(run_dir, per_digit, digits, seed, progress=progress, log=log)
-    model = get_classifier(classifier_path, data_dir, seed=seed, progress=progress, log=log)
+    model = get_classifier(classifier_path, data_dir, seed=seed, progress=progress, log=log, steps=classifier_steps)
     result = label_fidelity(lambda images: predict_labels(model, images), x, y)
     result.update({"per_digit_images": per_digit, "seed": seed, "classifier": str(classifier_path)})
     atomic_write_json(Path(run_dir) / "fidelity.json", result)

@@ -47,6 +47,7 @@ class Config:
     width: int = 32
     batch_size: int = 64
     lr: float = 2e-4
+    lr_d: float = None               # the discriminator's learning rate; None: the same as lr
     beta1: float = 0.5
     label_smoothing: float = 0.0
     d_every: int = 1
@@ -68,8 +69,10 @@ class Config:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {self.batch_size}")
         if self.stuck_iters < 0:
             raise ValueError(f"stuck_iters must be >= 0 (0 switches the check off), got {self.stuck_iters}")
-        if not 0 < self.lr < 1:
-            raise ValueError(f"learning rate must be in (0, 1), got {self.lr}")
+        for name in ("lr", "lr_d"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise ValueError(f"{name} (learning rate) must be in (0, 1), got {value}")
         return self
 
     @classmethod
@@ -124,7 +127,7 @@ def build_gan(config, digit):
     backend.seed(digit_seed(config.seed, digit))
     G = build_generator(config.upsample, config.width)
     D = build_discriminator(config.width)
-    return DCGAN(G, D, loss=config.loss, lr=config.lr, beta1=config.beta1,
+    return DCGAN(G, D, loss=config.loss, lr=config.lr, lr_d=config.lr_d, beta1=config.beta1,
                  label_smoothing=config.label_smoothing, d_every=config.d_every, augment=config.augment)
 
 

@@ -172,6 +172,7 @@ def test_d_every_skips_discriminator_updates():
     gan.train_step(real, backend.asarray(rng.standard_normal((4, 100)).astype(np.float32)))   # iteration 2: D rests
     assert all(np.array_equal(p, D1[k]) for k, p in params_of(gan.D).items())
     assert gan.opt_D.t == 1 and gan.opt_G.t == 2
+    assert DCGAN(gan.G, gan.D, "bce", lr=1e-3, lr_d=5e-5).opt_D.lr == 5e-5
 
 
 def test_generate_leaves_batchnorm_statistics_alone():
@@ -319,6 +320,29 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, args, fragment):
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
+
+
+def test_cli_train_then_resume_with_more_iterations(tmp_path, monkeypatch):
+    """`train` on a tiny official-layout .mat; a second `train` on the same folder resumes (and refuses
+    a different loss with one line, exit 2)."""
+    import scipy.io
+    x, y = fake_data(n_per_digit=4, digits=[2, 7])
+    data = tmp_path / "svhn"
+    data.mkdir()
+    scipy.io.savemat(data / "train_32x32.mat", {"X": np.ascontiguousarray(x.transpose(1, 2, 3, 0)),
+                                                "y": y.astype(np.uint8).reshape(-1, 1)})
+    monkeypatch.setenv("SVHN_CACHE_DIR", str(tmp_path / "cache"))
+    run = str(tmp_path / "run")
+    common = ["--digits", "2,7", "--width", "2", "--batch-size", "4", "--quiet", "--out", run]
+    first = run_cli("train", "--data-dir", str(data), "--iters", "1", "--lr-d", "1e-4", *common)
+    assert first.returncode == 0, first.stderr
+    assert "digits 2,7 trained" in first.stdout
+    again = run_cli("train", "--iters", "2", *common)
+    assert again.returncode == 0, again.stderr
+    assert len(gtrain.read_log(Path(run) / "digit_7" / "log.csv")) == 2
+    assert json.loads((Path(run) / "config.json").read_text())["lr_d"] == 1e-4
+    clash = run_cli("train", "--loss", "bce", *common)
+    assert clash.returncode == 2 and clash.stderr.count("\n") == 1 and "loss='paper'" in clash.stderr
 
 
 def test_cli_sample_writes_an_image_set(tiny_run, tmp_path):
