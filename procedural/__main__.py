@@ -17,8 +17,9 @@ right edges, random size, position, rotation, shear, perspective and stroke widt
 and wall colours with a minimum contrast (both polarities), texture, lighting, random
 distractors, blur, resolution loss, noise and JPEG artefacts. Labels are balanced over 0..9.
 
-The same --seed and settings give the same images on every machine and for any --workers
-(each image draws its random numbers from its own seed). Every random range is a field of
+The same --seed and settings give the same images for any --workers (each image draws its
+random numbers from its own seed), and on any machine with the same font packages and Pillow
+build (a different FreeType or libjpeg inside Pillow can move a glyph's edge by a pixel). Every random range is a field of
 procedural.ProceduralSettings: list them with --list-settings, change them with --set."""
 
 EPILOG = """\

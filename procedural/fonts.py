@@ -153,15 +153,25 @@ def builtin_fonts(families=()):
 
 
 def folder_fonts(folder):
-    """Every usable font file under `folder` (recursively, sorted by path), one family each."""
+    """Every usable font file under `folder` (recursively, sorted by path), grouped into
+    families by the family name inside each file (so a typeface with ten weights is one
+    family, as in the built-in list)."""
     folder = Path(folder).expanduser()
     if not folder.is_dir():
         raise ValueError(f"fonts folder {folder}: not a folder")
     refs = []
     for p in sorted(folder.rglob("*")):
         if p.suffix.lower() in FONT_SUFFIXES and p.is_file() and digits_usable(str(p)):
-            refs.append(FontRef(p.stem, p.name, path=str(p)))
+            refs.append(FontRef(_family_name(str(p)) or p.stem, p.name, path=str(p)))
     return tuple(refs)
+
+
+def _family_name(path):
+    """The family name a font file declares (e.g. "DejaVu Serif"), or None."""
+    try:
+        return FontRef("", "", path=path).load(GLYPH_PX).getname()[0] or None
+    except Exception:  # unreadable: the caller falls back to the file name
+        return None
 
 
 def system_fonts():
@@ -314,6 +324,102 @@ def glyphs(ref, stroke=0, level=0):
             g = _render_digits(ref.load(GLYPH_PX))
         _GLYPHS[key] = g
     return g
+
+
+# ---- the glyph pyramid of every font, prepared once and kept on disk ----------------------
+
+STROKES = (0, 1, 2)
+"""Outline thickenings the renderer can ask for (see ProceduralSettings.stroke_probs)."""
+GLYPH_CACHE_VERSION = 1
+"""Bump when the way glyphs are rendered changes, so old cache files are not used."""
+
+
+def _cache_root():
+    """The project's per-user cache folder (as svhn.data.user_cache_root):
+    `$XDG_CACHE_HOME/svhn-gan` or `~/.cache/svhn-gan`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "svhn-gan"
+
+
+def _cache_file(refs):
+    """Where the glyphs of `refs` are cached: the name holds a hash of everything they depend
+    on (each font file's absolute path, size and modification time, or its package's version;
+    Pillow's version, whose FreeType draws them; the pyramid's sizes)."""
+    import hashlib
+    import json
+    from importlib import metadata
+
+    import PIL
+    parts = [GLYPH_CACHE_VERSION, PIL.__version__, GLYPH_PX, LEVELS, STROKES]
+    for r in refs:
+        if r.buffer_key:
+            parts.append([r.buffer_key, metadata.version("pymupdf-fonts")])
+        else:
+            st = os.stat(r.path)
+            parts.append([os.path.abspath(r.path), st.st_size, st.st_mtime_ns])
+    key = hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+    return _cache_root() / "glyphs" / f"glyphs-{key}.npz"
+
+
+def _save(path, refs):
+    """Pack every cached glyph of `refs` into one .npz: a table (font, stroke, level, digit,
+    height, width, left, top), the advances, and all masks' pixels end to end."""
+    from nn.files import atomic_write_bytes
+    table, advance, pixels = [], [], []
+    for i, r in enumerate(refs):
+        for s in STROKES:
+            for lv in range(len(LEVELS)):
+                for d, g in enumerate(_GLYPHS[(r, s, lv)]):
+                    table.append((i, s, lv, d, *g.mask.shape, g.left, g.top))
+                    advance.append(g.advance)
+                    pixels.append(g.mask.ravel())
+    buf = io.BytesIO()
+    np.savez(buf, table=np.array(table, np.int64), advance=np.array(advance), pixels=np.concatenate(pixels))
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _load(path, refs):
+    """Fill the glyph cache from a file written by `_save`; False if it cannot be read."""
+    try:
+        with np.load(path) as f:
+            table, advance, pixels = f["table"], f["advance"], f["pixels"]
+    except Exception:  # missing, partial or foreign file: just a cache miss
+        return False
+    if len(table) != len(refs) * len(STROKES) * len(LEVELS) * 10:
+        return False
+    ends = np.cumsum(table[:, 4] * table[:, 5])
+    starts = ends - table[:, 4] * table[:, 5]
+    for row in range(0, len(table), 10):
+        i, s, lv = (int(v) for v in table[row, :3])
+        _GLYPHS[(refs[i], s, lv)] = [
+            Glyph(pixels[starts[k]:ends[k]].reshape(table[k, 4], table[k, 5]), int(table[k, 6]),
+                  int(table[k, 7]), float(advance[k])) for k in range(row, row + 10)]
+    return True
+
+
+def prepare(refs, use_disk=True):
+    """Make sure this process holds every glyph of `refs` at every stroke and level: read them
+    from the per-user disk cache when it matches, else render them (about a second for the
+    built-in fonts) and save them there for next time. Worker processes forked afterwards
+    inherit them. A cache folder that cannot be written is simply not used."""
+    if all((r, s, lv) in _GLYPHS for r in refs for s in STROKES for lv in range(len(LEVELS))):
+        return
+    path = None
+    if use_disk:
+        try:
+            path = _cache_file(refs)
+        except OSError:
+            path = None
+        if path is not None and _load(path, refs):
+            return
+    for r in refs:
+        for s in STROKES:
+            for lv in range(len(LEVELS)):
+                glyphs(r, s, lv)
+    if path is not None:
+        try:
+            _save(path, refs)
+        except OSError:
+            pass
 
 
 def describe(refs):

@@ -4,7 +4,10 @@ Work is cut into chunks of CHUNK consecutive images. A chunk is rendered by `ren
 draw every image's random numbers from its own seed (draws.py), draw its layers with PIL
 (geometry.py), then finish the whole chunk with vectorised NumPy (effects.py). Chunks go to
 worker processes; since every image depends only on (seed, index, label, settings), the
-result is the same for any number of workers.
+result is the same for any number of workers. Across machines the random decisions are the
+same; the pixels are too where Pillow's build (its FreeType and libjpeg) is the same: on one
+with another Pillow version, a third of the images differed where a glyph's rasterised edge
+moved.
 """
 import multiprocessing as mp
 import os
@@ -13,7 +16,7 @@ import numpy as np
 
 from procedural import draws as draws_mod
 from procedural.effects import finish, palette_rows, pick_colours
-from procedural.fonts import group_families, resolve_fonts
+from procedural.fonts import group_families, prepare, resolve_fonts
 from procedural.geometry import draw_layers
 from procedural.settings import ProceduralSettings
 
@@ -54,6 +57,8 @@ _WORKER = {}
 
 def _init_worker(seed, settings, families):
     _WORKER.update(seed=seed, settings=settings, families=families)
+    prepare([r for _, members in families for r in members])   # a no-op after 'fork'
+
 
 
 def _work(task):
@@ -112,7 +117,9 @@ def generate(n, seed=0, settings=None, labels=None, workers=None, progress=None)
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise ValueError(f"procedural.generate: workers must be a whole number >= 1, got {workers!r}")
 
-    families = group_families(resolve_fonts(settings.fonts, settings.families))
+    refs = resolve_fonts(settings.fonts, settings.families)
+    families = group_families(refs)
+    prepare(refs)   # glyphs from the disk cache (or rendered once), before workers fork
     x = np.empty((n, 32, 32, 3), np.uint8)
     tasks = [(s, y[s:s + CHUNK]) for s in range(0, n, CHUNK)]
     workers = min(int(workers), len(tasks))

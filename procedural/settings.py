@@ -6,7 +6,8 @@ and rotation". Each of those (and a few more things real SVHN crops show: neighb
 cut by the crop's edges, plates with edges, blur, JPEG artefacts) is one field below.
 
 Conventions:
-- A `(lo, hi)` pair is a range; each image draws a value uniformly from it.
+- A `(lo, hi)` pair is a range; each image draws a value uniformly from it (log-uniformly
+  where a field says so).
 - A `*_prob` field is the probability that an image gets that feature.
 - Lengths are fractions of the 32-pixel crop side unless a field says "pixels"; the
   digit height is the ink height of the centre digit (the one that is the label).
@@ -49,10 +50,10 @@ class ProceduralSettings:
     centre to its edge, independently along x and y, either way."""
     stroke_probs: tuple = (0.55, 0.3, 0.15)
     """Probabilities of thickening the glyph outline by 0, 1 or 2 pixels at the 48-pixel
-    glyph size (roughly 0, 0.6 and 1.2 pixels in the 32-pixel crop)."""
+    glyph size (each such pixel is 0.4 to 0.8 pixels in the crop, by the digit's size)."""
     edge_gamma: tuple = (0.6, 1.6)
-    """Exponent applied to the anti-aliased glyph coverage: below 1 thickens strokes by a
-    fraction of a pixel, above 1 thins them."""
+    """Exponent applied to the anti-aliased glyph coverage (drawn log-uniformly): below 1
+    thickens strokes by a fraction of a pixel, above 1 thins them."""
 
     # ---- neighbouring digits (house numbers have several) -------------------------------
     neighbour_prob: float = 0.75
@@ -71,8 +72,9 @@ class ProceduralSettings:
     dark_on_light_prob: float = 0.5
     """Probability of dark digits on a light plate (else light digits on a dark plate)."""
     plate_chroma: float = 0.3
-    """Largest colourfulness (chroma) of the plate and wall colours; most draws are well
-    below it (chroma = plate_chroma * u**2 for u uniform in 0..1)."""
+    """Largest colourfulness (chroma) of the plate, wall and distractor colours; most draws
+    are well below it (chroma = plate_chroma * u**2 for u uniform in 0..1). Real SVHN
+    backgrounds are mostly greyish: median chroma about 0.04."""
     digit_chroma: float = 0.25
     """Largest chroma of the digit colour (drawn like plate_chroma)."""
     street_hue_prob: float = 0.8
@@ -95,7 +97,8 @@ class ProceduralSettings:
     """Largest strength of a linear illumination gradient across the crop (the image is
     multiplied by 1 + g * t, t going from -1 to 1 along a random direction)."""
     texture: tuple = (0.0, 0.08)
-    """Strength (standard deviation, intensity units) of smooth random background texture."""
+    """Strength (intensity units) of the smooth random background texture: a coarse 5x5 and a
+    finer 12x12 grid of normal numbers, upsampled to the crop and multiplied by this."""
     brightness: tuple = (0.7, 1.15)
     """Overall exposure: the whole scene is multiplied by this."""
     colour_cast: float = 0.12
@@ -126,7 +129,7 @@ class ProceduralSettings:
     jpeg_prob: float = 0.5
     """Probability of a JPEG compression round trip."""
     jpeg_quality: tuple = (20, 90)
-    """JPEG quality (an integer drawn from this range)."""
+    """JPEG quality (an integer drawn from this range, rounded down to a multiple of 5)."""
 
     # -------------------------------------------------------------------------------------
     def validate(self):

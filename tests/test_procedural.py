@@ -102,12 +102,13 @@ def test_each_digit_renders_visible_ink():
         assert spread > 0.4 * 255, f"digit {k} has too little ink contrast ({spread:.0f})"
 
 
-def test_user_font_folder(tmp_path):
+def test_user_font_folder(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))   # keep the user's cache clean
     shutil.copy(fonts._package_dir("matplotlib") / "DejaVuSerif.ttf", tmp_path / "mine.ttf")
     shutil.copy(fonts._package_dir("matplotlib") / "cmsy10.ttf", tmp_path / "symbols.ttf")
     (tmp_path / "junk.ttf").write_bytes(b"not a font")
     refs = fonts.folder_fonts(tmp_path)
-    assert [r.name for r in refs] == ["mine.ttf"]
+    assert [(r.family, r.name) for r in refs] == [("DejaVu Serif", "mine.ttf")]
     s = dataclasses.replace(ProceduralSettings(), fonts=(str(tmp_path),))
     x, _ = generate(5, seed=0, settings=s, workers=1)
     assert x.shape == (5, 32, 32, 3)
@@ -144,6 +145,25 @@ def test_every_setting_is_documented():
     docs = ProceduralSettings.field_docs()
     missing = [f.name for f in dataclasses.fields(ProceduralSettings) if not docs.get(f.name)]
     assert not missing
+
+
+def test_glyph_disk_cache_gives_the_same_images(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    s = dataclasses.replace(ProceduralSettings(), families=("Ubuntu Mono", "Caladea"))
+    refs = fonts.resolve_fonts(s.fonts, s.families)
+    kept = dict(fonts._GLYPHS)
+    try:
+        fonts._GLYPHS.clear()
+        fonts.prepare(refs, use_disk=False)
+        expected, _ = generate(30, seed=3, settings=s, workers=1)
+        assert not fonts._cache_file(refs).exists()
+        for _ in range(2):              # first rendered and saved, then read back from disk
+            fonts._GLYPHS.clear()
+            x, _ = generate(30, seed=3, settings=s, workers=1)
+            assert np.array_equal(x, expected)
+            assert fonts._cache_file(refs).is_file()
+    finally:
+        fonts._GLYPHS.update(kept)
 
 
 def test_jpeg_strip_equals_one_image_at_a_time():
