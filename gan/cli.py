@@ -57,13 +57,13 @@ def build_parser():
     p.add_argument("--width", type=int, help=f"channels of the narrowest stage; G uses 4w-2w-w, D w-2w-4w (default: {d.width})")
     p.add_argument("--batch-size", type=int, help=f"real and generated images per iteration (default: {d.batch_size})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate of the generator (and of D unless --lr-d) (default: {d.lr})")
-    p.add_argument("--lr-d", type=float, help="the discriminator's own Adam learning rate (default: --lr)")
+    p.add_argument("--lr-d", type=float, help=f"the discriminator's own Adam learning rate (default: {d.lr_d})")
     p.add_argument("--beta1", type=float, help=f"Adam beta1 (default: {d.beta1})")
     p.add_argument("--label-smoothing", type=float,
                    help="discriminator target for real images X1 = s instead of 0 (one-sided smoothing; default: 0)")
     p.add_argument("--augment", choices=("none", "diffaug"),
                    help="diffaug: differentiable colour/translation/cutout augmentation of every image the "
-                        "discriminator sees (Zhao et al. 2020), against D memorising few images (default: none)")
+                        "discriminator sees (Zhao et al. 2020), against D memorising few images (default: diffaug)")
     p.add_argument("--d-every", type=int, help="update the discriminator every k-th iteration only (default: 1)")
     p.add_argument("--checkpoint-every", type=int, help=f"iterations between checkpoints (default: {d.checkpoint_every})")
     p.add_argument("--stuck-iters", type=int,

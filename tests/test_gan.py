@@ -17,7 +17,7 @@ from gan.dcgan import DCGAN, build_discriminator, build_generator, generate
 from gan.train import Config, DivergedError, check_health, parse_digits, train_all
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = dict(width=2, batch_size=8, checkpoint_every=2, stuck_iters=0)
+TINY = dict(width=2, batch_size=8, checkpoint_every=2, stuck_iters=0, upsample="deconv", augment=False)
 
 
 def fake_data(n_per_digit=6, digits=range(10), seed=0):
@@ -322,6 +322,7 @@ def test_cli_errors_are_one_line_and_exit_2(tmp_path, args, fragment):
     assert len(lines) == 1 and lines[0].startswith("error:") and fragment in lines[0], result.stderr
 
 
+@pytest.mark.slow
 def test_cli_train_then_resume_with_more_iterations(tmp_path, monkeypatch):
     """`train` on a tiny official-layout .mat; a second `train` on the same folder resumes (and refuses
     a different loss with one line, exit 2)."""
@@ -412,7 +413,7 @@ def test_diffaugment_backward_is_the_transpose_of_forward():
 
 def test_training_with_augmentation_resumes_exactly(tmp_path):
     x, y = fake_data(digits=[8])
-    cfg = dict(TINY, augment=True, loss="bce")
+    cfg = dict(TINY, augment=True, upsample="nearest", loss="bce")   # the default recipe
     train_all(tmp_path / "whole", Config(iters=4, **cfg), digits=[8], images=x, labels=y, progress=False)
     train_all(tmp_path / "split", Config(iters=2, **cfg), digits=[8], images=x, labels=y, progress=False)
     train_all(tmp_path / "split", Config(iters=4, **cfg), digits=[8], images=x, labels=y, progress=False,
