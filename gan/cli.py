@@ -56,7 +56,7 @@ def build_parser():
                         f"(default: {d.upsample})")
     p.add_argument("--width", type=int, help=f"channels of the narrowest stage; G uses 4w-2w-w, D w-2w-4w (default: {d.width})")
     p.add_argument("--batch-size", type=int, help=f"real and generated images per iteration (default: {d.batch_size})")
-    p.add_argument("--lr", type=float, help=f"Adam learning rate of the generator (and of D unless --lr-d) (default: {d.lr})")
+    p.add_argument("--lr", type=float, help=f"the generator's Adam learning rate (default: {d.lr})")
     p.add_argument("--lr-d", type=float, help=f"the discriminator's own Adam learning rate (default: {d.lr_d})")
     p.add_argument("--beta1", type=float, help=f"Adam beta1 (default: {d.beta1})")
     p.add_argument("--label-smoothing", type=float,
