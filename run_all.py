@@ -1,7 +1,13 @@
-"""The paper's whole experiment, end to end (placeholder until the stages land)."""
-import sys
+"""The paper's whole experiment, end to end: `python run_all.py --help`.
+
+    python run_all.py --data-dir /work/shared/svhn/sample        # quick preset (<= 30 min on 2 CPU cores)
+    python run_all.py --backend cupy --preset paper               # the paper's sizes, on a GPU
+
+The stages, presets and report live in the `experiment` package (experiment/pipeline.py lists the
+stages; experiment/settings.py every size; experiment/stages.py how reruns are decided).
+"""
+from experiment.cli import main
+from nn.files import run_cli
 
 if __name__ == "__main__":
-    print("error: run_all.py is not built yet: the experiment's stages (svhn, procedural, gan, classify) are still being written",
-          file=sys.stderr)
-    sys.exit(2)
+    run_cli(main)

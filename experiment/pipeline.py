@@ -1,0 +1,350 @@
+"""The experiment's stages, in the order they run, and `run_experiment`, which runs them.
+
+    data         the real SVHN images (svhn.load), the subsets the settings ask for
+    procedural   the procedural training set (the paper's "simple method") and Figure 6
+    dcgan        ten DCGANs, one per digit, each trained on the real images of its digit (Figures 7-8)
+    dcgan_set    dcgan_per_digit images sampled from each digit's generator (the paper's DCGAN set)
+    simgan       a SimGAN refiner trained on the procedural and real images; the refined procedural set
+    classify_*   the ConvNet trained on one training set and tested on the real test set:
+                   classify_real-all               real images (the paper's 86 %)
+                   classify_real-0+procedural      procedural images (63 %)
+                   classify_real-0+dcgan           DCGAN images (77 %)
+                   classify_real-0+simgan          SimGAN-refined procedural images (beyond the paper)
+                   classify_real-100+dcgan, ...    the mixing curve: k real images with/without a synthetic set
+    report       table.md, results.json and the figures
+
+Every stage lives in OUT/stages/NAME (see experiment/stages.py for how reruns are decided).
+"""
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from fnmatch import fnmatch
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from nn import backend
+from nn.files import atomic_savez, atomic_write_json
+from experiment.stages import Runner, Stage, content_hash, fingerprint
+
+SET_STAGE = {"procedural": "procedural", "dcgan": "dcgan_set", "simgan": "simgan"}
+"""The stage that makes each synthetic training set ..."""
+SET_FILE = {"procedural": "images.npz", "dcgan": "images.npz", "simgan": "run/refined.npz"}
+"""... and the image-set file in that stage's folder."""
+TABLE_ROWS = (("real", "all", None), ("procedural", 0, "procedural"), ("dcgan", 0, "dcgan"),
+              ("simgan", 0, "simgan"))
+"""The table's rows: (row, real images, synthetic set)."""
+
+
+@dataclass
+class Context:
+    """What every stage needs: the settings and where things are."""
+    settings: object
+    out: Path
+    data_dir: str = None
+    backend: str = "numpy"
+    seed: int = 0
+    preset: str = "custom"
+    progress: bool = True
+    log: object = print
+    cache: dict = field(default_factory=dict)
+
+    def stage_dir(self, name):
+        return self.out / "stages" / name
+
+    def real(self):
+        """(x_train, y_train, x_test, y_test): the real images the data stage chose (memoised)."""
+        if "real" not in self.cache:
+            import svhn
+            with np.load(self.stage_dir("data") / "subset.npz") as f:
+                train_idx, test_idx = f["train_idx"], f["test_idx"]
+            x_tr, y_tr = svhn.load("train", self.data_dir)
+            x_te, y_te = svhn.load("test", self.data_dir)
+            self.cache["real"] = (x_tr[train_idx], y_tr[train_idx], x_te[test_idx], y_te[test_idx])
+        return self.cache["real"]
+
+    def real_order(self):
+        """A fixed random order of the real training images: the mixing curve's k real images are
+        the first k, so a larger k holds every image of a smaller one."""
+        n = len(self.real()[1])
+        return np.random.default_rng([self.seed, 12]).permutation(n)
+
+    def image_set(self, name):
+        from svhn.imageset import load_image_set
+        return load_image_set(self.stage_dir(SET_STAGE[name]) / SET_FILE[name])
+
+
+# ---------------------------------------------------------------------------------- data
+
+def file_identity(path):
+    """(absolute path, size, modification time) of a file, or None when it is missing."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    st = path.stat()
+    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def data_stage(ctx):
+    from svhn.data import data_dir_for, split_path
+    s = ctx.settings
+    files = {split: file_identity(split_path(split, ctx.data_dir, download=False)) for split in ("train", "test")}
+    settings = {"data_dir": str(data_dir_for(ctx.data_dir)), "files": files, "train_n": s.train_n,
+                "test_n": s.test_n, "seed": ctx.seed}
+    return Stage("data", partial(run_data, ctx), settings, what="real SVHN images (svhn.load), subsets")
+
+
+def subset(n, limit, rng):
+    """Sorted indices of `limit` of n images drawn by rng (all of them when limit is None or >= n)."""
+    if limit is None or limit >= n:
+        return np.arange(n)
+    return np.sort(rng.permutation(n)[:limit])
+
+
+def run_data(ctx, folder, upstream):
+    import svhn
+    from svhn.data import split_path
+    s = ctx.settings
+    x_tr, y_tr = svhn.load("train", ctx.data_dir)          # downloads the split when it is missing
+    x_te, y_te = svhn.load("test", ctx.data_dir)
+    rng = np.random.default_rng([ctx.seed, 11])
+    train_idx, test_idx = subset(len(x_tr), s.train_n, rng), subset(len(x_te), s.test_n, rng)
+    files = {split: file_identity(split_path(split, ctx.data_dir, download=False)) for split in ("train", "test")}
+    atomic_savez(folder / "subset.npz", train_idx=train_idx, test_idx=test_idx)
+    info = {"files": files, "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
+            "n_train_available": int(len(x_tr)), "n_test_available": int(len(x_te)),
+            "train_digit_counts": np.bincount(y_tr[train_idx], minlength=10).tolist(),
+            "test_digit_counts": np.bincount(y_te[test_idx], minlength=10).tolist()}
+    atomic_write_json(folder / "info.json", info)
+    ctx.cache.pop("real", None)
+    return {**info, "note": f"{len(train_idx)} training and {len(test_idx)} test images",
+            "content": fingerprint({"idx": content_hash(train_idx, test_idx), "files": files})}
+
+
+# ---------------------------------------------------------------------------------- synthetic sets
+
+def run_procedural(ctx, folder, upstream):
+    """The paper's procedural set and its Figure 6 (row k: ten images of digit k)."""
+    from procedural import generate, preview_images
+    from svhn.imageset import save_grid_png, save_image_set
+    from tqdm.auto import tqdm
+    n = ctx.settings.procedural_n
+    with tqdm(total=n, unit="img", desc="procedural", disable=not ctx.progress, leave=False) as bar:
+        x, y = generate(n, seed=ctx.seed, progress=bar.update)
+    save_image_set(folder / "images.npz", x, y)
+    save_grid_png(folder / "fig6_procedural.png", preview_images(x, y), nrow=10, scale=3,
+                  title="procedural samples (Figure 6)")
+    return {"n": int(n), "note": f"{n} images", "content": content_hash(x, y)}
+
+
+def dcgan_config(ctx):
+    from gan import Config
+    s = ctx.settings
+    return Config(iters=s.dcgan_iters, loss=s.dcgan_loss, upsample=s.dcgan_upsample, width=s.dcgan_width,
+                  batch_size=s.dcgan_batch, augment=s.dcgan_augment, seed=ctx.seed)
+
+
+def dcgan_iterations(ctx):
+    """{digit: iterations}: dcgan_iters, and at least dcgan_iters_digit5 for digit 5 (Figures 7-8)."""
+    s = ctx.settings
+    return {d: max(s.dcgan_iters, s.dcgan_iters_digit5) if d == 5 else s.dcgan_iters for d in range(10)}
+
+
+def run_dcgan(ctx, folder, upstream):
+    """Ten DCGANs, one per digit, each on the real training images of its digit, in folder/run
+    (gan.train's run folder: checkpoints, logs, sample grids at the paper's figure iterations)."""
+    import dataclasses
+    from gan.train import digit_dir, plot_losses, prepare_run, read_log, train_digit
+    x, y = ctx.real()[:2]
+    iters, run = dcgan_iterations(ctx), folder / "run"
+    config = prepare_run(run, dcgan_config(ctx), explicit=("iters",))
+    statuses = {}
+    for d in range(10):
+        mine = x[y == d]
+        if len(mine) == 0:
+            raise ValueError(f"the real training images hold no digit {d}: a DCGAN per digit needs some "
+                             f"(raise train_n)")
+        statuses[d] = train_digit(mine, d, run, dataclasses.replace(config, iters=iters[d]),
+                                  progress=ctx.progress, log=ctx.log)
+    plot_losses(run / "losses.png", {d: read_log(digit_dir(run, d) / "log.csv") for d in range(10)},
+                f"DCGAN per digit, loss {config.loss}")
+    stopped = {d: s["message"] for d, s in statuses.items() if s["state"] != "done"}
+    counts = sorted(set(iters.values()))
+    note = f"digits at {counts[0]} iterations" + (f", digit 5 at {iters[5]}" if len(counts) > 1 else "")
+    if stopped:
+        note += f"; stopped early: digits {', '.join(map(str, sorted(stopped)))}"
+    return {"iterations": iters, "status": {str(d): s for d, s in statuses.items()},
+            "stopped": {str(d): m for d, m in stopped.items()}, "note": note}
+
+
+def run_dcgan_set(ctx, folder, upstream):
+    """dcgan_per_digit images from each digit's generator, and a grid of each digit's samples."""
+    from gan import sample
+    from svhn.imageset import save_grid_png, save_image_set
+    run = ctx.stage_dir("dcgan") / "run"
+    n = ctx.settings.dcgan_per_digit
+    x, y = sample(run, n, digits=range(10), seed=ctx.seed, progress=ctx.progress, log=ctx.log)
+    save_image_set(folder / "images.npz", x, y)
+    for d in range(10):
+        save_grid_png(folder / f"digit_{d}.png", x[y == d][:64], nrow=8, scale=2, title=f"DCGAN digit {d}")
+    firsts = np.concatenate([x[y == d][:10] for d in range(10)])
+    save_grid_png(folder / "samples.png", firsts, nrow=10, scale=3, title="DCGAN samples, row k: digit k")
+    return {"n": int(len(x)), "note": f"{len(x)} images ({n} per digit)", "content": content_hash(x, y)}
+
+
+def simgan_settings(ctx):
+    s = ctx.settings
+    return {"lambda_reg": s.simgan_lambda, "kg": s.simgan_kg, "steps": s.simgan_steps,
+            "pretrain_r": s.simgan_pretrain_r, "pretrain_d": s.simgan_pretrain_d, "batch_size": s.simgan_batch,
+            "width": s.simgan_width, "blocks": s.simgan_blocks, "seed": ctx.seed}
+
+
+def run_simgan(ctx, folder, upstream):
+    """A SimGAN refiner trained on the real training images and the procedural set, which it then
+    refines (labels kept): folder/run/refined.npz."""
+    from gan.simgan import train_simgan
+    from svhn.imageset import load_image_set
+    x_real = ctx.real()[0]
+    x_proc, y_proc = load_image_set(ctx.stage_dir("procedural") / "images.npz")
+    summary = train_simgan(x_real, x_proc, folder / "run", proc_y=y_proc, progress=ctx.progress,
+                           log=lambda line: None, **simgan_settings(ctx))
+    x_ref, y_ref = load_image_set(folder / "run" / "refined.npz")
+    change = float(np.abs(x_ref.astype(np.float32) - x_proc).mean())
+    return {"iterations": summary["iteration"], "mean_abs_change_grey_levels": round(change, 2),
+            "note": f"{summary['iteration']} iterations; refined {len(x_ref)} images "
+                    f"(mean change {change:.1f} grey levels)",
+            "content": fingerprint({"images": content_hash(x_ref, y_ref)})}
+
+
+# ---------------------------------------------------------------------------------- classifiers
+
+def classifier_name(real, synthetic):
+    """'classify_real-all', 'classify_real-0+procedural', 'classify_real-100+dcgan', ..."""
+    return f"classify_real-{real}" + (f"+{synthetic}" if synthetic else "")
+
+
+def epochs_for(n, steps, batch):
+    """Epochs giving at least `steps` optimizer steps on n images (after classify's validation split)."""
+    from classify.train import MAX_VAL, VAL_FRACTION
+    n_val = min(MAX_VAL, int(round(VAL_FRACTION * n)))
+    n_train = n - n_val if 0 < n_val < n else n
+    per_epoch = max(1, n_train // min(batch, n_train))
+    return max(1, math.ceil(steps / per_epoch))
+
+
+def run_classifier(ctx, real, synthetic, folder, upstream):
+    """Train the ConvNet on `real` real images (a count or "all") plus the `synthetic` set (or none),
+    test it on the real test images; writes model.npz and metrics.json (the report draws the figures)."""
+    from classify import save_model, train_classifier
+    s = ctx.settings
+    x_tr, y_tr, x_te, y_te = ctx.real()
+    parts = []
+    if real != 0:
+        keep = ctx.real_order()[:None if real == "all" else real]
+        parts.append((x_tr[keep], y_tr[keep]))
+    if synthetic:
+        parts.append(ctx.image_set(synthetic))
+    n = sum(len(p[1]) for p in parts)
+    epochs = epochs_for(n, s.clf_steps, s.clf_batch) if s.clf_steps else None
+    model, metrics = train_classifier(parts, test=(x_te, y_te), arch=s.clf_arch, widths=tuple(s.clf_widths),
+                                      batch_size=s.clf_batch, epochs=epochs, tta=s.clf_tta, seed=ctx.seed,
+                                      progress=ctx.progress)
+    save_model(model, folder / "model.npz")
+    metrics = {"real_images": real, "synthetic_set": synthetic, "n_images": int(n), **metrics}
+    atomic_write_json(folder / "metrics.json", metrics)
+    acc = metrics["test_accuracy"]
+    return {"test_accuracy": acc, "n_images": int(n), "steps": metrics["steps"],
+            "note": f"test accuracy {100 * acc:.1f} % ({metrics['steps']} steps on {n} images)"}
+
+
+def mixing_points(settings, n_train):
+    """[(real, synthetic)] of the mixing curve: each count of mix_real ("all" for n_train or more) with
+    no synthetic set and with each of mix_synthetic, but not the empty point (0 real, no synthetic)."""
+    points = []
+    for k in settings.mix_real:
+        real = "all" if k == "all" or k >= n_train else k
+        for syn in (None,) + tuple(settings.mix_synthetic):
+            if (real, syn) not in points and not (real == 0 and syn is None):
+                points.append((real, syn))
+    return points
+
+
+def classifier_points(ctx, n_train):
+    """[(real, synthetic)]: the table's rows, then the mixing curve's other points (each once)."""
+    points = [(real, syn) for _, real, syn in TABLE_ROWS]
+    return points + [p for p in mixing_points(ctx.settings, n_train) if p not in points]
+
+
+def classifier_stage(ctx, real, synthetic):
+    s = ctx.settings
+    settings = {"real_images": real, "synthetic_set": synthetic, "steps": s.clf_steps, "arch": s.clf_arch,
+                "widths": list(s.clf_widths), "batch_size": s.clf_batch, "tta": s.clf_tta, "seed": ctx.seed,
+                "backend": ctx.backend}
+    deps = ("data",) + ((SET_STAGE[synthetic],) if synthetic else ())
+    what = f"ConvNet on {real} real images" + (f" + the {synthetic} set" if synthetic else "")
+    return Stage(classifier_name(real, synthetic), partial(run_classifier, ctx, real, synthetic), settings, deps,
+                 what=what)
+
+
+# ---------------------------------------------------------------------------------- the plan
+
+def plan(ctx, n_train):
+    """Every stage after `data`, in order (n_train: the real training images the data stage chose)."""
+    from procedural import ProceduralSettings
+    s, seed, be = ctx.settings, ctx.seed, ctx.backend
+    stages = [
+        Stage("procedural", partial(run_procedural, ctx),
+              {"n": s.procedural_n, "seed": seed, "procedural": asdict(ProceduralSettings())},
+              what="procedural training set, Figure 6"),
+        Stage("dcgan", partial(run_dcgan, ctx),
+              {"config": asdict(dcgan_config(ctx)), "iterations": dcgan_iterations(ctx), "backend": be},
+              ("data",), resumable=True, what="ten DCGANs, one per digit, Figures 7-8"),
+        Stage("dcgan_set", partial(run_dcgan_set, ctx), {"per_digit": s.dcgan_per_digit, "seed": seed, "backend": be},
+              ("dcgan",), what="the DCGAN training set"),
+        Stage("simgan", partial(run_simgan, ctx), {**simgan_settings(ctx), "backend": be},
+              ("data", "procedural"), resumable=True, what="SimGAN refiner, refined procedural set"),
+    ]
+    stages += [classifier_stage(ctx, real, syn) for real, syn in classifier_points(ctx, n_train)]
+    from experiment.report import run_report
+    labels = {"preset": ctx.preset, "backend": be, "data_dir": str(ctx.data_dir), "settings": s.as_dict(),
+              "seed": seed}
+    stages.append(Stage("report", partial(run_report, ctx), labels, tuple(["data"] + [st.name for st in stages]),
+                        what="table.md, results.json, figures"))
+    return stages
+
+
+def run_experiment(settings, out="results", data_dir=None, backend_name="numpy", seed=0, preset="custom",
+                   progress=True, log=print, redo=()):
+    """Run (or resume) the whole experiment into `out`; returns the Runner (its `manifests` and
+    `actions`: {stage: "ran" | "skipped"}). `redo`: stage names or patterns (classify_*) to redo."""
+    started = time.perf_counter()
+    backend.set_backend(backend_name)
+    ctx = Context(settings=settings.check(), out=Path(out), data_dir=data_dir, backend=backend_name, seed=int(seed),
+                  preset=preset, progress=progress, log=log)
+    if ctx.seed < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
+    first = data_stage(ctx)
+    runner = Runner(ctx.out / "stages", log=log)
+    runner.force = _matching(redo, [first.name], allow_unmatched=True)
+    runner.run(first, 1)
+    stages = plan(ctx, runner.manifests["data"]["summary"]["n_train"])
+    runner.force |= _matching(redo, [first.name] + [st.name for st in stages])
+    for i, stage in enumerate(stages, 2):
+        runner.run(stage, i, len(stages) + 1)
+    from experiment.report import publish_report
+    publish_report(ctx, runner.manifests["report"])
+    ran = sum(a == "ran" for a in runner.actions.values())
+    log(f"done in {time.perf_counter() - started:.1f} s: {ran} stage(s) ran, {len(runner.actions) - ran} skipped; "
+        f"see {ctx.out / 'table.md'}")
+    return runner
+
+
+def _matching(patterns, names, allow_unmatched=False):
+    chosen = set()
+    for pattern in patterns or ():
+        hits = {n for n in names if fnmatch(n, pattern)}
+        if not hits and not allow_unmatched:
+            raise ValueError(f"--redo {pattern}: no stage of that name (stages: {', '.join(names)})")
+        chosen |= hits
+    return chosen

@@ -1,0 +1,356 @@
+"""The experiment's report: table.md, results.json and the figures, from the stages' outputs.
+
+    OUT/table.md        our accuracies beside the paper's (86 / 63 / 77 %), the mixing curve, timings
+    OUT/results.json    every number, the settings, timings, backend and package versions
+    OUT/figures/        fig6_procedural, fig7_dcgan_digit5, fig8_dcgan_digit5_iterations, dcgan_samples,
+                        dcgan_digit_K (one grid per digit), simgan_pairs, confusion_matrices,
+                        losses_dcgan, losses_simgan, losses_classifiers, accuracy_table, mixing_curve
+
+The report stage writes them into its own stage folder; `publish_report` copies them to OUT.
+"""
+import io
+import json
+import os
+import platform
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nn.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+PAPER = {"real": 0.86, "procedural": 0.63, "dcgan": 0.77, "simgan": None}
+"""The paper's test accuracies (ConvNet trained on each set, tested on the real SVHN test set)."""
+ROW_NAMES = {"real": "real SVHN", "procedural": "procedural (the paper's simple method)",
+             "dcgan": "DCGAN (10 GANs, one per digit)", "simgan": "SimGAN-refined procedural"}
+SET_NAMES = {None: "real only", "procedural": "+ procedural", "dcgan": "+ DCGAN", "simgan": "+ SimGAN"}
+FIGURE_ITERATIONS = (1, 51, 76, 201, 401, 701)
+FIDELITY_IMAGES = 2000      # synthetic images per set whose labels the real-trained classifier checks
+
+
+# ---------------------------------------------------------------------------------- collecting numbers
+
+def stage_metrics(ctx, name):
+    return json.loads((ctx.stage_dir(name) / "metrics.json").read_text())
+
+
+def collect(ctx, upstream):
+    """Every number of the run as one JSON-ready dict (results.json)."""
+    from experiment.pipeline import TABLE_ROWS, classifier_name, mixing_points
+    data = upstream["data"]["summary"]
+    table = []
+    for row, real, syn in TABLE_ROWS:
+        name = classifier_name(real, syn)
+        m = stage_metrics(ctx, name)
+        table.append({"row": row, "training_set": ROW_NAMES[row], "stage": name, "n_images": m["n_images"],
+                      "test_accuracy": m["test_accuracy"], "paper_accuracy": PAPER[row],
+                      "per_digit_accuracy": m["per_digit_accuracy"], "confusion_matrix": m["confusion_matrix"],
+                      "steps": m["steps"], "val_accuracy": m.get("val_accuracy"), "history": m.get("history", [])})
+    mixing = []
+    for real, syn in mixing_points(ctx.settings, data["n_train"]):
+        name = classifier_name(real, syn)
+        m = stage_metrics(ctx, name)
+        mixing.append({"real_images": data["n_train"] if real == "all" else real, "all_real": real == "all",
+                       "synthetic_set": syn, "n_images": m["n_images"], "test_accuracy": m["test_accuracy"],
+                       "stage": name})
+    mixing.sort(key=lambda p: (p["real_images"], str(p["synthetic_set"])))
+    stages = {name: {"what": m.get("what", ""), "seconds": m["seconds"], "resumed": m.get("resumed", False),
+                     "finished": m["finished"], "note": m["summary"].get("note", "")}
+              for name, m in upstream.items()}
+    return {
+        "preset": ctx.preset, "backend": ctx.backend, "seed": ctx.seed,
+        "data": {"data_dir": upstream["data"]["settings"]["data_dir"], **data},
+        "settings": ctx.settings.as_dict(),
+        "table": table,
+        "mixing_curve": mixing,
+        "label_fidelity": label_fidelity(ctx),
+        "dcgan": upstream["dcgan"]["summary"],
+        "simgan": upstream["simgan"]["summary"],
+        "stages": stages,
+        "run_time_s": round(sum(s["seconds"] for s in stages.values()), 1),
+        "versions": versions(ctx.backend),
+        "machine": machine(),
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def label_fidelity(ctx):
+    """How often the ConvNet trained on the real images labels each synthetic set's images with the
+    digit they were made as (up to FIDELITY_IMAGES per set, single view): does the set show its digits?"""
+    from classify import load_model, predict_labels
+    from experiment.pipeline import classifier_name
+    model = load_model(ctx.stage_dir(classifier_name("all", None)) / "model.npz")
+    out = {}
+    for name in ("procedural", "dcgan", "simgan"):
+        x, y = ctx.image_set(name)
+        keep = np.sort(np.random.default_rng([ctx.seed, 13]).permutation(len(y))[:FIDELITY_IMAGES])
+        pred = predict_labels(model, x[keep], tta=False)
+        per_digit = [float((pred[y[keep] == d] == d).mean()) if (y[keep] == d).any() else None for d in range(10)]
+        out[name] = {"mean": float((pred == y[keep]).mean()), "per_digit": per_digit, "n": int(len(keep))}
+    return out
+
+
+def versions(backend_name):
+    """Versions of Python and the packages the run used (CuPy's only where it is installed)."""
+    from importlib import metadata
+    v = {"python": platform.python_version()}
+    for pkg in ("numpy", "scipy", "matplotlib", "pillow", "tqdm", "cupy-cuda12x", "cupy-cuda13x", "cupy"):
+        try:
+            v[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    try:
+        import subprocess
+        root = Path(__file__).resolve().parents[1]
+        v["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                                         text=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        v["git_commit"] = None
+    if backend_name == "cupy":
+        try:
+            import cupy
+            v["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        except Exception as exc:          # reporting only: never fail the run for a version string
+            v["gpu"] = f"unknown ({type(exc).__name__})"
+    return v
+
+
+def cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine():
+    return {"platform": platform.platform(), "processor": cpu_name(),
+            "cpu_count": os.cpu_count(),
+            "load_average_at_report": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+            "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default"}
+
+
+# ---------------------------------------------------------------------------------- table.md
+
+def pct(a):
+    return "—" if a is None else f"{100 * a:.1f} %"
+
+
+def paper_pct(a):
+    return "—" if a is None else f"{100 * a:.0f} %"
+
+
+def table_markdown(r):
+    d = r["data"]
+    lines = [
+        "# Training on synthetic images, testing on real SVHN",
+        "",
+        f"Preset **{r['preset']}**, backend **{r['backend']}**, seed {r['seed']}; data `{d['data_dir']}` "
+        f"({d['n_train']:,} real training images, {d['n_test']:,} real test images; the paper: 73,257 and 26,032).",
+        f"Run time: {r['run_time_s'] / 60:.1f} min (the sum of the stages' times, each timed when it ran), "
+        f"on {r['machine']['processor']} with {r['machine']['cpu_count']} CPUs"
+        + (f", GPU {r['versions']['gpu']}" if "gpu" in r["versions"] else "") + ".",
+        "",
+        "| training set | training images | our test accuracy | paper |",
+        "|---|---:|---:|---:|",
+    ]
+    lines += [f"| {t['training_set']} | {t['n_images']:,} | {pct(t['test_accuracy'])} | {paper_pct(t['paper_accuracy'])} |"
+              for t in r["table"]]
+    lines += ["", "Each row: the paper's ConvNet (6 conv, 3 pool, 1 dense; `classify`) trained on that set alone and "
+              "tested on the real test images."]
+    fid = r["label_fidelity"]
+    lines += ["", "Label fidelity (the ConvNet trained on the real images labels each synthetic set's images with the "
+              "digit they were made as): " + ", ".join(f"{k} {pct(v['mean'])}" for k, v in fid.items()) + "."]
+    lines += ["", "## Mixing curve: real training images with and without synthetic ones", ""]
+    lines += mixing_markdown(r["mixing_curve"], [None] + r["settings"]["mix_synthetic"])
+    stopped = r["dcgan"].get("stopped") or {}
+    if stopped:
+        lines += ["", "DCGAN digits stopped early (sampled from their last checkpoint): "
+                  + "; ".join(f"{d}: {m}" for d, m in stopped.items())]
+    lines += ["", "## Stages", "", "| stage | seconds | what it did |", "|---|---:|---|"]
+    lines += [f"| {name} | {s['seconds']:.1f} | {s['note']} |" for name, s in r["stages"].items()]
+    lines += ["", f"Versions: " + ", ".join(f"{k} {v}" for k, v in r["versions"].items() if v) + ".", ""]
+    return "\n".join(lines)
+
+
+def mixing_markdown(points, sets):
+    """Rows: numbers of real images; columns: the synthetic set added (none first)."""
+    by = {(p["real_images"], p["synthetic_set"]): p for p in points}
+    reals = sorted({p["real_images"] for p in points})
+    lines = ["| real images | " + " | ".join(SET_NAMES[s] for s in sets) + " |",
+             "|---:|" + "---:|" * len(sets)]
+    for k in reals:
+        lines.append(f"| {k:,} | " + " | ".join(pct(by[(k, s)]["test_accuracy"]) if (k, s) in by else "—"
+                                               for s in sets) + " |")
+    return lines
+
+
+# ---------------------------------------------------------------------------------- figures
+
+def _save(fig, path):
+    import matplotlib.pyplot as plt
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def copy_figure(src, dst):
+    if Path(src).is_file():
+        atomic_write_bytes(dst, Path(src).read_bytes())
+        return True
+    return False
+
+
+def figure_dcgan_iterations(digit_dir, path):
+    """The paper's Figure 8 (and 7): digit 5's fixed-noise samples at iterations 1, 51, 76, 201, 401, 701."""
+    from PIL import Image
+    found = [(i, digit_dir / f"samples_{i:04d}.png") for i in FIGURE_ITERATIONS]
+    found = [(i, p) for i, p in found if p.is_file()]
+    if not found:
+        return False
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(found), figsize=(2.6 * len(found), 3.0), squeeze=False)
+    for ax, (i, p) in zip(axes[0], found):
+        image = np.asarray(Image.open(p).convert("RGB"))[32:]          # below the grid's title strip
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(f"iteration {i}", fontsize=10)
+        ax.axis("off")
+    fig.suptitle("DCGAN digit 5, fixed noise, across training (the paper's Figures 7-8)")
+    fig.tight_layout()
+    _save(fig, path)
+    return True
+
+
+def figure_confusions(table, path):
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 4.2), squeeze=False)
+    for ax, t in zip(axes[0], table):
+        C = np.asarray(t["confusion_matrix"])
+        rates = C / np.maximum(C.sum(axis=1, keepdims=True), 1)
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        for i, j in zip(*np.nonzero(C)):
+            ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=6,
+                    color="white" if rates[i, j] > 0.5 else "black")
+        ax.set_xticks(range(10))
+        ax.set_yticks(range(10))
+        ax.set_xlabel("predicted digit")
+        ax.set_ylabel("true digit")
+        ax.set_title(f"{t['row']}: {pct(t['test_accuracy'])}", fontsize=10)
+    fig.suptitle("Confusion matrices on the real test images (rows: true digit)")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def figure_classifier_curves(table, path):
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for t in table:
+        h = t["history"]
+        if not h:
+            continue
+        steps = [e["step"] for e in h]
+        axes[0].plot(steps, [e["train_loss"] for e in h], label=t["row"], lw=1)
+        if all("val_accuracy" in e for e in h):
+            axes[1].plot(steps, [e["val_accuracy"] for e in h], label=t["row"], lw=1)
+    axes[0].set_title("training loss (smoothed)")
+    axes[1].set_title("validation accuracy (held-out part of the training set)")
+    for ax in axes:
+        ax.set_xlabel("optimizer step")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def figure_accuracy_bars(table, path):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4))
+    x = np.arange(len(table))
+    ours = [100 * t["test_accuracy"] for t in table]
+    paper = [np.nan if t["paper_accuracy"] is None else 100 * t["paper_accuracy"] for t in table]
+    ax.bar(x - 0.2, ours, 0.4, label="ours")
+    ax.bar(x + 0.2, paper, 0.4, label="paper")
+    for xi, v in zip(x, ours):
+        ax.text(xi - 0.2, v + 1, f"{v:.1f}", ha="center", fontsize=8)
+    ax.set_xticks(x, [t["row"] for t in table])
+    ax.set_ylabel("test accuracy on real SVHN (%)")
+    ax.set_ylim(0, 100)
+    ax.legend()
+    ax.set_title("ConvNet trained on each set, tested on real images")
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def figure_mixing(points, n_train, path):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    for s in sorted({p["synthetic_set"] for p in points}, key=lambda s: (s is not None, str(s))):
+        mine = sorted((p for p in points if p["synthetic_set"] == s), key=lambda p: p["real_images"])
+        ax.plot([p["real_images"] for p in mine], [100 * p["test_accuracy"] for p in mine], "o-",
+                label=SET_NAMES[s])
+    ax.set_xscale("symlog", linthresh=max(1, min([p["real_images"] for p in points if p["real_images"]] or [1])))
+    ax.set_xlabel(f"real training images (all = {n_train:,})")
+    ax.set_ylabel("test accuracy on real SVHN (%)")
+    ax.set_title("Can synthetic images stand in for labelled real ones?")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def write_figures(ctx, r, figures):
+    figures.mkdir(parents=True, exist_ok=True)
+    d5 = ctx.stage_dir("dcgan") / "run" / "digit_5"
+    copy_figure(ctx.stage_dir("procedural") / "fig6_procedural.png", figures / "fig6_procedural.png")
+    last = max([i for i in FIGURE_ITERATIONS if (d5 / f"samples_{i:04d}.png").is_file()] or [0])
+    copy_figure(d5 / (f"samples_{last:04d}.png" if last == 701 else "samples_final.png"),
+                figures / "fig7_dcgan_digit5.png")
+    figure_dcgan_iterations(d5, figures / "fig8_dcgan_digit5_iterations.png")
+    copy_figure(ctx.stage_dir("dcgan_set") / "samples.png", figures / "dcgan_samples.png")
+    for k in range(10):
+        copy_figure(ctx.stage_dir("dcgan_set") / f"digit_{k}.png", figures / f"dcgan_digit_{k}.png")
+    copy_figure(ctx.stage_dir("simgan") / "run" / "pairs.png", figures / "simgan_pairs.png")
+    copy_figure(ctx.stage_dir("dcgan") / "run" / "losses.png", figures / "losses_dcgan.png")
+    copy_figure(ctx.stage_dir("simgan") / "run" / "losses.png", figures / "losses_simgan.png")
+    figure_confusions(r["table"], figures / "confusion_matrices.png")
+    figure_classifier_curves(r["table"], figures / "losses_classifiers.png")
+    figure_accuracy_bars(r["table"], figures / "accuracy_table.png")
+    figure_mixing(r["mixing_curve"], r["data"]["n_train"], figures / "mixing_curve.png")
+
+
+# ---------------------------------------------------------------------------------- the stage
+
+def run_report(ctx, folder, upstream):
+    """The report stage: results.json, table.md and figures/ in the stage folder."""
+    r = collect(ctx, upstream)
+    write_figures(ctx, r, folder / "figures")
+    r["figures"] = sorted(p.name for p in (folder / "figures").glob("*.png"))
+    for t in r["table"]:
+        t.pop("history")            # in each classifier's metrics.json; too long for results.json
+    atomic_write_json(folder / "results.json", r)
+    atomic_write_text(folder / "table.md", table_markdown(r))
+    rows = ", ".join(f"{t['row']} {pct(t['test_accuracy'])}" for t in r["table"])
+    return {"note": rows}
+
+
+def publish_report(ctx, manifest):
+    """Copy the report stage's table.md, results.json and figures/ to OUT (each file atomically,
+    the figures folder swapped in whole)."""
+    from experiment.stages import publish
+    src = ctx.stage_dir("report")
+    for name in ("table.md", "results.json"):
+        atomic_write_bytes(ctx.out / name, (src / name).read_bytes())
+    tmp = ctx.out / f".figures.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(src / "figures", tmp)
+    publish(tmp, ctx.out / "figures")

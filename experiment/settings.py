@@ -1,0 +1,259 @@
+"""Every size of the experiment in one place: `Settings`, the three presets, and `--set` parsing.
+
+    settings = preset("quick")                               # the default: the whole pipeline, small
+    settings = apply_overrides(settings, ["procedural_n=5000", "mix_real=0,100,all"])
+    settings = scaled(preset("smoke"), 4)                    # every count and iteration number x 4
+
+A field is one of: a whole number, a number, a word, a whole number or `all` (None: everything
+available), a yes/no flag, or a comma-separated list. `Settings.check()` raises a ValueError with
+one line naming the field when a value makes no sense.
+"""
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Settings:
+    # ---- data -------------------------------------------------------------------------------
+    train_n: int = None
+    """Real training images used (a random subset drawn with the seed); all = every image of the
+    training split (the paper: 73,257)."""
+    test_n: int = None
+    """Real test images used (a random subset); all = the whole test split (the paper: 26,032)."""
+
+    # ---- the procedural set (the paper's "simple method", Figure 6) -------------------------
+    procedural_n: int = 73_000
+    """Procedural images synthesized (the paper: 73,000)."""
+
+    # ---- ten DCGANs, one per digit (Figures 7 and 8) ---------------------------------------
+    dcgan_iters: int = 2000
+    """Training iterations of each digit's DCGAN (batch dcgan_batch)."""
+    dcgan_iters_digit5: int = 2000
+    """Iterations of digit 5's DCGAN, whose samples at iterations 1, 51, 76, 201, 401 and 701 are the
+    paper's Figures 7-8 (at least dcgan_iters is used)."""
+    dcgan_loss: str = "paper"
+    """paper: D = |X1 - X|, G = 1 - D (the paper's); bce: binary cross-entropy, non-saturating G."""
+    dcgan_width: int = 32
+    """Channels of the narrowest stage (G: 4w-2w-w, D: w-2w-4w)."""
+    dcgan_batch: int = 64
+    """Real and generated images per DCGAN iteration."""
+    dcgan_upsample: str = "deconv"
+    """Generator stages: deconv (stride-2 transposed convolution) or nearest (upsampling + conv)."""
+    dcgan_augment: bool = False
+    """DiffAugment on every image the discriminator sees (beyond the paper)."""
+    dcgan_per_digit: int = 7300
+    """Images synthesized per digit (the paper: 7,300, so 73,000 in all)."""
+
+    # ---- SimGAN refiner (the paper's named next step) ----------------------------------------
+    simgan_steps: int = 2000
+    """Adversarial iterations (each: simgan_kg refiner updates + 1 discriminator update)."""
+    simgan_pretrain_r: int = 500
+    """Refiner updates on the self-regularisation term alone (R learns the identity)."""
+    simgan_pretrain_d: int = 200
+    """Discriminator updates before the adversarial phase."""
+    simgan_kg: int = 2
+    """Refiner updates per discriminator update (SimGAN's Kg)."""
+    simgan_lambda: float = 0.5
+    """λ, the weight of the self-regularisation mean|R(x) - x|."""
+    simgan_width: int = 64
+    """Refiner channels."""
+    simgan_blocks: int = 4
+    """Refiner ResNet blocks."""
+    simgan_batch: int = 32
+    """Images per SimGAN update."""
+
+    # ---- the ConvNet (6 conv, 3 pool, 1 dense), one per training set ---------------------------
+    clf_steps: int = None
+    """Optimizer steps of each classifier (rounded up to whole epochs); all = classify's own recipe
+    (at least 20 epochs and 2,000 steps)."""
+    clf_arch: str = "bn"
+    """bn (BatchNorm + dropout, classify's recipe) or paper (plain conv + ReLU)."""
+    clf_widths: tuple = (32, 64, 128)
+    """Channels of the ConvNet's three stages."""
+    clf_batch: int = 64
+    """Images per classifier step."""
+    clf_tta: bool = True
+    """Test-time augmentation (mean over the image and 4 shifted copies) in the final test."""
+
+    # ---- the mixing curve (beyond the paper) -------------------------------------------------
+    mix_real: tuple = (0, 100, 300, 1000, 10_000, "all")
+    """Numbers of real training images on the curve's x axis (all = every one)."""
+    mix_synthetic: tuple = ("procedural", "dcgan")
+    """Synthetic sets added to those real images (each point is also trained without one)."""
+
+    def check(self):
+        """Raise ValueError (one line naming the field) when a value makes no sense; return self."""
+        def fail(name, why):
+            raise ValueError(f"setting {name}: {why}, got {getattr(self, name)!r}")
+
+        for f in fields(self):
+            kind, value = KINDS[f.name], getattr(self, f.name)
+            if kind == "optional" and value is None:
+                continue
+            if kind in ("int", "count", "optional") and not _is_int(value):
+                fail(f.name, "must be a whole number" + (" or all" if kind == "optional" else ""))
+            if kind in ("int", "optional") and value < 1:
+                fail(f.name, "must be at least 1")
+            if kind == "count" and value < 0:
+                fail(f.name, "must be at least 0")
+        if not (self.simgan_lambda >= 0 and math.isfinite(self.simgan_lambda)):
+            fail("simgan_lambda", "must be a number >= 0")
+        if self.dcgan_loss not in ("paper", "bce"):
+            fail("dcgan_loss", "must be paper or bce")
+        if self.dcgan_upsample not in ("deconv", "nearest"):
+            fail("dcgan_upsample", "must be deconv or nearest")
+        if self.clf_arch not in ("bn", "paper"):
+            fail("clf_arch", "must be bn or paper")
+        if self.dcgan_batch < 2 or self.simgan_batch < 2:
+            fail("dcgan_batch" if self.dcgan_batch < 2 else "simgan_batch", "must be at least 2 (BatchNorm)")
+        if len(self.clf_widths) != 3 or not all(_is_int(w) and w >= 1 for w in self.clf_widths):
+            fail("clf_widths", "must be three whole numbers >= 1")
+        if not self.mix_real or not all(v == "all" or (_is_int(v) and v >= 0) for v in self.mix_real):
+            fail("mix_real", "must be a list of whole numbers >= 0 or all")
+        if not all(s in SYNTHETIC_SETS for s in self.mix_synthetic):
+            fail("mix_synthetic", f"must name sets from {', '.join(SYNTHETIC_SETS)}")
+        return self
+
+    @classmethod
+    def field_docs(cls):
+        """{field: its documentation}, read from the attribute docstrings in this file."""
+        import ast
+        import inspect
+        body = ast.parse(inspect.getsource(cls)).body[0].body
+        return {a.target.id: " ".join(b.value.value.split()) for a, b in zip(body, body[1:])
+                if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)
+                and isinstance(b.value, ast.Constant) and isinstance(b.value.value, str)}
+
+    def as_dict(self):
+        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v) for f in fields(self)}
+
+
+SYNTHETIC_SETS = ("procedural", "dcgan", "simgan")
+
+KINDS = {
+    "train_n": "optional", "test_n": "optional", "clf_steps": "optional",
+    "procedural_n": "int", "dcgan_iters": "int", "dcgan_iters_digit5": "int", "dcgan_width": "int",
+    "dcgan_batch": "int", "dcgan_per_digit": "int", "simgan_steps": "count", "simgan_pretrain_r": "count",
+    "simgan_pretrain_d": "count", "simgan_kg": "int", "simgan_width": "int", "simgan_blocks": "count",
+    "simgan_batch": "int", "clf_batch": "int",
+    "simgan_lambda": "float",
+    "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word",
+    "dcgan_augment": "flag", "clf_tta": "flag",
+    "clf_widths": "ints", "mix_real": "ints_or_all", "mix_synthetic": "words",
+}
+"""How each field is parsed from `--set FIELD=VALUE`."""
+
+SCALED = ("procedural_n", "dcgan_iters", "dcgan_iters_digit5", "dcgan_per_digit", "simgan_steps",
+          "simgan_pretrain_r", "simgan_pretrain_d", "clf_steps")
+"""The counts `scaled` multiplies (sizes and iteration numbers; not widths or batch sizes)."""
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# ---------------------------------------------------------------------------------- presets
+
+PRESETS = {
+    # The paper's sizes: 73,000 images per training set, the full test set, DCGANs trained to good
+    # samples, classify's full recipe. Meant for --backend cupy (hours on a CPU).
+    "paper": Settings(),
+
+    # The same pipeline in <= 30 minutes on 2 CPU cores with the 783/300-image SVHN sample: a tenth
+    # of the paper's synthetic sets, digit 5's DCGAN to iteration 701 (Figures 7-8) and the other
+    # nine to 200 iterations, a small SimGAN, and 300-step classifiers.
+    "quick": Settings(
+        test_n=2000,
+        procedural_n=7300,
+        dcgan_iters=200, dcgan_iters_digit5=701, dcgan_per_digit=730,
+        simgan_steps=150, simgan_pretrain_r=150, simgan_pretrain_d=50, simgan_width=32, simgan_blocks=2,
+        clf_steps=300,
+        mix_real=(0, 100, 300, "all"),
+    ),
+
+    # Seconds, for CI: tiny networks and a handful of steps, every stage and output exercised.
+    "smoke": Settings(
+        procedural_n=60,
+        dcgan_iters=2, dcgan_iters_digit5=3, dcgan_width=4, dcgan_batch=4, dcgan_per_digit=6,
+        simgan_steps=1, simgan_pretrain_r=1, simgan_pretrain_d=1, simgan_kg=1, simgan_width=6, simgan_blocks=1,
+        simgan_batch=4,
+        clf_steps=2, clf_widths=(4, 4, 8), clf_batch=16, clf_tta=False,
+        mix_real=(0, 10, "all"),
+    ),
+}
+
+
+def preset(name):
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+# ---------------------------------------------------------------------------------- --set
+
+def parse_value(name, text):
+    """The value of `--set name=text`, typed by the field's kind (see KINDS)."""
+    kind, text = KINDS[name], text.strip()
+
+    def whole(t):
+        try:
+            return int(t.strip().replace("_", ""))
+        except ValueError:
+            raise ValueError(f"--set {name}={text}: {t.strip()!r} is not a whole number") from None
+
+    items = [t for t in text.split(",") if t.strip()]
+    if kind in ("int", "count"):
+        return whole(text)
+    if kind == "optional":
+        return None if text.lower() in ("all", "none") else whole(text)
+    if kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"--set {name}={text}: not a number") from None
+    if kind == "flag":
+        if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+            raise ValueError(f"--set {name}={text}: use yes or no")
+        return text.lower() in ("1", "true", "yes", "on")
+    if kind == "ints":
+        return tuple(whole(t) for t in items)
+    if kind == "ints_or_all":
+        return tuple("all" if t.strip().lower() == "all" else whole(t) for t in items)
+    if kind == "words":
+        return tuple(t.strip() for t in items if t.strip().lower() != "none")
+    return text
+
+
+def apply_overrides(settings, items):
+    """`settings` with each 'FIELD=VALUE' of `items` applied, checked."""
+    changes = {}
+    for item in items or ():
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"--set {item}: expected FIELD=VALUE (see --list-settings)")
+        if name not in KINDS:
+            raise ValueError(f"--set {item}: unknown setting {name!r} (see --list-settings)")
+        changes[name] = parse_value(name, value)
+    return dataclasses.replace(settings, **changes).check()
+
+
+def scaled(settings, factor):
+    """`settings` with every count in SCALED multiplied by `factor` (at least 1; None stays None)."""
+    if not factor > 0:
+        raise ValueError(f"the scale must be a positive number, got {factor}")
+    changes = {name: max(0 if KINDS[name] == "count" else 1, int(round(getattr(settings, name) * factor)))
+               for name in SCALED if getattr(settings, name) is not None}
+    return dataclasses.replace(settings, **changes).check()
+
+
+def describe(settings):
+    """Lines `name = value   # documentation` for --list-settings."""
+    docs = Settings.field_docs()
+    lines = []
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        shown = "all" if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else value
+        lines += [f"{f.name} = {shown}", f"    {docs.get(f.name, '')}"]
+    return lines

@@ -1,0 +1,179 @@
+"""Resumable stages: each stage's outputs appear all at once, with a manifest, or not at all.
+
+A stage is a function that writes files into a folder it is given, plus the settings that define
+those files and the names of the stages whose outputs it reads. Running it:
+
+  1. key = hash(its settings, the ids of the upstream stages' manifests);
+  2. if OUT/stages/NAME/manifest.json holds the same key and its files are all there: skip;
+  3. else run the function in OUT/stages/.NAME.partial-KEY/ and, when it returns, write the
+     manifest there and rename the folder to OUT/stages/NAME (replacing the old one).
+
+So an interrupt never leaves a half-made NAME folder: the next run finds no manifest (or an old
+key) and does the stage again. A *resumable* stage (one that checkpoints itself, such as GAN
+training) keeps its partial folder across an interrupt and continues from its checkpoints; any
+other stage's partial folder is deleted when it fails and before it starts.
+
+Each manifest has an `id`. A stage whose outputs are fully determined by its inputs returns a
+`content` fingerprint (a hash of its arrays) and its id is derived from that, so stages downstream
+of it are skipped when a rerun makes the same outputs; otherwise the id is new on every run, so
+everything downstream is redone.
+"""
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from nn.files import atomic_write_json
+
+MANIFEST = "manifest.json"
+
+
+@dataclass
+class Stage:
+    """One step of the pipeline.
+
+    name: folder name under OUT/stages.  run: `run(folder, upstream) -> summary dict`, where
+    upstream = {dep name: its manifest}.  settings: JSON-ready dict that defines the outputs.
+    deps: names of the stages it reads.  resumable: keep the partial folder over an interrupt.
+    """
+    name: str
+    run: Callable
+    settings: dict
+    deps: tuple = ()
+    resumable: bool = False
+    what: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def fingerprint(obj):
+    """sha256 of an object's canonical JSON (sorted keys)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def content_hash(*arrays):
+    """sha256 over arrays' dtypes, shapes and bytes: the same images give the same hash."""
+    h = hashlib.sha256()
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
+def read_manifest(folder):
+    path = Path(folder) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def list_files(folder):
+    """{relative path: size in bytes} of every file under `folder` but the manifest."""
+    folder = Path(folder)
+    return {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*"))
+            if p.is_file() and p.name != MANIFEST}
+
+
+def intact(folder, manifest):
+    """Every file the manifest lists is there with its size."""
+    folder = Path(folder)
+    for rel, size in manifest.get("files", {}).items():
+        p = folder / rel
+        if not p.is_file() or p.stat().st_size != size:
+            return False
+    return True
+
+
+def clean_leftovers(root):
+    """Remove folders left by an interrupted publish (`.NAME.old-*`)."""
+    root = Path(root)
+    if root.is_dir():
+        for p in root.glob(".*.old-*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def publish(partial, final):
+    """Put the finished folder `partial` in place of `final`: two renames, the old one removed after."""
+    final = Path(final)
+    trash = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+    if final.exists():
+        os.replace(final, trash)
+    os.replace(partial, final)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+class Runner:
+    """Runs stages in order under `root` (OUT/stages), skipping finished ones, and logs one line each.
+
+    force: stage names to redo even when finished (their downstream stages follow, since a rerun
+    gives a new id).  log: where the summary lines go.
+    """
+
+    def __init__(self, root, log=print, force=()):
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(self.root)
+        self.log, self.force = log, set(force)
+        self.manifests, self.actions = {}, {}
+
+    def key(self, stage):
+        missing = [d for d in stage.deps if d not in self.manifests]
+        if missing:
+            raise ValueError(f"stage {stage.name}: upstream stage(s) {', '.join(missing)} have not run")
+        return fingerprint({"stage": stage.name, "settings": stage.settings,
+                            "consumed": {d: self.manifests[d]["id"] for d in stage.deps}})
+
+    def run(self, stage, index=None, total=None):
+        """Run or skip one stage; returns its manifest."""
+        key = self.key(stage)
+        final = self.root / stage.name
+        label = (f"[{index}/{total}] " if total else f"[{index}] ") if index else ""
+        old = read_manifest(final)
+        if old and old.get("key") == key and stage.name not in self.force and intact(final, old):
+            self.log(f"{label}{stage.name:<30} skipped: done with these settings ({old['seconds']:.1f} s when it ran)")
+            return self._done(stage, old, "skipped")
+        partial = self.root / f".{stage.name}.partial-{key[:16]}"
+        for other in self.root.glob(f".{stage.name}.partial-*"):
+            if other != partial or not stage.resumable:
+                shutil.rmtree(other, ignore_errors=True)
+        partial.mkdir(parents=True, exist_ok=True)
+        resumed = stage.resumable and any(partial.iterdir())
+        started = time.perf_counter()
+        try:
+            summary = stage.run(partial, {d: self.manifests[d] for d in stage.deps}) or {}
+        except BaseException:
+            if stage.resumable:
+                self.log(f"{label}{stage.name:<30} interrupted: its checkpoints in {partial} are resumed next time")
+            else:
+                shutil.rmtree(partial, ignore_errors=True)
+                self.log(f"{label}{stage.name:<30} failed: nothing of it is kept")
+            raise
+        seconds = time.perf_counter() - started
+        content = summary.pop("content", None)
+        manifest = {
+            "stage": stage.name, "what": stage.what, "key": key,
+            "id": fingerprint({"content": content}) if content else fingerprint({"key": key, "run": uuid.uuid4().hex}),
+            "settings": stage.settings,
+            "consumed": {d: {"id": self.manifests[d]["id"], "key": self.manifests[d]["key"]} for d in stage.deps},
+            "summary": summary, "seconds": round(seconds, 2), "resumed": resumed,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "files": list_files(partial),
+        }
+        atomic_write_json(partial / MANIFEST, manifest)
+        publish(partial, final)
+        note = summary.get("note")
+        self.log(f"{label}{stage.name:<30} {'resumed and finished' if resumed else 'ran'} in {seconds:.1f} s"
+                 + (f": {note}" if note else ""))
+        return self._done(stage, manifest, "ran")
+
+    def _done(self, stage, manifest, action):
+        self.manifests[stage.name] = manifest
+        self.actions[stage.name] = action
+        return manifest
