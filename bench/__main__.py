@@ -37,9 +37,9 @@ def _timeit(fn, repeats, warmup=1):
 
 # --- our steps -------------------------------------------------------------------------------
 
-def convnet_step_fn(batch):
+def convnet_step_fn(batch, method="auto"):
     backend.seed(0)
-    model = nets.reference_convnet()
+    model = nets.reference_convnet(method)
     rng = np.random.default_rng(0)
     x = backend.asarray(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
     y = backend.asarray(rng.integers(0, 10, batch))
@@ -52,11 +52,11 @@ def convnet_step_fn(batch):
     return step, model, x
 
 
-def dcgan_step_fn(batch):
+def dcgan_step_fn(batch, method="auto"):
     """One iteration: D on a real and a generated batch (paper's loss), then G through D."""
     xp = backend.xp
     backend.seed(0)
-    G, D = nets.dcgan_generator(), nets.dcgan_discriminator()
+    G, D = nets.dcgan_generator(method), nets.dcgan_discriminator(method)
     rng = np.random.default_rng(0)
     real = backend.asarray(rng.uniform(-1, 1, (batch, 3, 32, 32)).astype(np.float32))
     z = backend.asarray(rng.standard_normal((batch, 100)).astype(np.float32))
@@ -165,6 +165,8 @@ def main(argv=None):
     p.add_argument("--repeats", type=int, default=5, help="timed steps per measurement (median taken)")
     p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs PyTorch")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
+    p.add_argument("--conv-method", default="auto", choices=["auto", "im2col", "winograd"],
+                   help="Conv2D algorithm for our nets (default auto: Winograd where it pays on NumPy)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--seed", type=int, default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
     args = p.parse_args(argv)
@@ -172,7 +174,7 @@ def main(argv=None):
     for name in args.backend.split(","):
         backend.set_backend(name)
         print(f"== backend: {name}")
-        conv_step, model, x = convnet_step_fn(128)
+        conv_step, model, x = convnet_step_fn(128, args.conv_method)
         if not args.no_layers:
             print(f"{'layer (reference ConvNet, batch 128)':<52}{'output':<22}{'fwd ms':>8}{'bwd ms':>8}")
             for r, shape, f, b in layer_times(model, x, args.repeats):
@@ -192,7 +194,7 @@ def main(argv=None):
                 print(f"PyTorch {torch.__version__} on {device}" + (f", {torch.get_num_threads()} threads" if device == "cpu" else ""))
         for net, ours, theirs, batch in [
                 ("reference ConvNet train step", conv_step, torch_convnet_step_fn(128, device) if use_torch else None, 128),
-                ("DCGAN G+D iteration", dcgan_step_fn(64), torch_dcgan_step_fn(64, device) if use_torch else None, 64)]:
+                ("DCGAN G+D iteration", dcgan_step_fn(64, args.conv_method), torch_dcgan_step_fn(64, device) if use_torch else None, 64)]:
             row = compare(net, ours, theirs, batch, args.repeats, args.rounds if use_torch else 1)
             row["backend"] = name
             if use_torch:

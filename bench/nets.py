@@ -7,27 +7,26 @@
 from nn import Sequential, layers as L
 
 
-def reference_convnet():
-    return Sequential(
-        L.Conv2D(3, 32, 3, padding=1), L.ReLU(), L.Conv2D(32, 32, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
-        L.Conv2D(32, 64, 3, padding=1), L.ReLU(), L.Conv2D(64, 64, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
-        L.Conv2D(64, 128, 3, padding=1), L.ReLU(), L.Conv2D(128, 128, 3, padding=1), L.ReLU(), L.MaxPool2D(2),
-        L.Flatten(), L.Dense(2048, 10))
+def reference_convnet(method="auto"):
+    def stage(cin, cout):
+        return [L.Conv2D(cin, cout, 3, padding=1, method=method), L.ReLU(),
+                L.Conv2D(cout, cout, 3, padding=1, method=method), L.ReLU(), L.MaxPool2D(2)]
+    return Sequential(*stage(3, 32), *stage(32, 64), *stage(64, 128), L.Flatten(), L.Dense(2048, 10))
 
 
-def dcgan_generator():
+def dcgan_generator(method="auto"):
     return Sequential(
         L.Dense(100, 256 * 4 * 4), L.Reshape((256, 4, 4)), L.BatchNorm2D(256), L.ReLU(),
-        L.Upsample2D(2), L.Conv2D(256, 128, 3, padding=1), L.BatchNorm2D(128), L.ReLU(),
-        L.Upsample2D(2), L.Conv2D(128, 64, 3, padding=1), L.BatchNorm2D(64), L.ReLU(),
-        L.Upsample2D(2), L.Conv2D(64, 3, 3, padding=1), L.Tanh())
+        L.Upsample2D(2), L.Conv2D(256, 128, 3, padding=1, method=method), L.BatchNorm2D(128), L.ReLU(),
+        L.Upsample2D(2), L.Conv2D(128, 64, 3, padding=1, method=method), L.BatchNorm2D(64), L.ReLU(),
+        L.Upsample2D(2), L.Conv2D(64, 3, 3, padding=1, method=method), L.Tanh())
 
 
-def dcgan_discriminator():
+def dcgan_discriminator(method="auto"):
     return Sequential(
-        L.Conv2D(3, 64, 3, padding=1), L.LeakyReLU(0.2), L.MaxPool2D(2),
-        L.Conv2D(64, 128, 3, padding=1), L.BatchNorm2D(128), L.LeakyReLU(0.2), L.MaxPool2D(2),
-        L.Conv2D(128, 256, 3, padding=1), L.BatchNorm2D(256), L.LeakyReLU(0.2), L.MaxPool2D(2),
+        L.Conv2D(3, 64, 3, padding=1, method=method), L.LeakyReLU(0.2), L.MaxPool2D(2),
+        L.Conv2D(64, 128, 3, padding=1, method=method), L.BatchNorm2D(128), L.LeakyReLU(0.2), L.MaxPool2D(2),
+        L.Conv2D(128, 256, 3, padding=1, method=method), L.BatchNorm2D(256), L.LeakyReLU(0.2), L.MaxPool2D(2),
         L.Flatten(), L.Dense(256 * 4 * 4, 1), L.Sigmoid())
 
 

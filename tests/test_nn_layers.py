@@ -41,6 +41,39 @@ def test_conv2d_gradients(cin, cout, k, s, p, shape):
     assert gradcheck(layer, rand(*shape)) < TOL
 
 
+@pytest.mark.parametrize("padding,shape", [(1, (2, 3, 5, 5)), (0, (1, 2, 6, 7)), (2, (3, 4, 7, 4))])
+def test_conv2d_winograd_method_gradients_and_agreement(padding, shape):
+    """Conv2D(method="winograd") is checked numerically and against the im2col method."""
+    C = shape[1]
+    assert gradcheck(layers.Conv2D(C, 3, 3, padding=padding, method="winograd"), rand(*shape)) < TOL
+    backend.seed(3)
+    a = layers.Conv2D(C, 3, 3, padding=padding, method="im2col").astype(np.float64)
+    backend.seed(3)
+    b = layers.Conv2D(C, 3, 3, padding=padding, method="winograd").astype(np.float64)
+    x, dy = dev(rand(*shape)), None
+    ya, yb = a.forward(x), b.forward(x)
+    np.testing.assert_allclose(host(yb), host(ya), rtol=1e-10, atol=1e-12)
+    dy = dev(rand(*ya.shape, seed=4))
+    np.testing.assert_allclose(host(b.backward(dy)), host(a.backward(dy)), rtol=1e-10, atol=1e-12)
+    for k in ("W", "b"):
+        np.testing.assert_allclose(host(b.grads[k]), host(a.grads[k]), rtol=1e-10, atol=1e-12)
+
+
+def test_conv2d_auto_method_choice():
+    big = dev(np.zeros((1, 16, 16, 16), np.float32))
+    conv = layers.Conv2D(16, 4, 3, padding=1)
+    conv.forward(big)
+    assert conv.cache[0] == ("winograd" if backend.name == "numpy" else "im2col")
+    layers.Conv2D(3, 4, 3, padding=1).forward(dev(np.zeros((1, 3, 16, 16), np.float32)))
+    strided = layers.Conv2D(16, 4, 3, stride=2, padding=1)
+    strided.forward(big)
+    assert strided.cache[0] == "im2col"
+    with pytest.raises(ValueError, match="winograd"):
+        layers.Conv2D(3, 4, 5, method="winograd")
+    with pytest.raises(ValueError, match="method"):
+        layers.Conv2D(3, 4, 3, method="fft")
+
+
 @pytest.mark.parametrize("cin,cout,k,s,p,shape", CONV_CASES)
 def test_conv_transpose2d_gradients(cin, cout, k, s, p, shape):
     layer = layers.ConvTranspose2D(cin, cout, k, stride=s, padding=0 if np.any(np.array(p) >= np.array(k)) else p)

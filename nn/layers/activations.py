@@ -8,7 +8,7 @@ class ReLU(Layer):
 
     def forward(self, x, training=True):
         self.mask = x > 0
-        return x * self.mask
+        return backend.xp.maximum(x, 0)
 
     def backward(self, dy):
         return dy * self.mask
