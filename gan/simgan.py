@@ -64,7 +64,7 @@ class SimGANConfig:
     batch_size: int = 32
     lr_pretrain_r: float = 1e-3  # refiner learning rate while it learns the identity (phase 1)
     lr_r: float = 1e-4
-    lr_d: float = 1e-4
+    lr_d: float = 1e-3
     beta1: float = 0.5
     width: int = 64              # refiner channels
     blocks: int = 4              # refiner ResNet blocks
@@ -224,9 +224,9 @@ def plot_losses(path, rows, title):
               ("D's accuracy on patches", [("acc_real", "real"), ("acc_refined", "refined")]))
     for ax, (name, keys) in zip(axes, curves):
         for key, label in keys:
-            pts = [(r["iteration"], r[key]) for r in rows if r.get(key) is not None]
-            if pts:
-                ax.plot(*zip(*pts), lw=0.7, label=label)
+            values = [np.nan if r.get(key) is None else r[key] for r in rows]   # gaps where a phase has no value
+            if not np.all(np.isnan(values)):
+                ax.plot([r["iteration"] for r in rows], values, lw=0.7, label=label)
         for phase in PHASES[1:]:
             starts = [r["iteration"] for r in rows if r["phase"] == phase]
             if starts:
@@ -351,7 +351,8 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
                          if k in row}, refresh=False)
     bar.close()
     checkpoint()
-    title = f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}, iteration {iteration}: procedural (odd rows) -> refined"
+    title = (f"SimGAN lambda={config.lambda_reg:g}, Kg={config.kg}, iteration {iteration}: "
+             f"procedural (odd rows) -> refined (even rows)")
     save_pairs(out_dir / "pairs.png", sg.R, shown, title)
     plot_losses(out_dir / "losses.png", rows, f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}")
     summary = {"iteration": iteration, "last": rows[-1] if rows else None,
@@ -414,6 +415,8 @@ refined, 0 for real) plus λ·mean|R(x) - x|, which keeps the digit and so its l
 train    pretrain R on mean|R(x) - x|, pretrain D, then alternate Kg refiner updates with one
          discriminator update; resumes when --out already holds a run
 refine   write an image set refined by a trained run's refiner (labels kept)
+compare  train the ConvNet on N refined and on the same N raw procedural images; test both on
+         real SVHN (the test split, and train+test) -> RUN_DIR/compare.json
 
 Errors print one line and exit with status 2."""
 
@@ -422,7 +425,9 @@ examples:
   python -m procedural --n 10000 --seed 1 --out proc.npz
   python -m gan.simgan train --real ../shared/svhn/sample --procedural proc.npz --out runs/simgan \\
       --lambda-reg 0.5 --kg 2 --steps 1000
-  python -m gan.simgan refine --run runs/simgan --input proc.npz --out refined.npz"""
+  python -m gan.simgan refine --run runs/simgan --input proc.npz --out refined.npz
+  python -m gan.simgan compare --run runs/simgan --procedural proc.npz --n 7000 \
+      --data-dir ../shared/svhn/sample --repeats 3"""
 
 
 def build_parser():
@@ -471,6 +476,24 @@ def build_parser():
     p.add_argument("--out", required=True, metavar="FILE.npz", help="refined image set to write")
     p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
     p.add_argument("--seed", type=int, default=0, help="accepted for the common interface; refining is deterministic")
+
+    p = sub.add_parser("compare", parents=[common], help="classifier trained on refined vs raw procedural images",
+                       description="Train classify's ConvNet (default recipe) on the first N procedural images and "
+                                   "on the same images refined by the run; test both on SVHN's test split and on "
+                                   "train+test. Writes RUN_DIR/compare.json.")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run folder")
+    p.add_argument("--procedural", required=True, metavar="FILE.npz", help="procedural image set (with labels)")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="folder with SVHN's train_32x32.mat and test_32x32.mat")
+    p.add_argument("--n", type=int, default=None, help="use the first N procedural images (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="classifier seed of the first repeat (default: 0)")
+    p.add_argument("--repeats", type=int, default=1, help="classifier seeds SEED, SEED+1, ... (default: 1)")
+    p.add_argument("--classifier-steps", type=int, default=None,
+                   help="classify's min_steps (default: its recipe's); fewer steps save CPU time")
+    p.add_argument("--sets", default="procedural,refined",
+                   help="training sets to run: procedural, refined or both (default: procedural,refined)")
+    p.add_argument("--fidelity", action="store_true",
+                   help="also: how often a ConvNet trained on the real training images labels raw and refined "
+                        "images with their procedural label")
     return parser
 
 
@@ -498,6 +521,17 @@ def main(argv=None):
         real_x = load_real(args.real)
         proc_x, proc_y = load_image_set(args.procedural)
         train_simgan(real_x, proc_x, args.out, proc_y=proc_y, progress=not args.quiet, **settings)
+    elif args.command == "compare":
+        from gan.simgan_eval import compare
+        if args.repeats < 1:
+            raise SimGANError(f"--repeats must be >= 1, got {args.repeats}")
+        x, y = load_image_set(args.procedural)
+        settings = {"min_steps": args.classifier_steps} if args.classifier_steps else {}
+        sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
+        report = compare(args.run, x, y, args.data_dir, n=args.n, sets=sets, progress=not args.quiet,
+                         fidelity=args.fidelity,
+                         seeds=range(args.seed, args.seed + args.repeats), **settings)
+        print(json.dumps(report["mean"], indent=2))
     else:
         if args.batch_size < 1:
             raise SimGANError(f"--batch-size must be >= 1, got {args.batch_size}")

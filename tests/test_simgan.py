@@ -5,6 +5,7 @@ checkpoint/resume, deterministic refining and the command line.
 Everything runs on tiny networks (width 4-8) and small random images, so the file takes seconds.
 """
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -336,3 +337,26 @@ def test_module_help_runs():
     out = subprocess.run([sys.executable, "-m", "gan.simgan", "train", "--help"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--lambda-reg" in out.stdout and "--kg" in out.stdout
+
+
+@pytest.mark.slow
+def test_compare_trains_both_classifiers_and_writes_a_report(tmp_path, monkeypatch):
+    from gan import simgan_eval
+    real, _ = uint8_set(20, 1)
+    proc, labels = uint8_set(40, 2)
+    train_simgan(real, proc, tmp_path / "run", progress=False, log=lambda *a: None, **TINY)
+    small = {"test": uint8_set(12, 3), "train+test": uint8_set(20, 4)}
+    monkeypatch.setattr(simgan_eval, "real_test_sets", lambda data_dir: small)
+    report = simgan_eval.compare(tmp_path / "run", proc, labels, "unused", n=30, seeds=(0, 1), progress=False,
+                                 log=lambda *a: None, epochs=1, min_steps=1, tta=False)
+    assert [(r["seed"], r["set"]) for r in report["runs"]] == [(0, "procedural"), (0, "refined"),
+                                                                (1, "procedural"), (1, "refined")]
+    assert report["mean"]["refined"]["repeats"] == 2 and 0 <= report["mean"]["procedural"]["test"] <= 1
+    assert json.loads((tmp_path / "run" / "compare.json").read_text())["n"] == 30
+    with pytest.raises(ValueError, match="n must be"):
+        simgan_eval.compare(tmp_path / "run", proc, labels, "unused", n=41)
+    # a later call for one set adds to the report instead of replacing it
+    again = simgan_eval.compare(tmp_path / "run", proc, labels, "unused", n=30, seeds=(2,), sets=("refined",),
+                                progress=False, log=lambda *a: None, epochs=1, min_steps=1, tta=False)
+    assert len(again["runs"]) == 5 and again["mean"]["refined"]["repeats"] == 3
+    assert again["mean"]["procedural"]["repeats"] == 2
