@@ -302,14 +302,15 @@ def train_iteration(sg, config, phase, real_x, proc_x, rng):
     return row
 
 
-def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print, **settings):
+def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print, figures=True, **settings):
     """Train (or resume) a SimGAN refiner in `out_dir`.
 
     real_x: uint8 (N, 32, 32, 3) real images (their labels are not used).
     proc_x: uint8 (M, 32, 32, 3) procedural images to refine; proc_y: their labels (optional): with
         them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
     settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
-        batch_size, lr_r, lr_d, beta1, width, blocks, d_width, seed, checkpoint_every).
+        batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, seed,
+        checkpoint_every). figures: write pairs.png and losses.png at the end.
     Returns a summary dict: iteration, the last log row, seconds, and the paths written.
     """
     real_x, proc_x = _check_images(real_x, "real images"), _check_images(proc_x, "procedural images")
@@ -353,11 +354,13 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     checkpoint()
     title = (f"SimGAN lambda={config.lambda_reg:g}, Kg={config.kg}, iteration {iteration}: "
              f"procedural (odd rows) -> refined (even rows)")
-    save_pairs(out_dir / "pairs.png", sg.R, shown, title)
-    plot_losses(out_dir / "losses.png", rows, f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}")
+    names = ["config.json", "checkpoint.npz", "log.csv"]
+    if figures:
+        save_pairs(out_dir / "pairs.png", sg.R, shown, title)
+        plot_losses(out_dir / "losses.png", rows, f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}")
+        names += ["losses.png", "pairs.png"]
     summary = {"iteration": iteration, "last": rows[-1] if rows else None,
-               "seconds": round(time.perf_counter() - started, 1),
-               "files": [str(out_dir / n) for n in ("config.json", "checkpoint.npz", "log.csv", "losses.png", "pairs.png")]}
+               "seconds": round(time.perf_counter() - started, 1), "files": [str(out_dir / n) for n in names]}
     if proc_y is not None:
         from svhn.imageset import save_image_set
         refined = refine_images(sg.R, proc_x, progress=progress)
