@@ -155,7 +155,7 @@ def run_dcgan(ctx, folder, upstream):
     """Ten DCGANs, one per digit, each on the real training images of its digit, in folder/run
     (gan.train's run folder: checkpoints, logs, sample grids at the paper's figure iterations)."""
     import dataclasses
-    from gan.train import digit_dir, plot_losses, prepare_run, read_log, train_digit
+    from gan.train import digit_dir, plot_losses, prepare_run, read_log, read_status, train_digit
     x, y = ctx.real()[:2]
     iters, run = dcgan_iterations(ctx), folder / "run"
     config = prepare_run(run, dcgan_config(ctx), explicit=("iters",))
@@ -165,6 +165,10 @@ def run_dcgan(ctx, folder, upstream):
         if len(mine) == 0:
             raise ValueError(f"the real training images hold no digit {d}: a DCGAN per digit needs some "
                              f"(raise train_n)")
+        status = read_status(run, d)
+        if status["state"] == "done" and status["iteration"] == iters[d]:
+            statuses[d] = status                    # finished before an interrupt: nothing to redo
+            continue
         statuses[d] = train_digit(mine, d, run, dataclasses.replace(config, iters=iters[d]),
                                   progress=ctx.progress, log=ctx.log)
     plot_losses(run / "losses.png", {d: read_log(digit_dir(run, d) / "log.csv") for d in range(10)},

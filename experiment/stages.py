@@ -146,7 +146,7 @@ class Runner:
                 shutil.rmtree(other, ignore_errors=True)
         partial.mkdir(parents=True, exist_ok=True)
         resumed = stage.resumable and any(partial.iterdir())
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         try:
             summary = stage.run(partial, {d: self.manifests[d] for d in stage.deps}) or {}
         except BaseException:
@@ -156,14 +156,14 @@ class Runner:
                 shutil.rmtree(partial, ignore_errors=True)
                 self.log(f"{label}{stage.name:<30} failed: nothing of it is kept")
             raise
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
         content = summary.pop("content", None)
         manifest = {
             "stage": stage.name, "what": stage.what, "key": key,
             "id": fingerprint({"content": content}) if content else fingerprint({"key": key, "run": uuid.uuid4().hex}),
             "settings": stage.settings,
             "consumed": {d: {"id": self.manifests[d]["id"], "key": self.manifests[d]["key"]} for d in stage.deps},
-            "summary": summary, "seconds": round(seconds, 2), "resumed": resumed,
+            "summary": summary, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "resumed": resumed,
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "files": list_files(partial),
         }
         atomic_write_json(partial / MANIFEST, manifest)

@@ -1,0 +1,302 @@
+"""run_all.py and the `experiment` package: the smoke preset end to end on a tiny generated SVHN
+fixture (no GPU, no internet, no /work/shared), resumability, and the settings and runner units.
+
+The end-to-end runs share one output folder, in this order (module fixture `runs`):
+  a. the procedural stage is interrupted half-way  -> nothing of it is kept, no report
+  b. the DCGAN stage is interrupted at digit 3     -> its checkpoints are kept, under a hidden name
+  c. a full run                                     -> redoes (a), resumes (b), makes every output
+  d. the same run again                             -> skips every stage
+  e. one setting changed (dcgan_per_digit)          -> reruns only what depends on it
+"""
+import json
+
+import numpy as np
+import pytest
+import scipy.io
+
+from experiment import pipeline
+from experiment.pipeline import classifier_name, epochs_for, mixing_points, run_experiment
+from experiment.settings import PRESETS, apply_overrides, parse_value, preset, scaled
+from experiment.stages import Runner, Stage, content_hash
+from nn.files import run_cli
+
+TRAIN_PER_DIGIT, TEST_PER_DIGIT = 8, 3
+
+
+def write_fixture(folder, seed=0):
+    """train_32x32.mat and test_32x32.mat in SVHN's layout (X (32, 32, 3, N) uint8, y (N, 1) with 10 for
+    digit 0): random images, every digit TRAIN_PER_DIGIT / TEST_PER_DIGIT times."""
+    rng = np.random.default_rng(seed)
+    for split, per in (("train", TRAIN_PER_DIGIT), ("test", TEST_PER_DIGIT)):
+        y = np.repeat(np.arange(10), per)
+        x = rng.integers(0, 256, (32, 32, 3, len(y)), dtype=np.uint8)
+        scipy.io.savemat(folder / f"{split}_32x32.mat", {"X": x, "y": np.where(y == 0, 10, y).reshape(-1, 1)
+                                                         .astype(np.uint8)})
+    return folder
+
+
+def tiny_loss_plot(path, *args, **kwargs):
+    """Stands in for gan.train.plot_losses in these runs: a real (1x1) PNG, without matplotlib, which
+    costs most of the smoke DCGAN stage's time (gan draws them; this file tests the pipeline)."""
+    import io
+
+    from PIL import Image
+
+    from nn.files import atomic_write_bytes
+    buf = io.BytesIO()
+    Image.new("RGB", (1, 1)).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def smoke(out, data_dir, *overrides, **kwargs):
+    lines = []
+    runner = run_experiment(apply_overrides(preset("smoke"), list(overrides)), out=out, data_dir=str(data_dir),
+                            preset="smoke", progress=False, log=lines.append, **kwargs)
+    return runner, lines
+
+
+# ---------------------------------------------------------------------------------- end to end
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("run_all")
+    (root / "svhn").mkdir()
+    data_dir = write_fixture(root / "svhn")
+    out = root / "out"
+    seen = {"out": out}
+    import gan.train
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SVHN_CACHE_DIR", str(root / "cache"))
+        mp.setattr(gan.train, "plot_losses", tiny_loss_plot)
+
+        # a. the procedural stage writes half its output, then is interrupted
+        def half_procedural(ctx, folder, upstream):
+            (folder / "images.npz").write_bytes(b"half an image set")
+            raise KeyboardInterrupt
+
+        with pytest.MonkeyPatch.context() as inner:
+            inner.setattr(pipeline, "run_procedural", half_procedural)
+            with pytest.raises(KeyboardInterrupt):
+                smoke(out, data_dir)
+        seen["a_stages"] = sorted(p.name for p in (out / "stages").iterdir())
+        seen["a_top"] = sorted(p.name for p in out.iterdir())
+
+        # b. the DCGAN stage is interrupted after digits 0, 1 and 2 are trained
+        real_train_digit = gan.train.train_digit
+
+        def train_until_3(images, digit, *args, **kwargs):
+            if digit == 3:
+                raise KeyboardInterrupt
+            return real_train_digit(images, digit, *args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as inner:
+            inner.setattr(gan.train, "train_digit", train_until_3)
+            with pytest.raises(KeyboardInterrupt):
+                smoke(out, data_dir)
+        seen["b_stages"] = sorted(p.name for p in (out / "stages").iterdir())
+        seen["b_partial"] = sorted(str(p.relative_to(out / "stages")) for p in (out / "stages").glob(
+            ".dcgan.partial-*/run/digit_*/checkpoint.npz"))
+
+        # c. full, d. again, e. one setting changed
+        runner, seen["c_log"] = smoke(out, data_dir)
+        seen["c"] = dict(runner.actions)
+        seen["c_manifests"] = runner.manifests
+        seen["c_results"] = json.loads((out / "results.json").read_text())
+        runner, seen["d_log"] = smoke(out, data_dir)
+        seen["d"] = dict(runner.actions)
+        runner, seen["e_log"] = smoke(out, data_dir, "dcgan_per_digit=5")
+        seen["e"] = dict(runner.actions)
+        seen["e_manifests"] = runner.manifests
+        seen["e_results"] = json.loads((out / "results.json").read_text())
+    return seen
+
+
+@pytest.mark.slow
+def test_interrupted_stage_leaves_no_partial_output(runs):
+    assert runs["a_stages"] == ["data"]                       # no procedural folder, final or partial
+    assert runs["a_top"] == ["stages"]                        # no table.md, results.json, figures
+    assert "procedural" in runs["b_stages"]                   # the next run (b) redid it
+
+
+@pytest.mark.slow
+def test_interrupted_resumable_stage_keeps_checkpoints_and_resumes(runs):
+    assert "dcgan" not in runs["b_stages"]                    # nothing under the final name ...
+    assert [p.split("/")[-2] for p in runs["b_partial"]] == ["digit_0", "digit_1", "digit_2"]   # ... but kept
+    assert runs["c"]["dcgan"] == "ran" and runs["c_manifests"]["dcgan"]["resumed"] is True
+    assert not list((runs["out"] / "stages").glob(".*"))      # no partial folders after the full run
+
+
+@pytest.mark.slow
+def test_smoke_outputs_exist_and_numbers_are_in_range(runs):
+    out, r = runs["out"], runs["c_results"]
+    for name in ("table.md", "results.json"):
+        assert (out / name).is_file()
+    figures = {"fig6_procedural", "fig7_dcgan_digit5", "fig8_dcgan_digit5_iterations", "dcgan_samples",
+               "simgan_pairs", "confusion_matrices", "losses_dcgan", "losses_simgan", "losses_classifiers",
+               "accuracy_table", "mixing_curve"} | {f"dcgan_digit_{k}" for k in range(10)}
+    for name in figures:
+        png = out / "figures" / f"{name}.png"
+        assert png.is_file() and png.read_bytes()[:4] == b"\x89PNG", name
+    assert [t["row"] for t in r["table"]] == ["real", "procedural", "dcgan", "simgan"]
+    assert [t["paper_accuracy"] for t in r["table"]] == [0.86, 0.63, 0.77, None]
+    for t in r["table"]:
+        assert 0 <= t["test_accuracy"] <= 1
+        assert np.asarray(t["confusion_matrix"]).sum() == 10 * TEST_PER_DIGIT
+    smoke_settings = PRESETS["smoke"]
+    assert [t["n_images"] for t in r["table"]] == [10 * TRAIN_PER_DIGIT] + [smoke_settings.procedural_n] + \
+        [10 * smoke_settings.dcgan_per_digit, smoke_settings.procedural_n]
+    # mixing curve: 0, 10 and all (80) real images, with none / procedural / dcgan; never the empty point
+    points = {(p["real_images"], p["synthetic_set"]) for p in r["mixing_curve"]}
+    assert points == {(k, s) for k in (0, 10, 80) for s in (None, "procedural", "dcgan")} - {(0, None)}
+    assert all(0 <= p["test_accuracy"] <= 1 for p in r["mixing_curve"])
+    for fid in r["label_fidelity"].values():
+        assert 0 <= fid["mean"] <= 1
+    assert r["backend"] == "numpy" and r["preset"] == "smoke" and r["versions"]["numpy"] == np.__version__
+    assert r["data"]["n_train"] == 10 * TRAIN_PER_DIGIT and r["data"]["n_test"] == 10 * TEST_PER_DIGIT
+    assert set(r["stages"]) | {"report"} == set(runs["c"]) and r["run_time_s"] > 0
+    table = (out / "table.md").read_text()
+    for row in ("real SVHN", "procedural", "DCGAN", "SimGAN-refined procedural", "86 %", "63 %", "77 %", "—",
+                "smoke", "numpy"):
+        assert row in table
+    assert len(runs["c_log"]) == len(runs["c"]) + 1           # one summary line per stage, and a last one
+
+
+@pytest.mark.slow
+def test_second_run_skips_every_stage(runs):
+    assert set(runs["d"].values()) == {"skipped"}
+    assert all("skipped" in line for line in runs["d_log"][:-1])
+
+
+@pytest.mark.slow
+def test_changed_setting_reruns_only_what_depends_on_it(runs):
+    ran = {name for name, action in runs["e"].items() if action == "ran"}
+    assert ran == {"dcgan_set", "classify_real-0+dcgan", "classify_real-10+dcgan", "classify_real-all+dcgan",
+                   "report"}
+    assert runs["e_results"]["table"][2]["n_images"] == 50
+    # an unaffected classifier keeps its manifest (same run, same accuracy)
+    name = "classify_real-0+procedural"
+    assert runs["e_manifests"][name]["id"] == runs["c_manifests"][name]["id"]
+
+
+# ---------------------------------------------------------------------------------- the runner
+
+def _toy(name, value, deps=(), calls=None, content=True):
+    """A stage writing value.txt; with `content`, its id comes from its output."""
+    def run(folder, upstream):
+        calls.append(name)
+        (folder / "value.txt").write_text(str(value))
+        return {"content": str(value)} if content else {}
+    return Stage(name, run, {"value": value}, tuple(deps))
+
+
+def test_runner_skips_downstream_when_a_rerun_makes_the_same_outputs(tmp_path):
+    calls = []
+    for extra in ("x", "y"):
+        runner = Runner(tmp_path, log=lambda line: None)
+        a = _toy("a", 1, calls=calls)
+        a.settings["unrelated"] = extra                       # changes a's key, not its output
+        runner.run(a)
+        runner.run(_toy("b", 2, ["a"], calls))
+    assert calls == ["a", "b", "a"]                           # b was skipped: a's content did not change
+
+
+def test_runner_redo_propagates_and_a_deleted_output_reruns(tmp_path):
+    calls = []
+    runner = Runner(tmp_path, log=lambda line: None)
+    runner.run(_toy("a", 1, calls=calls, content=False))
+    runner.run(_toy("b", 2, ["a"], calls))
+    runner = Runner(tmp_path, log=lambda line: None, force={"a"})
+    runner.run(_toy("a", 1, calls=calls, content=False))
+    runner.run(_toy("b", 2, ["a"], calls))
+    assert calls == ["a", "b", "a", "b"]                      # a new run of a has a new id: b follows
+    (tmp_path / "b" / "value.txt").unlink()
+    runner = Runner(tmp_path, log=lambda line: None)
+    runner.run(_toy("a", 1, calls=calls, content=False))
+    runner.run(_toy("b", 2, ["a"], calls))
+    assert calls[4:] == ["b"]                                 # b's output was missing: only b reruns
+
+
+def test_runner_failure_keeps_the_old_output(tmp_path):
+    runner = Runner(tmp_path, log=lambda line: None)
+    runner.run(_toy("a", 1, calls=[]))
+
+    def broken(folder, upstream):
+        (folder / "value.txt").write_text("half")
+        raise RuntimeError("failed half-way")
+
+    with pytest.raises(RuntimeError):
+        Runner(tmp_path, log=lambda line: None).run(Stage("a", broken, {"value": 2}))
+    assert (tmp_path / "a" / "value.txt").read_text() == "1"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a"]
+
+
+def test_content_hash_depends_on_values_dtype_and_shape():
+    a = np.arange(6, dtype=np.uint8)
+    assert content_hash(a) == content_hash(a.copy())
+    assert content_hash(a) != content_hash(a.reshape(2, 3))
+    assert content_hash(a) != content_hash(a.astype(np.int64))
+    assert content_hash(a) != content_hash(a[::-1])
+
+
+# ---------------------------------------------------------------------------------- settings
+
+def test_set_overrides_are_typed_and_checked():
+    s = apply_overrides(preset("quick"), ["procedural_n=5_000", "clf_steps=all", "mix_real=0,50,all",
+                                          "mix_synthetic=dcgan", "simgan_lambda=0.1", "clf_tta=no",
+                                          "clf_widths=8,16,32"])
+    assert (s.procedural_n, s.clf_steps, s.mix_real, s.mix_synthetic) == (5000, None, (0, 50, "all"), ("dcgan",))
+    assert (s.simgan_lambda, s.clf_tta, s.clf_widths) == (0.1, False, (8, 16, 32))
+    assert preset("quick").procedural_n == 7300                      # presets are not changed
+    for bad in ("procedural_n=0", "procedural_n=lots", "nope=1", "procedural_n", "dcgan_loss=mse",
+                "mix_synthetic=gan", "clf_widths=8,16", "mix_real=-1", "simgan_lambda=-1"):
+        with pytest.raises(ValueError, match="procedural_n|nope|dcgan_loss|mix_synthetic|clf_widths|mix_real|"
+                                             "simgan_lambda"):
+            apply_overrides(preset("quick"), [bad])
+    assert parse_value("train_n", "all") is None and parse_value("dcgan_augment", "yes") is True
+
+
+def test_presets_are_valid_and_scale():
+    for s in PRESETS.values():
+        s.check()
+    big = scaled(preset("smoke"), 10)
+    assert big.procedural_n == 10 * preset("smoke").procedural_n and big.dcgan_width == preset("smoke").dcgan_width
+    assert preset("paper").procedural_n == 73_000 and preset("paper").dcgan_per_digit == 7300
+    q = preset("quick")
+    assert q.dcgan_iters_digit5 >= 701 and q.mix_real == (0, 100, 300, "all")
+
+
+def test_mixing_points_skip_the_empty_point_and_clamp_to_all():
+    s = apply_overrides(preset("quick"), ["mix_real=0,100,300,1000,all"])
+    points = mixing_points(s, n_train=783)
+    assert (0, None) not in points and len(points) == len(set(points))
+    assert {p[0] for p in points} == {0, 100, 300, "all"}           # 1000 > 783 images: the same as all
+    assert classifier_name("all", None) == "classify_real-all"
+    assert classifier_name(100, "dcgan") == "classify_real-100+dcgan"
+
+
+def test_epochs_give_at_least_the_steps():
+    # 783 images: 78 held out for validation, 705 // 64 = 11 steps per epoch
+    assert epochs_for(783, 300, 64) == 28
+    assert epochs_for(10, 5, 64) == 5                                 # one (partial) batch per epoch
+
+
+# ---------------------------------------------------------------------------------- command line
+
+def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    from experiment.cli import main
+    monkeypatch.setenv("SVHN_CACHE_DIR", str(tmp_path / "cache"))
+    for argv in (["--data-dir", str(tmp_path / "missing"), "--out", str(tmp_path / "o")],
+                 ["--set", "procedural_n=-5"], ["--preset", "smoke", "--redo", "nosuchstage", "--data-dir",
+                                                str(write_fixture(tmp_path)), "--out", str(tmp_path / "o")]):
+        with pytest.raises(SystemExit) as exc:
+            run_cli(main, argv)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and "\n" not in err
+
+
+def test_cli_lists_settings(capsys):
+    from experiment.cli import main
+    assert main(["--preset", "paper", "--set", "procedural_n=123", "--list-settings"]) == 0
+    text = capsys.readouterr().out
+    assert "procedural_n = 123" in text and "dcgan_per_digit = 7300" in text
