@@ -30,6 +30,19 @@ def real_test_sets(data_dir):
     return {"test": (x_te, y_te), "train+test": (np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te]))}
 
 
+def image_statistics(x):
+    """A few numbers that tell image sets apart, each a mean over the images (uint8 NHWC in, 0..255 scale):
+    brightness  mean grey level;          contrast   standard deviation of the grey levels in an image;
+    saturation  mean of max - min over the three colour channels of a pixel;
+    detail      mean |grey - its 3×3 box blur| (edges, texture and noise: high for sharp, noisy images)."""
+    x = np.asarray(x, dtype=np.float32)
+    grey = x.mean(axis=3)
+    padded = np.pad(grey, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    blur = sum(padded[:, i:i + 32, j:j + 32] for i in range(3) for j in range(3)) / 9
+    return {"brightness": float(grey.mean()), "contrast": float(grey.std(axis=(1, 2)).mean()),
+            "saturation": float((x.max(axis=3) - x.min(axis=3)).mean()), "detail": float(np.abs(grey - blur).mean())}
+
+
 def accuracies(model, tests):
     """{test set name: accuracy} of a trained classifier (classify's evaluate, with its TTA)."""
     from classify import evaluate
@@ -56,12 +69,14 @@ def compare(run_dir, proc_x, proc_y, data_dir, n=None, seeds=(0,), sets=SETS, pr
     x_raw, y = proc_x[:n], np.asarray(proc_y[:n])
     started = time.perf_counter()
     x_ref = refine(run_dir, x_raw, progress=progress)
+    change = float(np.abs(x_ref.astype(np.float32) - x_raw).mean())
     log(f"refined {n} images in {time.perf_counter() - started:.0f} s; "
-        f"mean |refined - procedural| = {np.abs(x_ref.astype(np.float32) - x_raw).mean():.2f} grey levels")
+        f"mean |refined - procedural| = {change:.2f} grey levels")
     tests = real_test_sets(data_dir)
     report = {"run": str(run_dir), "n": n, "data_dir": str(data_dir),
-              "classifier_settings": classifier_settings,
-              "mean_abs_change_grey_levels": float(np.abs(x_ref.astype(np.float32) - x_raw).mean()),
+              "classifier_settings": classifier_settings, "mean_abs_change_grey_levels": change,
+              "image_statistics": {"procedural": image_statistics(x_raw), "refined": image_statistics(x_ref),
+                                   "real (train+test)": image_statistics(tests["train+test"][0])},
               "test_sets": {k: int(len(v[1])) for k, v in tests.items()}, "runs": []}
     report["runs"] = _earlier_runs(Path(run_dir) / "compare.json", report, seeds, sets)
     for seed in seeds:

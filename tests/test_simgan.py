@@ -359,3 +359,12 @@ def test_compare_trains_both_classifiers_and_writes_a_report(tmp_path, monkeypat
                                 progress=False, log=lambda *a: None, epochs=1, min_steps=1, tta=False)
     assert [(r["seed"], r["set"]) for r in again["runs"]] == [(0, "procedural"), (0, "refined"), (1, "refined")]
     assert again["mean"]["refined"]["repeats"] == 2 and again["mean"]["procedural"]["repeats"] == 1
+
+
+def test_image_statistics_tell_flat_from_noisy_images():
+    from gan.simgan_eval import image_statistics
+    flat = np.full((4, 32, 32, 3), 100, np.uint8)
+    noisy, _ = uint8_set(4)
+    a, b = image_statistics(flat), image_statistics(noisy)
+    assert a == {"brightness": 100.0, "contrast": 0.0, "saturation": 0.0, "detail": 0.0}
+    assert b["contrast"] > 30 and b["detail"] > 30 and b["saturation"] > 50
