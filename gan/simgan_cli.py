@@ -1,0 +1,143 @@
+"""The command line of the SimGAN refiner: `python -m gan.simgan train|refine|compare --help`."""
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from nn import backend
+from gan.simgan import SimGANConfig, SimGANError, refine, train_simgan
+
+DESCRIPTION = """\
+SimGAN (Shrivastava et al. 2017), the seed paper's next step: a refiner network R makes
+procedural house-number crops look like real SVHN crops, trained with a per-patch adversarial
+loss (the discriminator outputs X, its belief that each patch is refined/synthetic; X1 = 1 for
+refined, 0 for real) plus λ·mean|R(x) - x|, which keeps the digit and so its label.
+
+train    pretrain R on mean|R(x) - x|, pretrain D, then alternate Kg refiner updates with one
+         discriminator update; resumes when --out already holds a run
+refine   write an image set refined by a trained run's refiner (labels kept)
+compare  train the ConvNet on N refined and on the same N raw procedural images; test both on
+         real SVHN (the test split, and train+test) -> RUN_DIR/compare.json
+
+Errors print one line and exit with status 2."""
+
+EPILOG = """\
+examples:
+  python -m procedural --n 10000 --seed 1 --out proc.npz
+  python -m gan.simgan train --real ../shared/svhn/sample --procedural proc.npz --out runs/simgan \\
+      --lambda-reg 0.5 --kg 2 --steps 1000
+  python -m gan.simgan refine --run runs/simgan --input proc.npz --out refined.npz
+  python -m gan.simgan compare --run runs/simgan --procedural proc.npz --n 7000 \
+      --data-dir ../shared/svhn/sample --repeats 3"""
+
+
+def build_parser():
+    d = SimGANConfig()
+    parser = argparse.ArgumentParser(prog="python -m gan.simgan", description=DESCRIPTION, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
+                        help="array library: numpy (CPU) or cupy (GPU) (default: numpy)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    p = sub.add_parser("train", parents=[common], help="train (or resume) a refiner",
+                       description="Train a SimGAN refiner; on an existing --out folder the run resumes with its "
+                                   "saved settings (--steps may be raised to train further).")
+    p.add_argument("--real", required=True, metavar="DATA_DIR",
+                   help="folder with SVHN's train_32x32.mat (its labels are not used), or an image-set .npz")
+    p.add_argument("--procedural", required=True, metavar="FILE.npz", help="procedural image set to learn to refine")
+    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created, or resumed)")
+    # None defaults: only the options given are compared with a resumed run's settings.
+    for flag, key, kind, text in (
+            ("--lambda-reg", "lambda_reg", float, "λ, weight of the self-regularisation mean|R(x) - x|"),
+            ("--kg", "kg", int, "refiner updates per discriminator update"),
+            ("--steps", "steps", int, "adversarial iterations (each: Kg refiner updates + 1 D update)"),
+            ("--pretrain-r", "pretrain_r", int, "refiner updates on the L1 term alone, first"),
+            ("--pretrain-d", "pretrain_d", int, "discriminator updates after that, before the adversarial phase"),
+            ("--buffer-size", "buffer_size", int, "refined images kept in the history buffer"),
+            ("--batch-size", "batch_size", int, "images per batch (real and refined alike)"),
+            ("--lr-pretrain-r", "lr_pretrain_r", float, "refiner learning rate while pretraining on the L1 term"),
+            ("--lr-r", "lr_r", float, "refiner learning rate (Adam) in the adversarial phase"),
+            ("--lr-d", "lr_d", float, "discriminator learning rate (Adam)"),
+            ("--beta1", "beta1", float, "Adam's β1 for both"),
+            ("--width", "width", int, "refiner channels"),
+            ("--blocks", "blocks", int, "refiner ResNet blocks"),
+            ("--d-width", "d_width", int, "discriminator channels (first stage)"),
+            ("--checkpoint-every", "checkpoint_every", int, "iterations between checkpoints"),
+            ("--seed", "seed", int, "random seed (weights, batches)")):
+        p.add_argument(flag, dest=key, type=kind, default=None, help=f"{text} (default: {getattr(d, key)})")
+    p.add_argument("--random-init", dest="identity_init", action="store_const", const=False, default=None,
+                   help="start the refiner from random weights instead of near the identity")
+
+    p = sub.add_parser("refine", parents=[common], help="refine an image set with a trained run",
+                       description="Refine every image of an image set with a run's refiner; labels are kept.")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run folder")
+    p.add_argument("--input", required=True, metavar="FILE.npz", help="image set to refine")
+    p.add_argument("--out", required=True, metavar="FILE.npz", help="refined image set to write")
+    p.add_argument("--batch-size", type=int, default=256, help="images per forward pass (default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="accepted for the common interface; refining is deterministic")
+
+    p = sub.add_parser("compare", parents=[common], help="classifier trained on refined vs raw procedural images",
+                       description="Train classify's ConvNet (default recipe) on the first N procedural images and "
+                                   "on the same images refined by the run; test both on SVHN's test split and on "
+                                   "train+test. Writes RUN_DIR/compare.json.")
+    p.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run folder")
+    p.add_argument("--procedural", required=True, metavar="FILE.npz", help="procedural image set (with labels)")
+    p.add_argument("--data-dir", required=True, metavar="DIR", help="folder with SVHN's train_32x32.mat and test_32x32.mat")
+    p.add_argument("--n", type=int, default=None, help="use the first N procedural images (default: all)")
+    p.add_argument("--seed", type=int, default=0, help="classifier seed of the first repeat (default: 0)")
+    p.add_argument("--repeats", type=int, default=1, help="classifier seeds SEED, SEED+1, ... (default: 1)")
+    p.add_argument("--classifier-steps", type=int, default=None,
+                   help="classify's min_steps (default: its recipe's); fewer steps save CPU time")
+    p.add_argument("--sets", default="procedural,refined",
+                   help="training sets to run: procedural, refined or both (default: procedural,refined)")
+    p.add_argument("--fidelity", action="store_true",
+                   help="also: how often a ConvNet trained on the real training images labels raw and refined "
+                        "images with their procedural label")
+    return parser
+
+
+def load_real(source):
+    """Real images from an SVHN folder (train split) or an image-set .npz; labels dropped."""
+    from svhn.imageset import load_image_set
+    path = Path(source)
+    if path.suffix == ".npz":
+        return load_image_set(path)[0]
+    if not path.is_dir():
+        raise SimGANError(f"{source}: no such folder (expected a folder with train_32x32.mat, or an image-set .npz)")
+    if not (path / "train_32x32.mat").is_file():
+        raise SimGANError(f"{source}: no train_32x32.mat in this folder")
+    import svhn
+    return svhn.load("train", path)[0]
+
+
+def main(argv=None):
+    from svhn.imageset import load_image_set, save_image_set
+    args = build_parser().parse_args(argv)
+    backend.set_backend(args.backend)
+    if args.command == "train":
+        settings = {f.name: getattr(args, f.name) for f in fields(SimGANConfig)
+                    if getattr(args, f.name, None) is not None}
+        real_x = load_real(args.real)
+        proc_x, proc_y = load_image_set(args.procedural)
+        train_simgan(real_x, proc_x, args.out, proc_y=proc_y, progress=not args.quiet, **settings)
+    elif args.command == "compare":
+        from gan.simgan_eval import compare
+        if args.repeats < 1:
+            raise SimGANError(f"--repeats must be >= 1, got {args.repeats}")
+        x, y = load_image_set(args.procedural)
+        settings = {"min_steps": args.classifier_steps} if args.classifier_steps else {}
+        sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
+        report = compare(args.run, x, y, args.data_dir, n=args.n, sets=sets, progress=not args.quiet,
+                         fidelity=args.fidelity,
+                         seeds=range(args.seed, args.seed + args.repeats), **settings)
+        print(json.dumps(report["mean"], indent=2))
+    else:
+        if args.batch_size < 1:
+            raise SimGANError(f"--batch-size must be >= 1, got {args.batch_size}")
+        x, y = load_image_set(args.input)
+        refined = refine(args.run, x, batch_size=args.batch_size, progress=not args.quiet)
+        save_image_set(args.out, refined, y)
+        print(f"wrote {len(refined)} refined images to {args.out}")
+    return 0
