@@ -169,7 +169,13 @@ def main(argv=None):
                    help="Conv2D algorithm for our nets (default auto: Winograd where it pays on NumPy)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--seed", type=int, default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
+    p.add_argument("--e2e", action="store_true",
+                   help="instead, time each stage of run_all.py (smoke-sized) on the --backend(s) and write a table "
+                        "and a bar chart; more options: python -m bench.e2e --help")
     args = p.parse_args(argv)
+    if args.e2e:
+        from bench import e2e
+        return e2e.main(["--backend", args.backend, "--seed", str(args.seed)] + (["--json", args.json] if args.json else []))
     results = []
     for name in args.backend.split(","):
         backend.set_backend(name)

@@ -1,0 +1,189 @@
+"""Time every stage of the whole experiment (run_all.py) on each backend, CPU beside GPU.
+
+    python -m bench.e2e                                 # smoke-sized, NumPy (and CuPy where there is a GPU)
+    python -m bench.e2e --scale 5 --backend numpy,cupy  # every count and iteration number of smoke x 5
+    python -m bench.e2e --preset quick --data-dir /work/shared/svhn/sample
+    python -m bench --e2e                               # the same, from the main benchmark
+
+Each backend runs the pipeline from scratch in its own folder (nothing is skipped) and the stages'
+wall times come from their manifests. Without --data-dir the "real" images are a generated stand-in
+of the SVHN sample's size (783 training, 300 test images, drawn by the procedural synthesizer, so the
+GANs see digits): costs do not depend on what the pixels show. A backend that is not available
+(CuPy without a GPU) is reported and skipped. Writes e2e.md (a table), e2e.json and e2e.png (a bar
+chart) to --out.
+"""
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from nn import backend                                              # noqa: E402
+from nn.files import atomic_write_bytes, atomic_write_json, atomic_write_text, run_cli   # noqa: E402
+
+STAND_IN_SIZES = {"train": 783, "test": 300}
+
+
+def write_stand_in(folder, seed=12345):
+    """train_32x32.mat / test_32x32.mat in SVHN's layout, with procedural digits as the images."""
+    import scipy.io
+
+    from procedural import generate
+    for i, (split, n) in enumerate(STAND_IN_SIZES.items()):
+        x, y = generate(n, seed=seed + i, workers=1)
+        scipy.io.savemat(Path(folder) / f"{split}_32x32.mat",
+                         {"X": x.transpose(1, 2, 3, 0), "y": np.where(y == 0, 10, y).reshape(-1, 1).astype(np.uint8)})
+    return Path(folder)
+
+
+def backend_available(name):
+    """(available, reason)."""
+    if name == "numpy":
+        return True, ""
+    try:
+        ok = backend.cupy_available()
+    except Exception as exc:                 # a broken CUDA install is "not available", with its reason
+        return False, f"{type(exc).__name__}: {exc}"
+    return (True, "") if ok else (False, "CuPy or a GPU is not available on this machine")
+
+
+def time_backend(name, settings, data_dir, workdir, seed, quiet):
+    """Run the pipeline from scratch on one backend; {stage: seconds}, total seconds, notes."""
+    from experiment.pipeline import run_experiment
+
+    def log(line):
+        if not quiet:
+            print(f"  {line}", flush=True)
+
+    started = time.perf_counter()
+    runner = run_experiment(settings, out=Path(workdir) / name, data_dir=str(data_dir), backend_name=name,
+                            seed=seed, preset="bench", progress=False, log=log)
+    total = time.perf_counter() - started
+    stages = {stage: m["seconds"] for stage, m in runner.manifests.items()}
+    stopped = runner.manifests["dcgan"]["summary"].get("stopped") or {}
+    return {"stages": stages, "total_s": round(total, 2), "dcgan_stopped": stopped}
+
+
+def markdown(result):
+    names = [b for b in result["backends"] if result["backends"][b].get("stages")]
+    lines = [f"# run_all stage times: preset {result['preset']} x {result['scale']}, data: {result['data']}", "",
+             f"Machine: {result['machine']}; BLAS threads: {result['blas_threads']}.", ""]
+    for b, r in result["backends"].items():
+        if not r.get("stages"):
+            lines.append(f"- {b}: skipped ({r['skipped']})")
+    if len(lines) > 4:
+        lines.append("")
+    if not names:
+        return "\n".join(lines + ["No backend ran."]) + "\n"
+    header = "| stage | " + " | ".join(f"{b} (s)" for b in names) + (" | speed-up |" if len(names) == 2 else " |")
+    lines += [header, "|---|" + "---:|" * (len(names) + (len(names) == 2))]
+    stages = list(result["backends"][names[0]]["stages"])
+    for stage in stages + ["total"]:
+        t = [result["backends"][b]["total_s"] if stage == "total" else result["backends"][b]["stages"][stage]
+             for b in names]
+        row = f"| {stage} | " + " | ".join(f"{v:.2f}" for v in t)
+        if len(names) == 2:
+            row += f" | {t[0] / t[1]:.1f}x" if t[1] > 0 else " | —"
+        lines.append(row + " |")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(result, path):
+    import io
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    names = [b for b in result["backends"] if result["backends"][b].get("stages")]
+    if not names:
+        return
+    stages = list(result["backends"][names[0]]["stages"])
+    y = np.arange(len(stages))
+    h = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(stages) + 1.5))
+    for i, b in enumerate(names):
+        ax.barh(y + i * h, [result["backends"][b]["stages"][s] for s in stages], h,
+                label=f"{b} ({result['backends'][b]['total_s']:.1f} s in all)")
+    ax.set_yticks(y + h * (len(names) - 1) / 2, stages, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds")
+    ax.set_title(f"run_all stages, preset {result['preset']} x {result['scale']}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    plt.close(fig)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--backend", default="numpy,cupy",
+                   help="backends to time, comma-separated (default: numpy,cupy; an unavailable one is skipped)")
+    p.add_argument("--preset", choices=("smoke", "quick", "paper"), default="smoke",
+                   help="the sizes to start from (default: smoke)")
+    p.add_argument("--scale", type=float, default=1.0,
+                   help="multiply every count and iteration number of the preset (default: 1)")
+    p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="change one setting, as in run_all.py (repeatable)")
+    p.add_argument("--data-dir", metavar="DIR",
+                   help="SVHN .mat files to use (default: a generated stand-in of the sample's size)")
+    p.add_argument("--out", default="results/bench_e2e", metavar="DIR", help="where e2e.md/.json/.png go "
+                   "(default: %(default)s)")
+    p.add_argument("--json", metavar="FILE", help="also write the JSON here")
+    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no per-stage lines while it runs")
+    args = p.parse_args(argv)
+    from experiment.report import cpu_name
+    from experiment.settings import apply_overrides, preset, scaled
+    settings = apply_overrides(scaled(preset(args.preset), args.scale), args.set)
+    names = [b.strip() for b in args.backend.split(",") if b.strip()]
+    if not names or any(b not in ("numpy", "cupy") for b in names):
+        raise ValueError(f"--backend {args.backend}: choose numpy, cupy or numpy,cupy")
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise ValueError(f"--data-dir {args.data_dir}: not a folder")
+    result = {"preset": args.preset, "scale": args.scale, "settings": settings.as_dict(),
+              "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
+              "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default",
+              "load_average_before": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+              "backends": {}}
+    with tempfile.TemporaryDirectory(prefix="bench_e2e_") as tmp:
+        saved_cache = os.environ.get("SVHN_CACHE_DIR")
+        os.environ["SVHN_CACHE_DIR"] = str(Path(tmp) / "cache")     # keep the user's SVHN cache clean
+        try:
+            data_dir = Path(args.data_dir) if args.data_dir else write_stand_in(Path(tmp))
+            result["data"] = str(data_dir) if args.data_dir else \
+                f"generated stand-in ({STAND_IN_SIZES['train']} training, {STAND_IN_SIZES['test']} test images)"
+            for name in names:
+                ok, why = backend_available(name)
+                if not ok:
+                    print(f"{name}: skipped ({why})")
+                    result["backends"][name] = {"skipped": why}
+                    continue
+                print(f"{name}: running preset {args.preset} x {args.scale}")
+                result["backends"][name] = time_backend(name, settings, data_dir, tmp, args.seed, args.quiet)
+        finally:
+            if saved_cache is None:
+                os.environ.pop("SVHN_CACHE_DIR", None)
+            else:
+                os.environ["SVHN_CACHE_DIR"] = saved_cache
+            backend.set_backend("numpy")
+    out = Path(args.out)
+    text = markdown(result)
+    atomic_write_text(out / "e2e.md", text)
+    atomic_write_json(out / "e2e.json", result)
+    bar_chart(result, out / "e2e.png")
+    if args.json:
+        atomic_write_json(args.json, result)
+    print(text + f"wrote {out / 'e2e.md'}, {out / 'e2e.json'}, {out / 'e2e.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
