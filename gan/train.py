@@ -277,7 +277,8 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
     folder.mkdir(parents=True, exist_ok=True)
     status = read_status(run_dir, digit)
     if status["state"] == "stopped":
-        log(f"digit {digit}: skipped, it stopped earlier: {status['message']}")
+        log(f"digit {digit}: skipped, it stopped earlier ({status['message']}); delete "
+            f"{folder / 'status.json'} to train it again from its last checkpoint")
         return status
     real = backend.asarray(to_float(images))
     if len(real) == 0:
@@ -294,6 +295,7 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
     def checkpoint():
         save_checkpoint(ckpt, gan, rng, fixed_z)
         write_log(folder / "log.csv", rows)
+        _write_status(folder, "running", gan.iteration)
 
     bar = _progress(total=config.iters, initial=min(gan.iteration, config.iters),
                     desc=f"digit {digit}", enabled=progress)
