@@ -140,8 +140,9 @@ def draw_layers(u, label, s, families, colours):
     s: ProceduralSettings; families: [(family, [FontRef, ...]), ...]; colours: this image's
     palette as 0..255 RGB lists: {"wall", "plate", "digit", "distractors" (one per slot)}.
 
-    Returns (text uint8 (32, 32), background uint8 (32, 32, 3) or None when the background is
-    just the plate colour everywhere).
+    Returns two PIL images of the crop's size: text ("L" coverage) and background ("RGB"),
+    the latter None when it is just the plate colour everywhere. (The caller pastes them into
+    one strip per batch: one conversion to NumPy per batch instead of two per image.)
     """
     members = families[pick(u[C["family"]], len(families))][1]
     font, stroke = members[pick(u[C["style"]], len(members))], stroke_of(u[C["stroke"]], s.stroke_probs)
@@ -157,8 +158,8 @@ def draw_layers(u, label, s, families, colours):
     strip, boxes = place_digits(glyph_set, digits, span(u[C["spacing"]], s.spacing) * ink_height)
     x0, y0, x1, y1 = boxes[len(left)]
     matrix = homography(u, s, ((x0 + x1) / 2, (y0 + y1) / 2), target / ink_height)
-    text = Image.fromarray(strip).transform((CROP, CROP), _TRANSFORM, inverse_coefficients(matrix), _BILINEAR)
-    text = np.asarray(text)
+    strip_img = Image.frombuffer("L", (strip.shape[1], strip.shape[0]), strip, "raw", "L", 0, 1)
+    text = strip_img.transform((CROP, CROP), _TRANSFORM, inverse_coefficients(matrix), _BILINEAR)
 
     has_plate = u[C["plate"]] < s.plate_prob
     lo, hi = s.distractors
@@ -182,7 +183,7 @@ def draw_layers(u, label, s, families, colours):
             draw.line(corners + corners[:1], fill=tuple(colours["digit"]), width=width, joint="curve")
     for k in range(count):
         draw_distractor(u, k, s, draw, tuple(colours["distractors"][k]))
-    return text, np.asarray(background.reduce(2))
+    return text, background.reduce(2)
 
 
 DISTRACTOR_KINDS = ("edge", "segment", "frame", "box", "blob")

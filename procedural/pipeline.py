@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 
 import numpy as np
+from PIL import Image
 
 from procedural import draws as draws_mod
 from procedural.effects import finish, palette_rows, pick_colours
@@ -40,14 +41,20 @@ def render_chunk(start, labels, seed, settings, families):
     d = draws_mod.draw(seed, range(start, start + b))
     palette = pick_colours(d, settings)
     rows = palette_rows(palette)
-    text = np.empty((b, 32, 32), np.uint8)
-    background = np.empty((b, 32, 32, 3), np.uint8)
-    plate_u8 = np.rint(palette["plate"] * 255).astype(np.uint8)
+    # each image's layers are pasted side by side into one strip per layer
+    text_strip = Image.new("L", (32 * b, 32))
+    background_strip = Image.new("RGB", (32 * b, 32))
     u = d.u.tolist()
     for i in range(b):
-        text[i], bg = draw_layers(u[i], int(labels[i]), settings, families, rows[i])
-        background[i] = plate_u8[i] if bg is None else bg
-    return finish(d, text, background, palette, settings)
+        text, background = draw_layers(u[i], int(labels[i]), settings, families, rows[i])
+        text_strip.paste(text, (32 * i, 0))
+        if background is None:
+            background_strip.paste(tuple(rows[i]["plate"]), (32 * i, 0, 32 * i + 32, 32))
+        else:
+            background_strip.paste(background, (32 * i, 0))
+    text = np.asarray(text_strip).reshape(32, b, 32).transpose(1, 0, 2)
+    background = np.asarray(background_strip).reshape(32, b, 32, 3).transpose(1, 0, 2, 3)
+    return finish(d, np.ascontiguousarray(text), np.ascontiguousarray(background), palette, settings)
 
 
 # ---- worker processes -------------------------------------------------------------------
