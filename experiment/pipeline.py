@@ -2,7 +2,8 @@
 
     data         the real SVHN images (svhn.load), the subsets the settings ask for
     procedural   the procedural training set (the paper's "simple method") and Figure 6
-    dcgan        ten DCGANs, one per digit, each trained on the real images of its digit (Figures 7-8)
+    dcgan_digit_K  the DCGAN of digit K (one per digit, ten in all), trained on the real images of that digit;
+                 digit 5's sample grids at iterations 1, 51, 76, 201, 401, 701 are Figures 7-8
     dcgan_set    dcgan_per_digit images sampled from each digit's generator (the paper's DCGAN set)
     simgan       a SimGAN refiner trained on the procedural and real images; the refined procedural set
     classify_*   the ConvNet trained on one training set and tested on the real test set:
@@ -13,9 +14,12 @@
                    classify_real-100+dcgan, ...    the mixing curve: k real images with/without a synthetic set
     report       table.md, results.json and the figures
 
-Every stage lives in OUT/stages/NAME (see experiment/stages.py for how reruns are decided).
+Every stage lives in OUT/stages/NAME (see experiment/stages.py for how reruns are decided). Stages
+that do not read each other's outputs (the ten DCGANs, the SimGAN, most classifiers) can run at the
+same time in worker processes (`jobs`).
 """
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
@@ -49,6 +53,11 @@ class Context:
     progress: bool = True
     log: object = print
     cache: dict = field(default_factory=dict)
+
+    def __getstate__(self):
+        """What a worker process gets: no memoised arrays, plain printing, no progress bars (the
+        workers' bars would interleave; the main process prints each stage's line)."""
+        return {**self.__dict__, "cache": {}, "log": print, "progress": False}
 
     def stage_dir(self, name):
         return self.out / "stages" / name
@@ -145,50 +154,42 @@ def dcgan_config(ctx):
                   batch_size=s.dcgan_batch, augment=s.dcgan_augment, seed=ctx.seed)
 
 
-def dcgan_iterations(ctx):
-    """{digit: iterations}: dcgan_iters, and at least dcgan_iters_digit5 for digit 5 (Figures 7-8)."""
+def dcgan_iterations(ctx, digit):
+    """dcgan_iters, and at least dcgan_iters_digit5 for digit 5 (Figures 7-8)."""
     s = ctx.settings
-    return {d: max(s.dcgan_iters, s.dcgan_iters_digit5) if d == 5 else s.dcgan_iters for d in range(10)}
+    return max(s.dcgan_iters, s.dcgan_iters_digit5) if digit == 5 else s.dcgan_iters
 
 
-def run_dcgan(ctx, folder, upstream):
-    """Ten DCGANs, one per digit, each on the real training images of its digit, in folder/run
-    (gan.train's run folder: checkpoints, logs, sample grids at the paper's figure iterations)."""
+def dcgan_run(ctx, digit):
+    """gan.train's run folder of one digit's DCGAN (it holds digit_K/: checkpoint, log, sample grids)."""
+    return ctx.stage_dir(f"dcgan_digit_{digit}") / "run"
+
+
+def run_dcgan_digit(ctx, digit, folder, upstream):
+    """The DCGAN of one digit, trained on the real training images of that digit, in folder/run
+    (resumable from its checkpoints after an interrupt)."""
     import dataclasses
-    from gan.train import digit_dir, plot_losses, prepare_run, read_log, read_status, train_digit
+    from gan.train import prepare_run, train_digit
     x, y = ctx.real()[:2]
-    iters, run = dcgan_iterations(ctx), folder / "run"
-    config = prepare_run(run, dcgan_config(ctx), explicit=("iters",))
-    statuses = {}
-    for d in range(10):
-        mine = x[y == d]
-        if len(mine) == 0:
-            raise ValueError(f"the real training images hold no digit {d}: a DCGAN per digit needs some "
-                             f"(raise train_n)")
-        status = read_status(run, d)
-        if status["state"] == "done" and status["iteration"] == iters[d]:
-            statuses[d] = status                    # finished before an interrupt: nothing to redo
-            continue
-        statuses[d] = train_digit(mine, d, run, dataclasses.replace(config, iters=iters[d]),
-                                  progress=ctx.progress, log=ctx.log)
-    plot_losses(run / "losses.png", {d: read_log(digit_dir(run, d) / "log.csv") for d in range(10)},
-                f"DCGAN per digit, loss {config.loss}")
-    stopped = {d: s["message"] for d, s in statuses.items() if s["state"] != "done"}
-    counts = sorted(set(iters.values()))
-    note = f"digits at {counts[0]} iterations" + (f", digit 5 at {iters[5]}" if len(counts) > 1 else "")
-    if stopped:
-        note += f"; stopped early: digits {', '.join(map(str, sorted(stopped)))}"
-    return {"iterations": iters, "status": {str(d): s for d, s in statuses.items()},
-            "stopped": {str(d): m for d, m in stopped.items()}, "note": note}
+    mine = x[y == digit]
+    if len(mine) == 0:
+        raise ValueError(f"the real training images hold no digit {digit}: a DCGAN per digit needs some (raise train_n)")
+    iters = dcgan_iterations(ctx, digit)
+    config = prepare_run(folder / "run", dataclasses.replace(dcgan_config(ctx), iters=iters), explicit=("iters",))
+    status = train_digit(mine, digit, folder / "run", config, progress=ctx.progress, log=ctx.log)
+    note = f"{status['iteration']} iterations on {len(mine)} real images of digit {digit}"
+    if status["state"] != "done":
+        note += f"; stopped early: {status['message']}"
+    return {"iterations": iters, "n_real": int(len(mine)), "status": status, "note": note}
 
 
 def run_dcgan_set(ctx, folder, upstream):
     """dcgan_per_digit images from each digit's generator, and a grid of each digit's samples."""
     from gan import sample
     from svhn.imageset import save_grid_png, save_image_set
-    run = ctx.stage_dir("dcgan") / "run"
     n = ctx.settings.dcgan_per_digit
-    x, y = sample(run, n, digits=range(10), seed=ctx.seed, progress=ctx.progress, log=ctx.log)
+    parts = [sample(dcgan_run(ctx, d), n, digits=[d], seed=ctx.seed, log=ctx.log) for d in range(10)]
+    x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     save_image_set(folder / "images.npz", x, y)
     for d in range(10):
         save_grid_png(folder / f"digit_{d}.png", x[y == d][:64], nrow=8, scale=2, title=f"DCGAN digit {d}")
@@ -301,14 +302,16 @@ def plan(ctx, n_train):
         Stage("procedural", partial(run_procedural, ctx),
               {"n": s.procedural_n, "seed": seed, "procedural": asdict(ProceduralSettings())},
               what="procedural training set, Figure 6"),
-        Stage("dcgan", partial(run_dcgan, ctx),
-              {"config": asdict(dcgan_config(ctx)), "iterations": dcgan_iterations(ctx), "backend": be},
-              ("data",), resumable=True, what="ten DCGANs, one per digit, Figures 7-8"),
-        Stage("dcgan_set", partial(run_dcgan_set, ctx), {"per_digit": s.dcgan_per_digit, "seed": seed, "backend": be},
-              ("dcgan",), what="the DCGAN training set"),
         Stage("simgan", partial(run_simgan, ctx), {**simgan_settings(ctx), "backend": be},
               ("data", "procedural"), resumable=True, what="SimGAN refiner, refined procedural set"),
     ]
+    stages += [Stage(f"dcgan_digit_{d}", partial(run_dcgan_digit, ctx, d),
+                     {"config": asdict(dcgan_config(ctx)), "iterations": dcgan_iterations(ctx, d), "backend": be},
+                     ("data",), resumable=True, what=f"the DCGAN of digit {d}" + (", Figures 7-8" if d == 5 else ""))
+               for d in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9)]         # the longest first, for parallel runs
+    stages.append(Stage("dcgan_set", partial(run_dcgan_set, ctx),
+                        {"per_digit": s.dcgan_per_digit, "seed": seed, "backend": be},
+                        tuple(f"dcgan_digit_{d}" for d in range(10)), what="the DCGAN training set"))
     stages += [classifier_stage(ctx, real, syn) for real, syn in classifier_points(ctx, n_train)]
     from experiment.report import run_report
     labels = {"preset": ctx.preset, "backend": be, "data_dir": str(ctx.data_dir), "settings": s.as_dict(),
@@ -318,10 +321,21 @@ def plan(ctx, n_train):
     return stages
 
 
+def default_jobs(backend_name):
+    """Stages run at once by default: one per CPU core on NumPy, one on a GPU (CuPy)."""
+    if backend_name != "numpy":
+        return 1
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
 def run_experiment(settings, out="results", data_dir=None, backend_name="numpy", seed=0, preset="custom",
-                   progress=True, log=print, redo=()):
+                   progress=True, log=print, redo=(), jobs=1):
     """Run (or resume) the whole experiment into `out`; returns the Runner (its `manifests` and
-    `actions`: {stage: "ran" | "skipped"}). `redo`: stage names or patterns (classify_*) to redo."""
+    `actions`: {stage: "ran" | "skipped"}). `redo`: stage names or patterns (classify_*) to redo.
+    jobs: stages run at once, in worker processes (1: all in this process, in order)."""
     started = time.perf_counter()
     backend.set_backend(backend_name)
     ctx = Context(settings=settings.check(), out=Path(out), data_dir=data_dir, backend=backend_name, seed=int(seed),
@@ -334,8 +348,9 @@ def run_experiment(settings, out="results", data_dir=None, backend_name="numpy",
     runner.run(first, 1)
     stages = plan(ctx, runner.manifests["data"]["summary"]["n_train"])
     runner.force |= _matching(redo, [first.name] + [st.name for st in stages])
-    for i, stage in enumerate(stages, 2):
-        runner.run(stage, i, len(stages) + 1)
+    if not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"--jobs must be a whole number >= 1, got {jobs!r}")
+    runner.run_many(stages, jobs=jobs, first_index=2, total=len(stages) + 1)
     from experiment.report import publish_report
     publish_report(ctx, runner.manifests["report"])
     ran = sum(a == "ran" for a in runner.actions.values())

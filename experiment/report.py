@@ -65,7 +65,7 @@ def collect(ctx, upstream):
         "table": table,
         "mixing_curve": mixing,
         "label_fidelity": label_fidelity(ctx),
-        "dcgan": upstream["dcgan"]["summary"],
+        "dcgan": dcgan_summary(upstream),
         "simgan": upstream["simgan"]["summary"],
         "stages": stages,
         "run_time_s": round(sum(s["seconds"] for s in stages.values()), 1),
@@ -73,6 +73,15 @@ def collect(ctx, upstream):
         "machine": machine(),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def dcgan_summary(upstream):
+    """Iterations and final state of each digit's DCGAN; the digits that stopped early, with the reason."""
+    per = {d: upstream[f"dcgan_digit_{d}"]["summary"] for d in range(10)}
+    return {"iterations": {str(d): p["iterations"] for d, p in per.items()},
+            "state": {str(d): p["status"]["state"] for d, p in per.items()},
+            "real_images": {str(d): p["n_real"] for d, p in per.items()},
+            "stopped": {str(d): p["status"]["message"] for d, p in per.items() if p["status"]["state"] != "done"}}
 
 
 def label_fidelity(ctx):
@@ -232,6 +241,14 @@ def figure_dcgan_iterations(digit_dir, path):
     return True
 
 
+def figure_dcgan_losses(ctx, path):
+    """Every digit's DCGAN loss curves and D's accuracies (gan.train's plot)."""
+    from gan.train import plot_losses, read_log
+    from experiment.pipeline import dcgan_run
+    logs = {d: read_log(dcgan_run(ctx, d) / f"digit_{d}" / "log.csv") for d in range(10)}
+    plot_losses(path, logs, f"DCGAN per digit, loss {ctx.settings.dcgan_loss}")
+
+
 def figure_confusions(table, path):
     plt = _plt()
     fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 4.2), squeeze=False)
@@ -310,7 +327,8 @@ def figure_mixing(points, n_train, path):
 
 def write_figures(ctx, r, figures):
     figures.mkdir(parents=True, exist_ok=True)
-    d5 = ctx.stage_dir("dcgan") / "run" / "digit_5"
+    from experiment.pipeline import dcgan_run
+    d5 = dcgan_run(ctx, 5) / "digit_5"
     copy_figure(ctx.stage_dir("procedural") / "fig6_procedural.png", figures / "fig6_procedural.png")
     last = max([i for i in FIGURE_ITERATIONS if (d5 / f"samples_{i:04d}.png").is_file()] or [0])
     copy_figure(d5 / (f"samples_{last:04d}.png" if last == 701 else "samples_final.png"),
@@ -320,7 +338,7 @@ def write_figures(ctx, r, figures):
     for k in range(10):
         copy_figure(ctx.stage_dir("dcgan_set") / f"digit_{k}.png", figures / f"dcgan_digit_{k}.png")
     copy_figure(ctx.stage_dir("simgan") / "run" / "pairs.png", figures / "simgan_pairs.png")
-    copy_figure(ctx.stage_dir("dcgan") / "run" / "losses.png", figures / "losses_dcgan.png")
+    figure_dcgan_losses(ctx, figures / "losses_dcgan.png")
     copy_figure(ctx.stage_dir("simgan") / "run" / "losses.png", figures / "losses_simgan.png")
     figure_confusions(r["table"], figures / "confusion_matrices.png")
     figure_classifier_curves(r["table"], figures / "losses_classifiers.png")

@@ -110,11 +110,38 @@ def publish(partial, final):
     shutil.rmtree(trash, ignore_errors=True)
 
 
+@dataclass
+class Started:
+    """A stage about to run: under which key, in which partial folder, and its log label."""
+    stage: Stage
+    key: str
+    partial: Path
+    label: str
+    resumed: bool
+
+
+def call_stage(run, folder, upstream):
+    """Run a stage function (in this process or a worker process); returns (summary, wall seconds,
+    CPU seconds of this process)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    summary = run(folder, upstream) or {}
+    return summary, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _limit_threads():
+    """Worker processes: one BLAS thread each, so N workers use N cores (the variables are read
+    when NumPy loads, which happens after this in a spawned worker)."""
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[name] = "1"
+
+
 class Runner:
-    """Runs stages in order under `root` (OUT/stages), skipping finished ones, and logs one line each.
+    """Runs stages under `root` (OUT/stages), skipping finished ones, and logs one line each.
 
     force: stage names to redo even when finished (their downstream stages follow, since a rerun
     gives a new id).  log: where the summary lines go.
+    `run(stage)` runs one stage here; `run_many(stages, jobs)` runs a list, up to `jobs` at a time
+    in worker processes, each as soon as the stages it reads are done.
     """
 
     def __init__(self, root, log=print, force=()):
@@ -131,49 +158,137 @@ class Runner:
         return fingerprint({"stage": stage.name, "settings": stage.settings,
                             "consumed": {d: self.manifests[d]["id"] for d in stage.deps}})
 
-    def run(self, stage, index=None, total=None):
-        """Run or skip one stage; returns its manifest."""
+    def upstream(self, stage):
+        return {d: self.manifests[d] for d in stage.deps}
+
+    # -- one stage, step by step ------------------------------------------------------------
+
+    def prepare(self, stage, index=None, total=None):
+        """Skip the stage (returns None) or make its partial folder ready (returns a Started)."""
         key = self.key(stage)
         final = self.root / stage.name
         label = (f"[{index}/{total}] " if total else f"[{index}] ") if index else ""
         old = read_manifest(final)
         if old and old.get("key") == key and stage.name not in self.force and intact(final, old):
             self.log(f"{label}{stage.name:<30} skipped: done with these settings ({old['seconds']:.1f} s when it ran)")
-            return self._done(stage, old, "skipped")
+            self._done(stage, old, "skipped")
+            return None
         partial = self.root / f".{stage.name}.partial-{key[:16]}"
         for other in self.root.glob(f".{stage.name}.partial-*"):
             if other != partial or not stage.resumable:
                 shutil.rmtree(other, ignore_errors=True)
         partial.mkdir(parents=True, exist_ok=True)
         resumed = stage.resumable and any(partial.iterdir())
-        started, cpu_started = time.perf_counter(), time.process_time()
-        try:
-            summary = stage.run(partial, {d: self.manifests[d] for d in stage.deps}) or {}
-        except BaseException:
-            if stage.resumable:
-                self.log(f"{label}{stage.name:<30} interrupted: its checkpoints in {partial} are resumed next time")
-            else:
-                shutil.rmtree(partial, ignore_errors=True)
-                self.log(f"{label}{stage.name:<30} failed: nothing of it is kept")
-            raise
-        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
+        return Started(stage, key, partial, label, resumed)
+
+    def finish(self, st, summary, seconds, cpu):
+        """Write the manifest into the partial folder and publish it under the stage's name."""
+        stage = st.stage
         content = summary.pop("content", None)
         manifest = {
-            "stage": stage.name, "what": stage.what, "key": key,
-            "id": fingerprint({"content": content}) if content else fingerprint({"key": key, "run": uuid.uuid4().hex}),
+            "stage": stage.name, "what": stage.what, "key": st.key,
+            "id": fingerprint({"content": content}) if content else fingerprint({"key": st.key, "run": uuid.uuid4().hex}),
             "settings": stage.settings,
             "consumed": {d: {"id": self.manifests[d]["id"], "key": self.manifests[d]["key"]} for d in stage.deps},
-            "summary": summary, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "resumed": resumed,
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "files": list_files(partial),
+            "summary": summary, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "resumed": st.resumed,
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "files": list_files(st.partial),
         }
-        atomic_write_json(partial / MANIFEST, manifest)
-        publish(partial, final)
+        atomic_write_json(st.partial / MANIFEST, manifest)
+        publish(st.partial, self.root / stage.name)
         note = summary.get("note")
-        self.log(f"{label}{stage.name:<30} {'resumed and finished' if resumed else 'ran'} in {seconds:.1f} s"
+        self.log(f"{st.label}{stage.name:<30} {'resumed and finished' if st.resumed else 'ran'} in {seconds:.1f} s"
                  + (f": {note}" if note else ""))
         return self._done(stage, manifest, "ran")
+
+    def fail(self, st):
+        """After an exception or interrupt: keep a resumable stage's checkpoints, delete anything else."""
+        if st.stage.resumable:
+            self.log(f"{st.label}{st.stage.name:<30} interrupted: its checkpoints in {st.partial} are resumed next time")
+        else:
+            shutil.rmtree(st.partial, ignore_errors=True)
+            self.log(f"{st.label}{st.stage.name:<30} stopped: nothing of it is kept")
 
     def _done(self, stage, manifest, action):
         self.manifests[stage.name] = manifest
         self.actions[stage.name] = action
         return manifest
+
+    # -- whole stages ---------------------------------------------------------------------------
+
+    def run(self, stage, index=None, total=None):
+        """Run or skip one stage in this process; returns its manifest."""
+        st = self.prepare(stage, index, total)
+        if st is None:
+            return self.manifests[stage.name]
+        try:
+            summary, seconds, cpu = call_stage(stage.run, st.partial, self.upstream(stage))
+        except BaseException:
+            self.fail(st)
+            raise
+        return self.finish(st, summary, seconds, cpu)
+
+    def run_many(self, stages, jobs=1, first_index=1, total=None):
+        """Run or skip `stages` (in an order where every stage follows the ones it reads). With jobs > 1,
+        up to `jobs` run at once in worker processes (spawned, one BLAS thread each)."""
+        if jobs <= 1:
+            for i, stage in enumerate(stages, first_index):
+                self.run(stage, i, total)
+            return
+        import multiprocessing as mp
+        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        index = {stage.name: i for i, stage in enumerate(stages, first_index)}
+        pending, running = list(stages), {}
+        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        _limit_threads()                         # inherited by the spawned workers
+        pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
+        error = None                             # the first stage that failed; the running ones still finish
+        try:
+            while running or (pending and error is None):
+                if error is None:
+                    self._start_ready(pending, running, pool, jobs, index, total)
+                if not running:
+                    if pending and error is None:
+                        raise ValueError(f"stages {', '.join(s.name for s in pending)} read stages that are not run")
+                    break
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    st = running.pop(future)
+                    try:
+                        summary, seconds, cpu = future.result()
+                    except Exception as exc:
+                        self.fail(st)
+                        error = error or exc
+                        continue
+                    self.finish(st, summary, seconds, cpu)
+        except BaseException:                    # an interrupt here: stop the workers, keep what is finished
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            for st in running.values():
+                self.fail(st)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        finally:
+            pool.shutdown(wait=True)
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        if error is not None:
+            raise error
+
+    def _start_ready(self, pending, running, pool, jobs, index, total):
+        """Skip or start pending stages whose upstream stages are done, in list order, while fewer
+        than `jobs` run."""
+        progressed = True
+        while progressed:                        # a skipped stage can make others ready at once
+            progressed = False
+            for stage in [s for s in pending if all(d in self.manifests for d in s.deps)]:
+                if len(running) >= jobs:
+                    return
+                pending.remove(stage)
+                progressed = True
+                st = self.prepare(stage, index[stage.name], total)
+                if st is not None:
+                    self.log(f"{st.label}{stage.name:<30} started")
+                    running[pool.submit(call_stage, stage.run, st.partial, self.upstream(stage))] = st

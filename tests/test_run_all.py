@@ -3,12 +3,15 @@ fixture (no GPU, no internet, no /work/shared), resumability, and the settings a
 
 The end-to-end runs share one output folder, in this order (module fixture `runs`):
   a. the procedural stage is interrupted half-way  -> nothing of it is kept, no report
-  b. the DCGAN stage is interrupted at digit 3     -> its checkpoints are kept, under a hidden name
+  b. digit 3's DCGAN is interrupted after its first iteration -> its checkpoint is kept (hidden name)
   c. a full run                                     -> redoes (a), resumes (b), makes every output
   d. the same run again                             -> skips every stage
   e. one setting changed (dcgan_per_digit)          -> reruns only what depends on it
 """
+import dataclasses
 import json
+import os
+from functools import partial
 
 import numpy as np
 import pytest
@@ -81,21 +84,22 @@ def runs(tmp_path_factory):
         seen["a_stages"] = sorted(p.name for p in (out / "stages").iterdir())
         seen["a_top"] = sorted(p.name for p in out.iterdir())
 
-        # b. the DCGAN stage is interrupted after digits 0, 1 and 2 are trained
+        # b. digit 3's DCGAN is interrupted after one iteration (checkpointed)
         real_train_digit = gan.train.train_digit
 
-        def train_until_3(images, digit, *args, **kwargs):
-            if digit == 3:
-                raise KeyboardInterrupt
-            return real_train_digit(images, digit, *args, **kwargs)
+        def interrupt_digit_3(images, digit, run_dir, config, *args, **kwargs):
+            if digit != 3:
+                return real_train_digit(images, digit, run_dir, config, *args, **kwargs)
+            real_train_digit(images, digit, run_dir, dataclasses.replace(config, iters=1), *args, **kwargs)
+            raise KeyboardInterrupt
 
         with pytest.MonkeyPatch.context() as inner:
-            inner.setattr(gan.train, "train_digit", train_until_3)
+            inner.setattr(gan.train, "train_digit", interrupt_digit_3)
             with pytest.raises(KeyboardInterrupt):
                 smoke(out, data_dir)
-        seen["b_stages"] = sorted(p.name for p in (out / "stages").iterdir())
-        seen["b_partial"] = sorted(str(p.relative_to(out / "stages")) for p in (out / "stages").glob(
-            ".dcgan.partial-*/run/digit_*/checkpoint.npz"))
+        seen["b_stages"] = sorted(p.name for p in (out / "stages").iterdir() if not p.name.startswith("."))
+        seen["b_partial"] = sorted(p.parent.name for p in (out / "stages").glob(
+            ".dcgan_digit_3.partial-*/run/digit_*/checkpoint.npz"))
 
         # c. full, d. again, e. one setting changed
         runner, seen["c_log"] = smoke(out, data_dir)
@@ -120,9 +124,12 @@ def test_interrupted_stage_leaves_no_partial_output(runs):
 
 @pytest.mark.slow
 def test_interrupted_resumable_stage_keeps_checkpoints_and_resumes(runs):
-    assert "dcgan" not in runs["b_stages"]                    # nothing under the final name ...
-    assert [p.split("/")[-2] for p in runs["b_partial"]] == ["digit_0", "digit_1", "digit_2"]   # ... but kept
-    assert runs["c"]["dcgan"] == "ran" and runs["c_manifests"]["dcgan"]["resumed"] is True
+    assert "dcgan_digit_3" not in runs["b_stages"]            # nothing under the final name ...
+    assert runs["b_partial"] == ["digit_3"]                    # ... but its checkpoint is kept
+    assert {"dcgan_digit_5", "dcgan_digit_0", "dcgan_digit_2"} <= set(runs["b_stages"])   # finished before it
+    assert runs["c"]["dcgan_digit_3"] == "ran" and runs["c_manifests"]["dcgan_digit_3"]["resumed"] is True
+    assert runs["c"]["dcgan_digit_2"] == "skipped"
+    assert runs["c_manifests"]["dcgan_digit_3"]["summary"]["status"]["iteration"] == PRESETS["smoke"].dcgan_iters
     assert not list((runs["out"] / "stages").glob(".*"))      # no partial folders after the full run
 
 
@@ -214,6 +221,33 @@ def test_runner_redo_propagates_and_a_deleted_output_reruns(tmp_path):
     runner.run(_toy("a", 1, calls=calls, content=False))
     runner.run(_toy("b", 2, ["a"], calls))
     assert calls[4:] == ["b"]                                 # b's output was missing: only b reruns
+
+
+def toy_stage_run(name, value, folder, upstream):
+    """A picklable toy stage (for worker processes): writes its value and the process that ran it."""
+    if value == "fail":
+        (folder / "half.txt").write_text("half")
+        raise ValueError(f"{name} failed half-way")
+    (folder / "value.txt").write_text(f"{value} {sum(int(m['summary']['value']) for m in upstream.values())}")
+    return {"value": value, "pid": os.getpid()}
+
+
+def test_runner_runs_independent_stages_in_worker_processes(tmp_path):
+    def stages(d_value=4):
+        spec = [("a", 1, ()), ("b", 2, ("a",)), ("c", 3, ("a",)), ("d", d_value, ("b", "c"))]
+        return [Stage(n, partial(toy_stage_run, n, v), {"v": v}, deps) for n, v, deps in spec]
+
+    runner = Runner(tmp_path, log=lambda line: None)
+    runner.run_many(stages(), jobs=2)
+    assert runner.actions == {"a": "ran", "b": "ran", "c": "ran", "d": "ran"}
+    assert (tmp_path / "d" / "value.txt").read_text() == "4 5"                  # read b's and c's outputs
+    assert all(m["summary"]["pid"] != os.getpid() for m in runner.manifests.values())
+    runner = Runner(tmp_path, log=lambda line: None)
+    with pytest.raises(ValueError, match="d failed half-way"):
+        runner.run_many(stages("fail"), jobs=2)
+    assert set(runner.actions.values()) == {"skipped"}
+    assert (tmp_path / "d" / "value.txt").read_text() == "4 5"                  # the old output stays whole
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b", "c", "d"]   # no partial folder left
 
 
 def test_runner_failure_keeps_the_old_output(tmp_path):
