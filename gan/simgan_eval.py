@@ -78,7 +78,11 @@ def compare(run_dir, proc_x, proc_y, data_dir, n=None, seeds=(0,), sets=SETS, pr
               "image_statistics": {"procedural": image_statistics(x_raw), "refined": image_statistics(x_ref),
                                    "real (train+test)": image_statistics(tests["train+test"][0])},
               "test_sets": {k: int(len(v[1])) for k, v in tests.items()}, "runs": []}
-    report["runs"] = _earlier_runs(Path(run_dir) / "compare.json", report, seeds, sets)
+    earlier = _earlier_report(Path(run_dir) / "compare.json", report)
+    redo = {(int(s), name) for s in seeds for name in sets}
+    report["runs"] = [r for r in earlier.get("runs", []) if (r["seed"], r["set"]) not in redo]
+    if "label_fidelity" in earlier:
+        report["label_fidelity"] = earlier["label_fidelity"]
     for seed in seeds:
         for name, x in zip(SETS, (x_raw, x_ref)):
             if name not in sets:
@@ -97,19 +101,19 @@ def compare(run_dir, proc_x, proc_y, data_dir, n=None, seeds=(0,), sets=SETS, pr
     return report
 
 
-def _earlier_runs(path, report, seeds, sets):
-    """Rows of an earlier compare.json made with the same n, classifier settings and test sets,
-    except the (seed, set) pairs about to be redone: separate calls (say, the raw baseline once,
-    then the refined set) add up to one report."""
+def _earlier_report(path, report):
+    """An earlier compare.json made with the same n, classifier settings, test sets and refiner (the same
+    mean change, as refining is deterministic) ({} if none),
+    so that separate calls (say, the raw baseline once, then the refined set, or more seeds) add up to
+    one report: its rows are kept except the (seed, set) pairs being redone."""
     if not path.is_file():
-        return []
+        return {}
     try:
         old = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
-        return []
-    same = all(old.get(k) == report[k] for k in ("n", "classifier_settings", "test_sets"))
-    redo = {(int(s), name) for s in seeds for name in sets}
-    return [r for r in old.get("runs", []) if same and (r["seed"], r["set"]) not in redo]
+        return {}
+    same = ("n", "classifier_settings", "test_sets", "mean_abs_change_grey_levels")
+    return old if all(old.get(k) == report[k] for k in same) else {}
 
 
 def _summarise(report):
