@@ -18,11 +18,13 @@ progress (the DCGAN and SimGAN stages resume from their checkpoints).
 presets:
   quick   (default) the same pipeline at reduced sizes, <= 30 min on 2 CPU cores with the 783/300
           image SVHN sample (--data-dir /work/shared/svhn/sample): 7,300 procedural images; the
-          DCGAN of digit 5 trained to iteration 701 (Figures 7-8), the other nine to 200; 730
+          DCGAN of digit 5 trained to iteration 701 (Figures 7-8), the other nine to 300; 730
           DCGAN images per digit; a small SimGAN (width 32, 2 blocks, 150 + 50 + 150 iterations);
-          300-step classifiers; at most 2,000 test images; mixing curve at 0, 100, 300, all.
+          a narrower ConvNet (16-32-64 channels) trained 1,000 steps (batch 32, learning rate
+          0.01, light augmentation); at most 2,000 test images; mixing curve at 0, 100, 300, all.
   paper   the paper's sizes: 73,000 images per training set, the full test set, DCGANs at 2,000
-          iterations per digit, classify's full recipe. Meant for --backend cupy.
+          iterations per digit, a SimGAN of width 64 with 4 blocks, classify's full recipe (at
+          least 20 epochs); mixing curve at 0, 100, 300, 1,000, 10,000, all. Meant for --backend cupy.
   smoke   seconds, for CI: tiny networks and a few steps; every stage and output exercised.
 Every size can be changed with --set (see --list-settings)."""
 
@@ -56,6 +58,10 @@ def build_parser():
     p.add_argument("--redo", action="append", default=[], metavar="STAGE",
                    help="redo this stage (a name or pattern such as 'classify_*') and everything downstream, "
                         "even when it is finished (repeatable)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="stages run at once in worker processes, each with one BLAS thread (the ten DCGANs, the "
+                        "SimGAN and most classifiers are independent) (default: one per CPU core with numpy, "
+                        "1 with cupy; 1 runs everything in this process, in order, with progress bars)")
     p.add_argument("--list-settings", action="store_true",
                    help="print the preset's settings (after --set), what each means, and exit")
     p.add_argument("--quiet", action="store_true", help="no progress bars (the one-line stage summaries stay)")
@@ -71,12 +77,17 @@ def main(argv=None):
         return 0
     if args.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    from experiment.pipeline import run_experiment
+    from experiment.pipeline import default_jobs, run_experiment
+    jobs = default_jobs(args.backend) if args.jobs is None else args.jobs
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
 
     def log(line):
         print(line, flush=True)
 
-    log(f"run_all: preset {args.preset}, backend {args.backend}, data {args.data_dir or 'default'}, out {args.out}")
+    log(f"run_all: preset {args.preset}, backend {args.backend}, data {args.data_dir or 'default'}, out {args.out}, "
+        f"{jobs} job(s)")
     run_experiment(settings, out=args.out, data_dir=args.data_dir, backend_name=args.backend, seed=args.seed,
-                   preset=args.preset, progress=not args.quiet and sys.stderr.isatty(), log=log, redo=args.redo)
+                   preset=args.preset, progress=not args.quiet and sys.stderr.isatty(), log=log, redo=args.redo,
+                   jobs=jobs)
     return 0

@@ -52,12 +52,19 @@ class Context:
     preset: str = "custom"
     progress: bool = True
     log: object = print
+    jobs: int = 1
+    started: float = field(default_factory=time.time)     # when this invocation began (wall clock)
     cache: dict = field(default_factory=dict)
 
     def __getstate__(self):
         """What a worker process gets: no memoised arrays, plain printing, no progress bars (the
         workers' bars would interleave; the main process prints each stage's line)."""
         return {**self.__dict__, "cache": {}, "log": print, "progress": False}
+
+    def __setstate__(self, state):
+        """In a worker process: the same array backend as the main process."""
+        self.__dict__.update(state)
+        backend.set_backend(self.backend)
 
     def stage_dir(self, name):
         return self.out / "stages" / name
@@ -238,6 +245,15 @@ def epochs_for(n, steps, batch):
     return max(1, math.ceil(steps / per_epoch))
 
 
+def augmentation(name):
+    """classify's AugmentConfig for a clf_augment setting: recipe (classify's default), light or none."""
+    from classify.augment import NONE, AugmentConfig
+    if name == "light":
+        return AugmentConfig(rotate_deg=5.0, scale=0.05, shear=0.05, shift_px=2.0, contrast=0.2, brightness=0.1,
+                             saturation=0.2, channel_shuffle_p=0.0, invert_p=0.0, cutout_p=0.0)
+    return NONE if name == "none" else AugmentConfig()
+
+
 def run_classifier(ctx, real, synthetic, folder, upstream):
     """Train the ConvNet on `real` real images (a count or "all") plus the `synthetic` set (or none),
     test it on the real test images; writes model.npz and metrics.json (the report draws the figures)."""
@@ -254,6 +270,7 @@ def run_classifier(ctx, real, synthetic, folder, upstream):
     epochs = epochs_for(n, s.clf_steps, s.clf_batch) if s.clf_steps else None
     model, metrics = train_classifier(parts, test=(x_te, y_te), arch=s.clf_arch, widths=tuple(s.clf_widths),
                                       batch_size=s.clf_batch, epochs=epochs, tta=s.clf_tta, seed=ctx.seed,
+                                      lr=s.clf_lr, augment=augmentation(s.clf_augment),
                                       progress=ctx.progress)
     save_model(model, folder / "model.npz")
     metrics = {"real_images": real, "synthetic_set": synthetic, "n_images": int(n), **metrics}
@@ -284,8 +301,8 @@ def classifier_points(ctx, n_train):
 def classifier_stage(ctx, real, synthetic):
     s = ctx.settings
     settings = {"real_images": real, "synthetic_set": synthetic, "steps": s.clf_steps, "arch": s.clf_arch,
-                "widths": list(s.clf_widths), "batch_size": s.clf_batch, "tta": s.clf_tta, "seed": ctx.seed,
-                "backend": ctx.backend}
+                "widths": list(s.clf_widths), "batch_size": s.clf_batch, "lr": s.clf_lr, "augment": s.clf_augment,
+                "tta": s.clf_tta, "seed": ctx.seed, "backend": ctx.backend}
     deps = ("data",) + ((SET_STAGE[synthetic],) if synthetic else ())
     what = f"ConvNet on {real} real images" + (f" + the {synthetic} set" if synthetic else "")
     return Stage(classifier_name(real, synthetic), partial(run_classifier, ctx, real, synthetic), settings, deps,
@@ -339,7 +356,7 @@ def run_experiment(settings, out="results", data_dir=None, backend_name="numpy",
     started = time.perf_counter()
     backend.set_backend(backend_name)
     ctx = Context(settings=settings.check(), out=Path(out), data_dir=data_dir, backend=backend_name, seed=int(seed),
-                  preset=preset, progress=progress, log=log)
+                  preset=preset, progress=progress, log=log, jobs=jobs)
     if ctx.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {seed}")
     first = data_stage(ctx)

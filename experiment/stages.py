@@ -191,7 +191,8 @@ class Runner:
             "settings": stage.settings,
             "consumed": {d: {"id": self.manifests[d]["id"], "key": self.manifests[d]["key"]} for d in stage.deps},
             "summary": summary, "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2), "resumed": st.resumed,
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "files": list_files(st.partial),
+            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), "finished_unix": time.time(),
+            "files": list_files(st.partial),
         }
         atomic_write_json(st.partial / MANIFEST, manifest)
         publish(st.partial, self.root / stage.name)
