@@ -360,7 +360,7 @@ def run_experiment(settings, out="results", data_dir=None, backend_name="numpy",
     if ctx.seed < 0:
         raise ValueError(f"--seed must be >= 0, got {seed}")
     first = data_stage(ctx)
-    runner = Runner(ctx.out / "stages", log=log)
+    runner = Runner(ctx.out / "stages", log=log, progress=progress)
     runner.force = _matching(redo, [first.name], allow_unmatched=True)
     runner.run(first, 1)
     stages = plan(ctx, runner.manifests["data"]["summary"]["n_train"])

@@ -53,7 +53,7 @@ def collect(ctx, upstream):
         m = stage_metrics(ctx, name)
         mixing.append({"real_images": data["n_train"] if real == "all" else real, "all_real": real == "all",
                        "synthetic_set": syn, "n_images": m["n_images"], "test_accuracy": m["test_accuracy"],
-                       "stage": name})
+                       "per_digit_accuracy": m["per_digit_accuracy"], "stage": name})
     mixing.sort(key=lambda p: (p["real_images"], str(p["synthetic_set"])))
     stages = {name: {"what": m.get("what", ""), "seconds": m["seconds"], "cpu_seconds": m.get("cpu_seconds"),
                      "resumed": m.get("resumed", False), "finished": m["finished"],

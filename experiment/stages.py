@@ -144,11 +144,11 @@ class Runner:
     in worker processes, each as soon as the stages it reads are done.
     """
 
-    def __init__(self, root, log=print, force=()):
+    def __init__(self, root, log=print, force=(), progress=False):
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         clean_leftovers(self.root)
-        self.log, self.force = log, set(force)
+        self.log, self.force, self.progress = log, set(force), progress
         self.manifests, self.actions = {}, {}
 
     def key(self, stage):
@@ -237,8 +237,12 @@ class Runner:
             return
         import multiprocessing as mp
         from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+        from tqdm.auto import tqdm
         index = {stage.name: i for i, stage in enumerate(stages, first_index)}
         pending, running = list(stages), {}
+        # the workers show no bars of their own (they would interleave): one bar counts finished stages
+        bar = tqdm(total=len(stages), desc=f"stages ({jobs} at a time)", unit="stage", disable=not self.progress)
+        log, self.log = self.log, (lambda line: bar.write(line) if self.progress else log(line))
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         _limit_threads()                         # inherited by the spawned workers
         pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
@@ -261,6 +265,8 @@ class Runner:
                         error = error or exc
                         continue
                     self.finish(st, summary, seconds, cpu)
+                bar.n = len(self.actions) - (first_index - 1)
+                bar.refresh()
         except BaseException:                    # an interrupt here: stop the workers, keep what is finished
             for process in list(getattr(pool, "_processes", {}).values()):
                 process.terminate()
@@ -270,6 +276,8 @@ class Runner:
             raise
         finally:
             pool.shutdown(wait=True)
+            bar.close()
+            self.log = log
             for k, v in saved.items():
                 if v is None:
                     os.environ.pop(k, None)

@@ -314,6 +314,18 @@ def test_epochs_give_at_least_the_steps():
     assert epochs_for(10, 5, 64) == 5                                 # one (partial) batch per epoch
 
 
+def test_e2e_benchmark_table_says_what_was_skipped():
+    from bench.e2e import markdown
+    result = {"preset": "smoke", "scale": 1.0, "data": "stand-in", "machine": "cpu", "blas_threads": "1",
+              "backends": {"numpy": {"stages": {"data": 0.5, "report": 2.0}, "total_s": 2.5},
+                           "cupy": {"skipped": "CuPy or a GPU is not available on this machine"}}}
+    text = markdown(result)
+    assert "- cupy: skipped (CuPy or a GPU is not available" in text
+    assert "| data | 0.50 |" in text and "| total | 2.50 |" in text and "speed-up" not in text
+    result["backends"]["cupy"] = {"stages": {"data": 0.25, "report": 0.5}, "total_s": 0.75}
+    assert "| report | 2.00 | 0.50 | 4.0x |" in markdown(result)
+
+
 # ---------------------------------------------------------------------------------- command line
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
