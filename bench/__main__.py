@@ -22,16 +22,19 @@ def _synchronize_all():
         sys.modules["torch"].cuda.synchronize()
 
 
+CLOCK = time.perf_counter     # --cpu-time switches to time.process_time
+
+
 def _timeit(fn, repeats, warmup=1):
     for _ in range(warmup):
         fn()
     _synchronize_all()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
         _synchronize_all()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return float(np.median(times))
 
 
@@ -167,12 +170,23 @@ def main(argv=None):
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--conv-method", default="auto", choices=["auto", "im2col", "winograd"],
                    help="Conv2D algorithm for our nets (default auto: Winograd where it pays on NumPy)")
+    p.add_argument("--torch-threads", type=int, help="PyTorch's CPU threads (default: PyTorch's own choice)")
+    p.add_argument("--cpu-time", action="store_true",
+                   help="time with this process's CPU time instead of the wall clock: a fair single-core "
+                        "comparison on a busy machine when run as OPENBLAS_NUM_THREADS=1 python -m bench "
+                        "--vs-torch --torch-threads 1 --cpu-time")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--seed", type=int, default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
     p.add_argument("--e2e", action="store_true",
                    help="instead, time each stage of run_all.py (smoke-sized) on the --backend(s) and write a table "
                         "and a bar chart; more options: python -m bench.e2e --help")
     args = p.parse_args(argv)
+    global CLOCK
+    if args.cpu_time:
+        CLOCK = time.process_time
+    if args.torch_threads and torch_available():
+        import torch
+        torch.set_num_threads(args.torch_threads)
     if args.e2e:
         from bench import e2e
         return e2e.main(["--backend", args.backend, "--seed", str(args.seed)] + (["--json", args.json] if args.json else []))
