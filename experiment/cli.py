@@ -56,8 +56,8 @@ def build_parser():
                    help="change one setting of the preset, e.g. --set procedural_n=5000, --set clf_steps=all, "
                         "--set mix_real=0,100,all (repeatable; see --list-settings)")
     p.add_argument("--redo", action="append", default=[], metavar="STAGE",
-                   help="redo this stage (a name or pattern such as 'classify_*') and everything downstream, "
-                        "even when it is finished (repeatable)")
+                   help="redo this stage (a name or pattern such as 'classify_*') even when it is finished; the "
+                        "stages that read it follow unless it makes the very same images again (repeatable)")
     p.add_argument("--jobs", type=int, default=None,
                    help="stages run at once in worker processes, each with one BLAS thread (the ten DCGANs, the "
                         "SimGAN and most classifiers are independent) (default: one per CPU core with numpy, "

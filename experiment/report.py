@@ -26,6 +26,7 @@ ROW_NAMES = {"real": "real SVHN", "procedural": "procedural (the paper's simple 
              "dcgan": "DCGAN (10 GANs, one per digit)", "simgan": "SimGAN-refined procedural"}
 SET_NAMES = {None: "real only", "procedural": "+ procedural", "dcgan": "+ DCGAN", "simgan": "+ SimGAN"}
 FIGURE_ITERATIONS = (1, 51, 76, 201, 401, 701)
+TITLE_STRIP = 16            # pixels of title above a grid drawn by svhn.imageset.save_grid_png
 FIDELITY_IMAGES = 2000      # synthetic images per set whose labels the real-trained classifier checks
 
 
@@ -244,14 +245,14 @@ def figure_dcgan_iterations(digit_dir, path):
     if not found:
         return False
     plt = _plt()
-    fig, axes = plt.subplots(1, len(found), figsize=(2.6 * len(found), 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, len(found), figsize=(max(7.0, 2.6 * len(found)), 3.2), squeeze=False)
     for ax, (i, p) in zip(axes[0], found):
-        image = np.asarray(Image.open(p).convert("RGB"))[32:]          # below the grid's title strip
+        image = np.asarray(Image.open(p).convert("RGB"))[TITLE_STRIP:]   # below the grid's title
         ax.imshow(image, interpolation="nearest")
         ax.set_title(f"iteration {i}", fontsize=10)
         ax.axis("off")
     fig.suptitle("DCGAN digit 5, fixed noise, across training (the paper's Figures 7-8)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.92))
     _save(fig, path)
     return True
 
@@ -280,7 +281,7 @@ def figure_confusions(table, path):
         ax.set_ylabel("true digit")
         ax.set_title(f"{t['row']}: {pct(t['test_accuracy'])}", fontsize=10)
     fig.suptitle("Confusion matrices on the real test images (rows: true digit)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.94))
     _save(fig, path)
 
 

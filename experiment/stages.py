@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -49,7 +49,6 @@ class Stage:
     deps: tuple = ()
     resumable: bool = False
     what: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 def fingerprint(obj):
