@@ -2,7 +2,7 @@
 procedural digits look like real SVHN crops while keeping their labels.
 
     from gan.simgan import train_simgan, refine
-    train_simgan(real_x, proc_x, "runs/simgan", proc_y=proc_y, lambda_reg=0.5, kg=2, steps=1000)
+    train_simgan(real_x, proc_x, "runs/simgan", proc_y=proc_y, lambda_reg=1.0, kg=2, steps=1000)
     x_refined = refine("runs/simgan", proc_x)           # uint8 (N, 32, 32, 3), same order as proc_x
 
 The schedule (SimGAN's Algorithm 1, Kd = 1):
@@ -54,7 +54,7 @@ class SimGANDiverged(RuntimeError):
 @dataclass
 class SimGANConfig:
     """Everything that defines a run (saved as RUN_DIR/config.json)."""
-    lambda_reg: float = 0.5      # λ, the weight of the self-regularisation mean|R(x) - x|
+    lambda_reg: float = 1.0      # λ, the weight of the self-regularisation mean|R(x) - x|
     kg: int = 2                  # refiner updates per discriminator update
     steps: int = 1000            # adversarial iterations (each: kg refiner updates + 1 D update)
     pretrain_r: int = 500        # refiner updates on the L1 term alone
