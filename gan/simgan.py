@@ -34,6 +34,7 @@ import numpy as np
 
 from nn import backend
 from nn.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, run_cli
+from gan.runs import read_run_config
 from gan.simgan_nets import SimGAN, build_patch_discriminator, build_refiner
 
 PHASES = ("pretrain_R", "pretrain_D", "adversarial")
@@ -119,13 +120,7 @@ RESUMABLE = ("steps", "checkpoint_every")   # settings a resumed run may change
 # ----------------------------------------------------------------------------- run folders
 
 def load_config(run_dir):
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise SimGANError(f"{run_dir}: not a SimGAN run folder (no config.json)")
-    try:
-        return SimGANConfig.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise SimGANError(f"{path}: unreadable run configuration ({exc})") from None
+    return read_run_config(run_dir, SimGANConfig, "SimGAN", SimGANError)
 
 
 def prepare_run(run_dir, settings):

@@ -28,6 +28,7 @@ import numpy as np
 from nn import backend
 from nn.files import atomic_savez, atomic_write_json, atomic_write_text
 from gan.dcgan import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
+from gan.runs import read_run_config
 
 FIGURE_ITERATIONS = (1, 51, 76, 201, 401, 701)   # the paper's Figures 7 and 8
 LOG_FIELDS = ("iteration", "loss_D", "loss_G", "acc_real", "acc_fake", "X_real", "X_fake", "seconds")
@@ -95,13 +96,7 @@ def digit_dir(run_dir, digit):
 
 
 def load_config(run_dir):
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise ValueError(f"{run_dir}: not a DCGAN run folder (no config.json)")
-    try:
-        return Config.from_dict(json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ValueError(f"{path}: unreadable run configuration ({exc})") from None
+    return read_run_config(run_dir, Config, "DCGAN")
 
 
 def prepare_run(run_dir, config, explicit=()):
