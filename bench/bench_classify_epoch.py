@@ -10,6 +10,9 @@ size and architecture, no validation and no test.
 
 Prints one JSON line: the measured wall time, images per second and (with --steps) the
 extrapolated epoch time, with the settings and the number of BLAS threads.
+
+On a busy 2-core machine set OPENBLAS_NUM_THREADS=1: measured here (shared, load 2.5), 60 steps ran
+at 187 images/s with one BLAS thread and at 40 images/s with the default two.
 """
 import argparse
 import json
