@@ -155,10 +155,12 @@ def run_procedural(ctx, folder, upstream):
 
 
 def dcgan_config(ctx):
+    """gan.Config: its recipe, with the dcgan_* settings that are given (not None) in its place."""
     from gan import Config
     s = ctx.settings
-    return Config(iters=s.dcgan_iters, loss=s.dcgan_loss, upsample=s.dcgan_upsample, width=s.dcgan_width,
-                  batch_size=s.dcgan_batch, augment=s.dcgan_augment, seed=ctx.seed)
+    given = {"loss": s.dcgan_loss, "upsample": s.dcgan_upsample, "augment": s.dcgan_augment,
+             "width": s.dcgan_width, "batch_size": s.dcgan_batch}
+    return Config(iters=s.dcgan_iters, seed=ctx.seed, **{k: v for k, v in given.items() if v is not None})
 
 
 def dcgan_iterations(ctx, digit):
@@ -206,10 +208,12 @@ def run_dcgan_set(ctx, folder, upstream):
 
 
 def simgan_settings(ctx):
+    """The SimGAN settings that are given (not None); gan.simgan's recipe supplies the rest."""
     s = ctx.settings
-    return {"lambda_reg": s.simgan_lambda, "kg": s.simgan_kg, "steps": s.simgan_steps,
-            "pretrain_r": s.simgan_pretrain_r, "pretrain_d": s.simgan_pretrain_d, "batch_size": s.simgan_batch,
-            "width": s.simgan_width, "blocks": s.simgan_blocks, "seed": ctx.seed}
+    given = {"lambda_reg": s.simgan_lambda, "kg": s.simgan_kg, "steps": s.simgan_steps,
+             "pretrain_r": s.simgan_pretrain_r, "pretrain_d": s.simgan_pretrain_d, "batch_size": s.simgan_batch,
+             "width": s.simgan_width, "blocks": s.simgan_blocks}
+    return {**{k: v for k, v in given.items() if v is not None}, "seed": ctx.seed}
 
 
 def run_simgan(ctx, folder, upstream):
@@ -313,13 +317,14 @@ def classifier_stage(ctx, real, synthetic):
 
 def plan(ctx, n_train):
     """Every stage after `data`, in order (n_train: the real training images the data stage chose)."""
+    from gan.simgan import SimGANConfig
     from procedural import ProceduralSettings
     s, seed, be = ctx.settings, ctx.seed, ctx.backend
     stages = [
         Stage("procedural", partial(run_procedural, ctx),
               {"n": s.procedural_n, "seed": seed, "procedural": asdict(ProceduralSettings())},
               what="procedural training set, Figure 6"),
-        Stage("simgan", partial(run_simgan, ctx), {**simgan_settings(ctx), "backend": be},
+        Stage("simgan", partial(run_simgan, ctx), {**asdict(SimGANConfig(**simgan_settings(ctx))), "backend": be},
               ("data", "procedural"), resumable=True, what="SimGAN refiner, refined procedural set"),
     ]
     stages += [Stage(f"dcgan_digit_{d}", partial(run_dcgan_digit, ctx, d),

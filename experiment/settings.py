@@ -32,35 +32,36 @@ class Settings:
     dcgan_iters_digit5: int = 2000
     """Iterations of digit 5's DCGAN, whose samples at iterations 1, 51, 76, 201, 401 and 701 are the
     paper's Figures 7-8 (at least dcgan_iters is used)."""
-    dcgan_loss: str = "paper"
-    """paper: D = |X1 - X|, G = 1 - D (the paper's); bce: binary cross-entropy, non-saturating G."""
-    dcgan_width: int = 32
-    """Channels of the narrowest stage (G: 4w-2w-w, D: w-2w-4w)."""
-    dcgan_batch: int = 64
-    """Real and generated images per DCGAN iteration."""
-    dcgan_upsample: str = "deconv"
-    """Generator stages: deconv (stride-2 transposed convolution) or nearest (upsampling + conv)."""
-    dcgan_augment: bool = False
-    """DiffAugment on every image the discriminator sees (beyond the paper)."""
     dcgan_per_digit: int = 7300
     """Images synthesized per digit (the paper: 7,300, so 73,000 in all)."""
+    dcgan_loss: str = None
+    """paper: D = |X1 - X|, G = 1 - D (the paper's); bce: binary cross-entropy, non-saturating G.
+    default (here and below) = gan.Config's recipe, the one measured best on the SVHN sample."""
+    dcgan_upsample: str = None
+    """Generator stages: nearest (upsampling + 3x3 conv, the paper's) or deconv (stride-2 transposed conv)."""
+    dcgan_augment: bool = None
+    """DiffAugment on every image the discriminator sees (beyond the paper; against D memorising few images)."""
+    dcgan_width: int = None
+    """Channels of the narrowest stage (G: 4w-2w-w, D: w-2w-4w)."""
+    dcgan_batch: int = None
+    """Real and generated images per DCGAN iteration."""
 
-    # ---- SimGAN refiner (the paper's named next step) ----------------------------------------
-    simgan_steps: int = 2000
+    # ---- SimGAN refiner (the paper's named next step); default = gan.simgan's recipe --------------
+    simgan_steps: int = None
     """Adversarial iterations (each: simgan_kg refiner updates + 1 discriminator update)."""
-    simgan_pretrain_r: int = 500
+    simgan_pretrain_r: int = None
     """Refiner updates on the self-regularisation term alone (R learns the identity)."""
-    simgan_pretrain_d: int = 200
+    simgan_pretrain_d: int = None
     """Discriminator updates before the adversarial phase."""
-    simgan_kg: int = 2
+    simgan_kg: int = None
     """Refiner updates per discriminator update (SimGAN's Kg)."""
-    simgan_lambda: float = 0.5
+    simgan_lambda: float = None
     """λ, the weight of the self-regularisation mean|R(x) - x|."""
-    simgan_width: int = 64
+    simgan_width: int = None
     """Refiner channels."""
-    simgan_blocks: int = 4
+    simgan_blocks: int = None
     """Refiner ResNet blocks."""
-    simgan_batch: int = 32
+    simgan_batch: int = None
     """Images per SimGAN update."""
 
     # ---- the ConvNet (6 conv, 3 pool, 1 dense), one per training set ---------------------------
@@ -94,28 +95,27 @@ class Settings:
 
         for f in fields(self):
             kind, value = KINDS[f.name], getattr(self, f.name)
-            if kind == "optional" and value is None:
+            if value is None:
+                if f.name not in NULLABLE:
+                    fail(f.name, "must be given")
                 continue
-            if kind in ("int", "count", "optional") and not _is_int(value):
-                fail(f.name, "must be a whole number" + (" or all" if kind == "optional" else ""))
-            if kind in ("int", "optional") and value < 1:
+            if kind in ("int", "count") and not _is_int(value):
+                fail(f.name, "must be a whole number")
+            if kind == "int" and value < 1:
                 fail(f.name, "must be at least 1")
             if kind == "count" and value < 0:
                 fail(f.name, "must be at least 0")
-        if not (self.simgan_lambda >= 0 and math.isfinite(self.simgan_lambda)):
-            fail("simgan_lambda", "must be a number >= 0")
-        if self.dcgan_loss not in ("paper", "bce"):
-            fail("dcgan_loss", "must be paper or bce")
-        if self.dcgan_upsample not in ("deconv", "nearest"):
-            fail("dcgan_upsample", "must be deconv or nearest")
-        if self.clf_arch not in ("bn", "paper"):
-            fail("clf_arch", "must be bn or paper")
-        if self.clf_augment not in ("recipe", "light", "none"):
-            fail("clf_augment", "must be recipe, light or none")
-        if self.clf_lr is not None and not (isinstance(self.clf_lr, float) and 0 < self.clf_lr < 1):
-            fail("clf_lr", "must be a number in (0, 1) or all")
-        if self.dcgan_batch < 2 or self.simgan_batch < 2:
-            fail("dcgan_batch" if self.dcgan_batch < 2 else "simgan_batch", "must be at least 2 (BatchNorm)")
+            if kind == "float" and not (isinstance(value, float) and math.isfinite(value) and value >= 0):
+                fail(f.name, "must be a number >= 0")
+            if kind == "flag" and not isinstance(value, bool):
+                fail(f.name, "must be yes or no")
+            if kind == "word" and value not in WORDS[f.name]:
+                fail(f.name, f"must be one of {', '.join(WORDS[f.name])}")
+        for name in ("dcgan_batch", "simgan_batch"):
+            if getattr(self, name) is not None and getattr(self, name) < 2:
+                fail(name, "must be at least 2 (BatchNorm needs a batch)")
+        if self.clf_lr is not None and not 0 < self.clf_lr < 1:
+            fail("clf_lr", "must be a number in (0, 1) or default")
         if len(self.clf_widths) != 3 or not all(_is_int(w) and w >= 1 for w in self.clf_widths):
             fail("clf_widths", "must be three whole numbers >= 1")
         if not self.mix_real or not all(v == "all" or (_is_int(v) and v >= 0) for v in self.mix_real):
@@ -141,17 +141,23 @@ class Settings:
 SYNTHETIC_SETS = ("procedural", "dcgan", "simgan")
 
 KINDS = {
-    "train_n": "optional", "test_n": "optional", "clf_steps": "optional",
+    "train_n": "int", "test_n": "int", "clf_steps": "int",
     "procedural_n": "int", "dcgan_iters": "int", "dcgan_iters_digit5": "int", "dcgan_width": "int",
     "dcgan_batch": "int", "dcgan_per_digit": "int", "simgan_steps": "count", "simgan_pretrain_r": "count",
     "simgan_pretrain_d": "count", "simgan_kg": "int", "simgan_width": "int", "simgan_blocks": "count",
     "simgan_batch": "int", "clf_batch": "int",
-    "simgan_lambda": "float", "clf_lr": "optional_float",
+    "simgan_lambda": "float", "clf_lr": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
     "dcgan_augment": "flag", "clf_tta": "flag",
     "clf_widths": "ints", "mix_real": "ints_or_all", "mix_synthetic": "words",
 }
 """How each field is parsed from `--set FIELD=VALUE`."""
+WORDS = {"dcgan_loss": ("paper", "bce"), "dcgan_upsample": ("nearest", "deconv"), "clf_arch": ("bn", "paper"),
+         "clf_augment": ("recipe", "light", "none")}
+"""The values a word field may take."""
+NULLABLE = {f.name for f in fields(Settings) if f.default is None}
+"""Fields that may be None: `all` (train_n, test_n, clf_steps: everything) or `default` (a package's recipe)."""
+NONE_WORDS = ("all", "default", "none")
 
 SCALED = ("procedural_n", "dcgan_iters", "dcgan_iters_digit5", "dcgan_per_digit", "simgan_steps",
           "simgan_pretrain_r", "simgan_pretrain_d", "clf_steps")
@@ -204,7 +210,8 @@ def preset(name):
 # ---------------------------------------------------------------------------------- --set
 
 def parse_value(name, text):
-    """The value of `--set name=text`, typed by the field's kind (see KINDS)."""
+    """The value of `--set name=text`, typed by the field's kind (see KINDS); `all` / `default` give
+    None where the field allows it."""
     kind, text = KINDS[name], text.strip()
 
     def whole(t):
@@ -214,13 +221,11 @@ def parse_value(name, text):
             raise ValueError(f"--set {name}={text}: {t.strip()!r} is not a whole number") from None
 
     items = [t for t in text.split(",") if t.strip()]
+    if name in NULLABLE and text.lower() in NONE_WORDS:
+        return None
     if kind in ("int", "count"):
         return whole(text)
-    if kind == "optional":
-        return None if text.lower() in ("all", "none") else whole(text)
-    if kind in ("float", "optional_float"):
-        if kind == "optional_float" and text.lower() in ("all", "none", "default"):
-            return None
+    if kind == "float":
         try:
             return float(text)
         except ValueError:
@@ -267,6 +272,6 @@ def describe(settings):
     lines = []
     for f in fields(settings):
         value = getattr(settings, f.name)
-        shown = ("all" if KINDS[f.name] != "optional_float" else "default") if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else value
+        shown = ("all" if f.name in ("train_n", "test_n", "clf_steps") else "default") if value is None else ",".join(map(str, value)) if isinstance(value, tuple) else value
         lines += [f"{f.name} = {shown}", f"    {docs.get(f.name, '')}"]
     return lines
