@@ -328,7 +328,7 @@ def plan(ctx, n_train):
               ("data", "procedural"), resumable=True, what="SimGAN refiner, refined procedural set"),
     ]
     stages += [Stage(f"dcgan_digit_{d}", partial(run_dcgan_digit, ctx, d),
-                     {"config": asdict(dcgan_config(ctx)), "iterations": dcgan_iterations(ctx, d), "backend": be},
+                     {"config": {**asdict(dcgan_config(ctx)), "iters": dcgan_iterations(ctx, d)}, "backend": be},
                      ("data",), resumable=True, what=f"the DCGAN of digit {d}" + (", Figures 7-8" if d == 5 else ""))
                for d in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9)]         # the longest first, for parallel runs
     stages.append(Stage("dcgan_set", partial(run_dcgan_set, ctx),
