@@ -174,6 +174,26 @@ def dcgan_run(ctx, digit):
     return ctx.stage_dir(f"dcgan_digit_{digit}") / "run"
 
 
+def dcgan_set_run(ctx, digit):
+    """The run folder the DCGAN set samples digit `digit` from: for digit 5, when it trains longer
+    than the others for Figures 7-8, a copy of its run at dcgan_iters (so every digit's images come
+    from a generator trained equally long); otherwise the digit's run itself."""
+    snapshot = ctx.stage_dir(f"dcgan_digit_{digit}") / "run_at_dcgan_iters"
+    return snapshot if snapshot.is_dir() else dcgan_run(ctx, digit)
+
+
+def snapshot_run(run_dir, digit, target):
+    """Copy a run's config and digit's checkpoint and status to `target` (whole, or not at all)."""
+    import shutil
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / f"digit_{digit}").mkdir(parents=True)
+    shutil.copy2(run_dir / "config.json", tmp / "config.json")
+    for name in ("checkpoint.npz", "status.json"):
+        shutil.copy2(run_dir / f"digit_{digit}" / name, tmp / f"digit_{digit}" / name)
+    tmp.rename(target)
+
+
 def run_dcgan_digit(ctx, digit, folder, upstream):
     """The DCGAN of one digit, trained on the real training images of that digit, in folder/run
     (resumable from its checkpoints after an interrupt)."""
@@ -183,7 +203,19 @@ def run_dcgan_digit(ctx, digit, folder, upstream):
     mine = x[y == digit]
     if len(mine) == 0:
         raise ValueError(f"the real training images hold no digit {digit}: a DCGAN per digit needs some (raise train_n)")
-    iters = dcgan_iterations(ctx, digit)
+    iters, set_iters = dcgan_iterations(ctx, digit), ctx.settings.dcgan_iters
+    snapshot = folder / "run_at_dcgan_iters"
+    if iters > set_iters and not snapshot.is_dir():
+        # Digit 5 trains on for Figures 7-8; the DCGAN set takes its images from the generator at
+        # dcgan_iters, like every other digit's (a longer-trained digit 5 makes sharper images, and a
+        # classifier trained on the set learns "sharp means 5").
+        config = prepare_run(folder / "run", dataclasses.replace(dcgan_config(ctx), iters=set_iters),
+                             explicit=("iters",))
+        status = train_digit(mine, digit, folder / "run", config, progress=ctx.progress, log=ctx.log)
+        if status["state"] != "done":
+            return {"iterations": iters, "n_real": int(len(mine)), "status": status,
+                    "note": f"stopped early at iteration {status['iteration']}: {status['message']}"}
+        snapshot_run(folder / "run", digit, snapshot)
     config = prepare_run(folder / "run", dataclasses.replace(dcgan_config(ctx), iters=iters), explicit=("iters",))
     status = train_digit(mine, digit, folder / "run", config, progress=ctx.progress, log=ctx.log)
     note = f"{status['iteration']} iterations on {len(mine)} real images of digit {digit}"
@@ -197,7 +229,7 @@ def run_dcgan_set(ctx, folder, upstream):
     from gan import sample
     from svhn.imageset import save_grid_png, save_image_set
     n = ctx.settings.dcgan_per_digit
-    parts = [sample(dcgan_run(ctx, d), n, digits=[d], seed=ctx.seed, log=ctx.log) for d in range(10)]
+    parts = [sample(dcgan_set_run(ctx, d), n, digits=[d], seed=ctx.seed, log=ctx.log) for d in range(10)]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     save_image_set(folder / "images.npz", x, y)
     for d in range(10):
@@ -328,7 +360,8 @@ def plan(ctx, n_train):
               ("data", "procedural"), resumable=True, what="SimGAN refiner, refined procedural set"),
     ]
     stages += [Stage(f"dcgan_digit_{d}", partial(run_dcgan_digit, ctx, d),
-                     {"config": {**asdict(dcgan_config(ctx)), "iters": dcgan_iterations(ctx, d)}, "backend": be},
+                     {"config": {**asdict(dcgan_config(ctx)), "iters": dcgan_iterations(ctx, d)},
+                      "set_iters": s.dcgan_iters, "backend": be},
                      ("data",), resumable=True, what=f"the DCGAN of digit {d}" + (", Figures 7-8" if d == 5 else ""))
                for d in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9)]         # the longest first, for parallel runs
     stages.append(Stage("dcgan_set", partial(run_dcgan_set, ctx),

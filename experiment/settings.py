@@ -31,7 +31,8 @@ class Settings:
     """Training iterations of each digit's DCGAN (batch dcgan_batch)."""
     dcgan_iters_digit5: int = 2000
     """Iterations of digit 5's DCGAN, whose samples at iterations 1, 51, 76, 201, 401 and 701 are the
-    paper's Figures 7-8 (at least dcgan_iters is used)."""
+    paper's Figures 7-8 (at least dcgan_iters is used). The DCGAN set samples digit 5 from its
+    generator at dcgan_iters, like the other digits."""
     dcgan_per_digit: int = 7300
     """Images synthesized per digit (the paper: 7,300, so 73,000 in all)."""
     dcgan_loss: str = None

@@ -169,6 +169,23 @@ def test_smoke_outputs_exist_and_numbers_are_in_range(runs):
 
 
 @pytest.mark.slow
+def test_dcgan_set_samples_digit_5_at_the_others_iteration_count(runs):
+    # digit 5 trains on to dcgan_iters_digit5 for Figures 7-8, but the set's images of 5 come from
+    # a copy of its generator at dcgan_iters, like every other digit's
+    smoke_settings = PRESETS["smoke"]
+    assert smoke_settings.dcgan_iters_digit5 > smoke_settings.dcgan_iters
+    d5 = runs["out"] / "stages" / "dcgan_digit_5"
+    full = json.loads((d5 / "run" / "digit_5" / "status.json").read_text())
+    snap = json.loads((d5 / "run_at_dcgan_iters" / "digit_5" / "status.json").read_text())
+    assert full["iteration"] == smoke_settings.dcgan_iters_digit5
+    assert snap["iteration"] == smoke_settings.dcgan_iters and snap["state"] == "done"
+    assert pipeline.dcgan_set_run(pipeline.Context(smoke_settings, runs["out"]), 5) == d5 / "run_at_dcgan_iters"
+    assert pipeline.dcgan_set_run(pipeline.Context(smoke_settings, runs["out"]), 4) == \
+        runs["out"] / "stages" / "dcgan_digit_4" / "run"
+    assert not (d5 / "run_at_dcgan_iters.tmp").exists()
+
+
+@pytest.mark.slow
 def test_second_run_skips_every_stage(runs):
     assert set(runs["d"].values()) == {"skipped"}
     assert all("skipped" in line for line in runs["d_log"][:-1])
