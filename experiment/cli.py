@@ -20,8 +20,9 @@ presets:
           image SVHN sample (--data-dir /work/shared/svhn/sample): 7,300 procedural images; the
           DCGAN of digit 5 trained to iteration 701 (Figures 7-8), the other nine to 200; 730
           DCGAN images per digit (digit 5's from its generator at iteration 200, as the
-          others'); a small SimGAN (width 32, 2 blocks, 150 + 50 + 150 iterations); a narrower ConvNet (16-32-64 channels) trained 800 steps (batch 32, learning rate
-          0.01, light augmentation); at most 2,000 test images; mixing curve at 0, 100, 300, all.
+          others'); a small SimGAN (width 32, 2 blocks, 150 + 50 + 150 iterations); a narrower
+          ConvNet (16-32-64 channels) trained 800 steps (batch 32, learning rate 0.01, light
+          augmentation); at most 2,000 test images; mixing curve at 0, 100, 300, all.
   paper   the paper's sizes: 73,000 images per training set, the full test set, DCGANs at 2,000
           iterations per digit, a SimGAN of width 64 with 4 blocks, classify's full recipe (at
           least 20 epochs); mixing curve at 0, 100, 300, 1,000, 10,000, all. Meant for --backend cupy.
