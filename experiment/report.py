@@ -332,6 +332,9 @@ def figure_mixing(points, n_train, path):
         ax.plot([p["real_images"] for p in mine], [100 * p["test_accuracy"] for p in mine], "o-",
                 label=SET_NAMES[s])
     ax.set_xscale("symlog", linthresh=max(1, min([p["real_images"] for p in points if p["real_images"]] or [1])))
+    ticks = sorted({p["real_images"] for p in points})
+    ax.set_xticks(ticks, [f"{k:,}" for k in ticks])          # the curve's own points, not powers of ten
+    ax.minorticks_off()
     ax.set_xlabel(f"real training images (all = {n_train:,})")
     ax.set_ylabel("test accuracy on real SVHN (%)")
     ax.set_title("Can synthetic images stand in for labelled real ones?")
