@@ -65,7 +65,11 @@ def time_backend(name, settings, data_dir, workdir, seed, quiet):
                             seed=seed, preset="bench", progress=False, log=log)
     total = time.perf_counter() - started
     stages = {stage: m["seconds"] for stage, m in runner.manifests.items()}
-    stopped = runner.manifests["dcgan"]["summary"].get("stopped") or {}
+    stopped = {}                      # DCGANs that stopped early (diverged or stuck): their times are short
+    for stage, m in runner.manifests.items():
+        status = m.get("summary", {}).get("status") if stage.startswith("dcgan_digit_") else None
+        if status and status.get("state") != "done":
+            stopped[stage] = status.get("message", status.get("state"))
     return {"stages": stages, "total_s": round(total, 2), "dcgan_stopped": stopped}
 
 

@@ -343,6 +343,23 @@ def test_e2e_benchmark_table_says_what_was_skipped():
     assert "| report | 2.00 | 0.50 | 4.0x |" in markdown(result)
 
 
+@pytest.mark.slow
+def test_e2e_benchmark_runs_the_smoke_pipeline_and_writes_its_outputs(tmp_path, monkeypatch):
+    from bench import e2e
+    monkeypatch.setenv("SVHN_CACHE_DIR", str(tmp_path / "cache"))
+    (tmp_path / "svhn").mkdir()
+    data_dir = write_fixture(tmp_path / "svhn")
+    out = tmp_path / "bench"
+    assert e2e.main(["--backend", "numpy", "--data-dir", str(data_dir), "--out", str(out), "--quiet"]) in (0, None)
+    result = json.loads((out / "e2e.json").read_text())
+    numpy_run = result["backends"]["numpy"]
+    assert {"data", "procedural", "dcgan_set", "report"} <= set(numpy_run["stages"])
+    assert {f"dcgan_digit_{d}" for d in range(10)} <= set(numpy_run["stages"])
+    assert numpy_run["total_s"] > 0 and numpy_run["dcgan_stopped"] == {}
+    assert "| dcgan_digit_5 |" in (out / "e2e.md").read_text()
+    assert (out / "e2e.png").read_bytes()[:4] == b"\x89PNG"
+
+
 # ---------------------------------------------------------------------------------- command line
 
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
