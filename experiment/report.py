@@ -192,7 +192,8 @@ def table_markdown(r):
     lines += mixing_markdown(r["mixing_curve"], [None] + r["settings"]["mix_synthetic"])
     stopped = r["dcgan"].get("stopped") or {}
     if stopped:
-        lines += ["", "DCGAN digits stopped early (sampled from their last checkpoint): "
+        lines += ["", "DCGAN digits stopped early (the set samples each from its last checkpoint, or digit 5 from "
+                  "its copy at dcgan_iters when that was reached): "
                   + "; ".join(f"{d}: {m}" for d, m in stopped.items())]
     lines += ["", "## Stages", "", "| stage | seconds | CPU seconds | what it did |", "|---|---:|---:|---|"]
     lines += [f"| {name} | {s['seconds']:.1f} | {s['cpu_seconds'] or 0:.1f} | {s['note']} |"
@@ -260,9 +261,9 @@ def figure_dcgan_iterations(digit_dir, path):
 def figure_dcgan_losses(ctx, path):
     """Every digit's DCGAN loss curves and D's accuracies (gan.train's plot)."""
     from gan.train import plot_losses, read_log
-    from experiment.pipeline import dcgan_run
+    from experiment.pipeline import dcgan_config, dcgan_run
     logs = {d: read_log(dcgan_run(ctx, d) / f"digit_{d}" / "log.csv") for d in range(10)}
-    plot_losses(path, logs, f"DCGAN per digit, loss {ctx.settings.dcgan_loss}")
+    plot_losses(path, logs, f"DCGAN per digit, loss {dcgan_config(ctx).loss}")
 
 
 def figure_confusions(table, path):

@@ -12,6 +12,7 @@ import dataclasses
 import json
 import os
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -49,6 +50,11 @@ def tiny_loss_plot(path, *args, **kwargs):
     buf = io.BytesIO()
     Image.new("RGB", (1, 1)).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
+    PLOT_TITLES[Path(path).name] = args[1] if len(args) > 1 else kwargs.get("title")
+
+
+PLOT_TITLES = {}
+"""The title each stand-in plot was given, by file name (the report's DCGAN loss figure names the loss)."""
 
 
 def smoke(out, data_dir, *overrides, **kwargs):
@@ -166,6 +172,7 @@ def test_smoke_outputs_exist_and_numbers_are_in_range(runs):
                 "smoke", "numpy"):
         assert row in table
     assert len(runs["c_log"]) == len(runs["c"]) + 1           # one summary line per stage, and a last one
+    assert PLOT_TITLES["losses_dcgan.png"] == "DCGAN per digit, loss paper"   # the resolved loss, not "None"
 
 
 @pytest.mark.slow
