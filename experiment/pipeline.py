@@ -154,13 +154,18 @@ def run_procedural(ctx, folder, upstream):
     return {"n": int(n), "note": f"{n} images", "content": content_hash(x, y)}
 
 
+def given(**settings):
+    """The settings whose value is given (not None: None means "the package's own recipe")."""
+    return {k: v for k, v in settings.items() if v is not None}
+
+
 def dcgan_config(ctx):
     """gan.Config: its recipe, with the dcgan_* settings that are given (not None) in its place."""
     from gan import Config
     s = ctx.settings
-    given = {"loss": s.dcgan_loss, "upsample": s.dcgan_upsample, "augment": s.dcgan_augment,
-             "width": s.dcgan_width, "batch_size": s.dcgan_batch}
-    return Config(iters=s.dcgan_iters, seed=ctx.seed, **{k: v for k, v in given.items() if v is not None})
+    return Config(iters=s.dcgan_iters, seed=ctx.seed,
+                  **given(loss=s.dcgan_loss, upsample=s.dcgan_upsample, augment=s.dcgan_augment,
+                          width=s.dcgan_width, batch_size=s.dcgan_batch))
 
 
 def dcgan_iterations(ctx, digit):
@@ -242,10 +247,10 @@ def run_dcgan_set(ctx, folder, upstream):
 def simgan_settings(ctx):
     """The SimGAN settings that are given (not None); gan.simgan's recipe supplies the rest."""
     s = ctx.settings
-    given = {"lambda_reg": s.simgan_lambda, "kg": s.simgan_kg, "steps": s.simgan_steps,
-             "pretrain_r": s.simgan_pretrain_r, "pretrain_d": s.simgan_pretrain_d, "batch_size": s.simgan_batch,
-             "width": s.simgan_width, "blocks": s.simgan_blocks}
-    return {**{k: v for k, v in given.items() if v is not None}, "seed": ctx.seed}
+    return {**given(lambda_reg=s.simgan_lambda, kg=s.simgan_kg, steps=s.simgan_steps,
+                    pretrain_r=s.simgan_pretrain_r, pretrain_d=s.simgan_pretrain_d, batch_size=s.simgan_batch,
+                    width=s.simgan_width, blocks=s.simgan_blocks),
+            "seed": ctx.seed}
 
 
 def run_simgan(ctx, folder, upstream):
