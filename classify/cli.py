@@ -90,6 +90,8 @@ def cmd_train(args):
                                       progress=not args.quiet, report_dir=args.out)
     save_model(model, args.out / "model.npz")
     atomic_write_json(args.out / "metrics.json", metrics)
+    if "warning" in metrics:
+        print(f"warning: {metrics['warning']}", file=sys.stderr)
     print(f"test accuracy {metrics['test_accuracy']:.4f} on {metrics['n_test']} images "
           f"({metrics['test_set']['name']}); trained on {metrics['n_train']} images in {metrics['train_time_s']} s; "
           f"wrote {args.out / 'model.npz'} and {args.out / 'metrics.json'}")

@@ -317,8 +317,10 @@ def run_classifier(ctx, real, synthetic, folder, upstream):
     metrics = {"real_images": real, "synthetic_set": synthetic, "n_images": int(n), **metrics}
     atomic_write_json(folder / "metrics.json", metrics)
     acc = metrics["test_accuracy"]
-    return {"test_accuracy": acc, "n_images": int(n), "steps": metrics["steps"],
-            "note": f"test accuracy {100 * acc:.1f} % ({metrics['steps']} steps on {n} images)"}
+    note = f"test accuracy {100 * acc:.1f} % ({metrics['steps']} steps on {n} images)"
+    if "warning" in metrics:
+        note += f"; warning: {metrics['warning']}"
+    return {"test_accuracy": acc, "n_images": int(n), "steps": metrics["steps"], "note": note}
 
 
 def mixing_points(settings, n_train):

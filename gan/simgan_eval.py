@@ -88,9 +88,11 @@ def compare(run_dir, proc_x, proc_y, data_dir, n=None, seeds=(0,), sets=SETS, pr
             if name not in sets:
                 continue
             t0 = time.perf_counter()
-            model, _ = train_classifier([(x, y)], seed=seed, progress=progress, **classifier_settings)
+            model, metrics = train_classifier([(x, y)], seed=seed, progress=progress, **classifier_settings)
             row = {"seed": int(seed), "set": name, **accuracies(model, tests),
                    "seconds": round(time.perf_counter() - t0, 1)}
+            if "warning" in metrics:
+                row["warning"] = metrics["warning"]
             report["runs"].append(row)
             log(json.dumps(row))
             _summarise(report)

@@ -99,3 +99,22 @@ class Adam(Optimizer):
             v *= self.beta2
             v += (1 - self.beta2) * (g * g)
             p -= (self.lr / c1) * m / (xp.sqrt(v / c2) + self.eps)
+
+
+# ----------------------------------------------------------------------------- weight averaging
+
+def ema_decay(t, decay):
+    """The decay to use at step t (t = 0, 1, ...): min(decay, (1 + t) / (10 + t)). The ramp lets the
+    average forget the initial weights early on, when they are far from the trained ones."""
+    return min(float(decay), (1 + t) / (10 + t))
+
+
+def ema_update(average, model, decay):
+    """Exponential moving average of the weights, in place, for two models of the same architecture:
+        θ_avg ← decay·θ_avg + (1 - decay)·θ
+    for every parameter and every BatchNorm buffer (running mean and variance)."""
+    for avg_layer, layer in zip(average.layers, model.layers):
+        for avg_dict, dict_ in ((avg_layer.params, layer.params), (avg_layer.buffers, layer.buffers)):
+            for key, value in dict_.items():
+                avg_dict[key] *= decay
+                avg_dict[key] += (1 - decay) * value

@@ -15,7 +15,7 @@ from classify import (ClassifyError, TrainConfig, build_model, evaluate, load_mo
                       parse_spec, predict_labels, predict_proba, resolve_sets, save_model, train_classifier)
 from classify.augment import NONE, AugmentConfig, affine_sample, augment, shifted_copies
 from classify.data import SetSpec
-from classify.train import SmoothedCrossEntropy, learning_rate, plan
+from classify.train import SmoothedCrossEntropy, did_not_learn, learning_rate, plan
 from nn import backend, gradcheck_loss, layers, optim
 from svhn.imageset import ImageSetError, save_image_set, to_float
 
@@ -207,7 +207,21 @@ def test_a_tiny_run_learns_an_easy_task_well_above_chance(arch):
     assert metrics["steps"] == 6 * 9 and metrics["epochs"] == 6
     for key in ("per_digit_accuracy", "confusion_matrix", "train_sets", "seed", "arch", "lr", "best_epoch"):
         assert key in metrics
+    assert "warning" not in metrics
     json.dumps(metrics)                                                       # JSON-ready
+
+
+def test_a_run_that_never_leaves_uniform_guessing_is_flagged():
+    """With a learning rate too small to move the weights the training loss stays at or above ln 10
+    (what guessing 1/10 per class costs), and the metrics say so in one line."""
+    x, y = squares(128, seed=3)
+    _, metrics = train_classifier([(x, y)], epochs=2, batch_size=32, augment=NONE, widths=SMALL, lr=1e-7,
+                                  ema_decay=0.0, val_fraction=0.0, seed=0, progress=False)
+    assert metrics["history"][-1]["train_loss"] >= 0.97 * np.log(10)
+    assert "did not learn" in metrics["warning"] and "--seed" in metrics["warning"]
+    assert "\n" not in metrics["warning"]
+    assert did_not_learn([{"train_loss": 2.3025}]) and did_not_learn([{"train_loss": 0.8}]) is None
+    assert did_not_learn([]) is None
 
 
 def test_training_is_repeatable_with_the_same_seed():

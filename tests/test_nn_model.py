@@ -144,6 +144,28 @@ def test_adam_first_step_moves_each_weight_by_lr():
     np.testing.assert_allclose(host(model.layers[0].params["W"]), W0 - 0.01 * np.sign(g), atol=1e-5)
 
 
+def test_ema_update_averages_parameters_and_batchnorm_buffers():
+    """θ_avg ← d·θ_avg + (1 - d)·θ for weights and running statistics; the decay ramps up from 0.1."""
+    import copy
+    backend.seed(0)
+    model = Sequential(layers.Conv2D(3, 2, 3), layers.BatchNorm2D(2))
+    average = copy.deepcopy(model)
+    before = average.state_dict()
+    model.forward(dev(rng().standard_normal((4, 3, 5, 5)).astype(np.float32)), training=True)  # moves the buffers
+    for p, _ in model.parameters():
+        p += 1.0
+    now = model.state_dict()
+    optim.ema_update(average, model, 0.75)
+    after = average.state_dict()
+    assert any(k.endswith("running_mean") for k in after) and any(k.endswith("W") for k in after)
+    for k in after:
+        np.testing.assert_allclose(after[k], 0.75 * before[k] + 0.25 * now[k], rtol=1e-6, atol=1e-7, err_msg=k)
+        assert not np.allclose(after[k], before[k]), k
+    assert optim.ema_decay(0, 0.999) == pytest.approx(0.1)
+    assert optim.ema_decay(90, 0.999) == pytest.approx(0.91)
+    assert optim.ema_decay(10 ** 6, 0.999) == 0.999
+
+
 def test_optimizer_state_round_trip_gives_the_same_next_step():
     x = dev(rng().standard_normal((8, 3)).astype(np.float32))
     t = dev(rng(1).standard_normal((8, 2)).astype(np.float32))
