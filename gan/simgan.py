@@ -2,7 +2,7 @@
 procedural digits look like real SVHN crops while keeping their labels.
 
     from gan.simgan import train_simgan, refine
-    train_simgan(real_x, proc_x, "runs/simgan", proc_y=proc_y, lambda_reg=1.0, kg=2, steps=1000)
+    train_simgan(real_x, proc_x, "runs/simgan", proc_y=proc_y, lambda_reg=10.0, kg=2, steps=1000)
     x_refined = refine("runs/simgan", proc_x)           # uint8 (N, 32, 32, 3), same order as proc_x
 
 The schedule (SimGAN's Algorithm 1, Kd = 1):
@@ -54,8 +54,14 @@ class SimGANDiverged(RuntimeError):
 
 @dataclass
 class SimGANConfig:
-    """Everything that defines a run (saved as RUN_DIR/config.json)."""
-    lambda_reg: float = 1.0      # λ, the weight of the self-regularisation mean|R(x) - x|
+    """Everything that defines a run (saved as RUN_DIR/config.json).
+
+    λ = 10: with images in [-1, 1] and both terms means, λ = 1 let the refiner change images by 12.4
+    grey levels on average and damage labels (label fidelity 78.0 % raw → 71.9 % refined); λ = 10
+    changes them by 5.6 and keeps labels (79.5 %), and 73,000 images refined with it trained a
+    better ConvNet than the raw ones on average (README, "73,000 synthetic images").
+    """
+    lambda_reg: float = 10.0     # λ, the weight of the self-regularisation mean|R(x) - x| (see below)
     kg: int = 2                  # refiner updates per discriminator update
     steps: int = 1000            # adversarial iterations (each: kg refiner updates + 1 D update)
     pretrain_r: int = 500        # refiner updates on the L1 term alone

@@ -25,7 +25,7 @@ EPILOG = """\
 examples:
   python -m procedural --n 10000 --seed 1 --out proc.npz
   python -m gan.simgan train --real ../shared/svhn/sample --procedural proc.npz --out runs/simgan \\
-      --lambda-reg 1 --kg 2 --steps 1000
+      --lambda-reg 10 --kg 2 --steps 1000
   python -m gan.simgan refine --run runs/simgan --input proc.npz --out refined.npz
   python -m gan.simgan compare --run runs/simgan --procedural proc.npz --n 7000 \
       --data-dir ../shared/svhn/sample --repeats 3"""

@@ -9,7 +9,7 @@ convention for the discriminator: its output X is the probability that a patch i
 
     R  = build_refiner(width=64, blocks=4)     # (N, 3, H, W) -> (N, 3, H, W) in [-1, 1]
     D  = build_patch_discriminator(width=32)   # (N, 3, 32, 32) -> X (N, 1, 8, 8): per-patch belief "refined"
-    sg = SimGAN(R, D, lambda_reg=1.0)
+    sg = SimGAN(R, D, lambda_reg=10.0)
     sg.refiner_pretrain_step(x_syn)            # L1 only:  L = mean|R(x) - x|
     sg.discriminator_step(x_real, x_syn, rng)  # L_D = BCE over every patch, half the refined from the buffer
     sg.refiner_step(x_syn)                     # L_R = BCE(X(R(x)), 0) + λ·mean|R(x) - x|
@@ -289,7 +289,7 @@ class SimGAN:
     floats for the log.
     """
 
-    def __init__(self, R, D, lambda_reg=1.0, lr_r=1e-4, lr_d=1e-3, beta1=0.5, buffer_size=512):
+    def __init__(self, R, D, lambda_reg=10.0, lr_r=1e-4, lr_d=1e-3, beta1=0.5, buffer_size=512):
         if lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {lambda_reg}")
         self.R, self.D = R, D
