@@ -65,6 +65,9 @@ def build_parser():
                    help="diffaug: differentiable colour/translation/cutout augmentation of every image the "
                         "discriminator sees (Zhao et al. 2020), against D memorising few images (default: diffaug)")
     p.add_argument("--d-every", type=int, help="update the discriminator every k-th iteration only (default: 1)")
+    p.add_argument("--ema-decay", type=float,
+                   help=f"sample from a moving average of the generator's weights with this decay; 0: from the "
+                        f"generator itself (default: {d.ema_decay})")
     p.add_argument("--checkpoint-every", type=int, help=f"iterations between checkpoints (default: {d.checkpoint_every})")
     p.add_argument("--stuck-iters", type=int,
                    help=f"stop a digit whose discriminator is all-or-nothing (accuracy 0 or 1 on both real and "
@@ -95,7 +98,7 @@ def build_parser():
 
 
 TRAIN_OPTIONS = ("iters", "loss", "upsample", "width", "batch_size", "lr", "lr_d", "beta1", "label_smoothing",
-                 "d_every", "augment", "checkpoint_every", "stuck_iters")
+                 "d_every", "augment", "ema_decay", "checkpoint_every", "stuck_iters")
 
 
 def cmd_train(args):

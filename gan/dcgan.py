@@ -14,6 +14,8 @@ follow DCGAN (Radford et al. 2016).
     gan = DCGAN(G, D, loss="paper")
     metrics = gan.train_step(real_batch, z)      # one discriminator and one generator update
 """
+import copy
+
 import numpy as np
 
 from nn import Sequential, backend, init, layers, losses, optim
@@ -141,11 +143,16 @@ class DCGAN:
                        for when D wins too easily;
       lr_d             the discriminator's own learning rate (default: lr, as G's);
       augment          True: DiffAugment (gan/augment.py) on every image D sees, real or generated,
-                       so D cannot memorise the few real images (needs `rng` in train_step).
+                       so D cannot memorise the few real images (needs `rng` in train_step);
+      ema_decay        β > 0: keep G_ema, a moving average of G's weights, updated after every
+                       generator step, θ_ema ← β_t·θ_ema + (1 - β_t)·θ with β_t = min(β, (1+t)/(10+t))
+                       after t iterations. `sampler` (what images are drawn from) is G_ema.
     """
 
     def __init__(self, G, D, loss="paper", lr=2e-4, beta1=0.5, label_smoothing=0.0, d_every=1, augment=False,
-                 lr_d=None):
+                 lr_d=None, ema_decay=0.0):
+        if not 0 <= ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {ema_decay}")
         if not 0 <= label_smoothing < 0.5:
             raise ValueError(f"label smoothing must be in [0, 0.5), got {label_smoothing}")
         if int(d_every) < 1:
@@ -157,8 +164,15 @@ class DCGAN:
         self.label_smoothing = float(label_smoothing)
         self.d_every = int(d_every)
         self.augment = DiffAugment() if augment else None
+        self.ema_decay = float(ema_decay)
+        self.G_ema = copy.deepcopy(G) if ema_decay else None
         self.rng = None
         self.iteration = 0
+
+    @property
+    def sampler(self):
+        """The generator images are drawn from: the weight average G_ema if kept, else G."""
+        return self.G_ema if self.G_ema is not None else self.G
 
     # --- the discriminator with its last layer (Sigmoid) handled here, so BCE can use logits
     def _d_forward(self, x):
@@ -222,6 +236,8 @@ class DCGAN:
         self.iteration += 1
         loss_D, X_real, X_fake = self.discriminator_step(real, fake, update=update_D)
         loss_G, _ = self.generator_step(fake)
+        if self.G_ema is not None:
+            optim.ema_update(self.G_ema, self.G, optim.ema_decay(self.iteration, self.ema_decay))
         return {"loss_D": float(loss_D), "loss_G": float(loss_G),
                 "acc_real": float((X_real < 0.5).mean()), "acc_fake": float((X_fake >= 0.5).mean()),
                 "X_real": float(X_real.mean()), "X_fake": float(X_fake.mean())}
@@ -229,19 +245,27 @@ class DCGAN:
     # --- state for checkpoints
     def state_dict(self):
         """Every array needed to take the same next step: G and D (parameters + BatchNorm buffers),
-        both optimizers' states and the iteration, as one flat dict of host arrays."""
+        both optimizers' states, G_ema (if kept) and the iteration, as one flat dict of host arrays."""
         state = {"iteration": np.array(self.iteration)}
-        for prefix, obj in (("G/", self.G), ("D/", self.D), ("opt_G/", self.opt_G), ("opt_D/", self.opt_D)):
+        parts = [("G/", self.G), ("D/", self.D), ("opt_G/", self.opt_G), ("opt_D/", self.opt_D)]
+        if self.G_ema is not None:
+            parts.append(("G_ema/", self.G_ema))
+        for prefix, obj in parts:
             state.update({prefix + k: v for k, v in obj.state_dict().items()})
         return state
 
     def load_state_dict(self, state, source="checkpoint"):
         def part(prefix):
             return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if self.G_ema is not None and not part("G_ema/"):
+            raise ValueError(f"{source}: has no averaged generator (G_ema); it was trained without "
+                             f"ema_decay, so load it with ema_decay=0")
         self.G.load_state_dict(part("G/"), source=source)
         self.D.load_state_dict(part("D/"), source=source)
         self.opt_G.load_state_dict(part("opt_G/"))
         self.opt_D.load_state_dict(part("opt_D/"))
+        if self.G_ema is not None:
+            self.G_ema.load_state_dict(part("G_ema/"), source=source)
         self.iteration = int(state["iteration"])
         return self
 

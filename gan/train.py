@@ -45,9 +45,11 @@ class Config:
 
     The defaults are the recipe that worked best on the 783-image sample in 300 iterations: the
     paper's nearest-upsampling generator (the transposed-convolution one collapsed to one periodic
-    texture), DiffAugment, and a generator learning rate of 1e-3 against the discriminator's 2e-4
-    (DCGAN's 2e-4 for both let the discriminator win within 10 iterations).
-    `Config(upsample="deconv", augment=False, lr=2e-4, lr_d=None)` is plain DCGAN.
+    texture), DiffAugment, a generator learning rate of 1e-3 against the discriminator's 2e-4
+    (DCGAN's 2e-4 for both let the discriminator win within 10 iterations), and images drawn from a
+    moving average of G's weights (label fidelity over the ten digits, same runs, G → average:
+    0.639 → 0.707 with the paper's loss, 0.687 → 0.707 with BCE).
+    `Config(upsample="deconv", augment=False, lr=2e-4, lr_d=None, ema_decay=0)` is plain DCGAN.
     """
     iters: int = 300
     loss: str = "paper"
@@ -60,6 +62,7 @@ class Config:
     label_smoothing: float = 0.0
     d_every: int = 1
     augment: bool = True             # DiffAugment on every image the discriminator sees
+    ema_decay: float = 0.999         # images come from a moving average of G's weights (0 = from G itself)
     seed: int = 0
     checkpoint_every: int = 50
     stuck_iters: int = 200
@@ -75,6 +78,8 @@ class Config:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (BatchNorm needs a batch), got {self.batch_size}")
+        if not 0 <= self.ema_decay < 1:
+            raise ValueError(f"ema_decay must be in [0, 1) (0 = off), got {self.ema_decay}")
         if self.stuck_iters < 0:
             raise ValueError(f"stuck_iters must be >= 0 (0 switches the check off), got {self.stuck_iters}")
         for name in ("lr", "lr_d"):
@@ -86,6 +91,7 @@ class Config:
     @classmethod
     def from_dict(cls, d):
         known = {f.name for f in fields(cls)}
+        d = {"ema_decay": 0.0, **d}      # runs saved before the weight average existed had none
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
@@ -130,7 +136,8 @@ def build_gan(config, digit):
     G = build_generator(config.upsample, config.width)
     D = build_discriminator(config.width)
     return DCGAN(G, D, loss=config.loss, lr=config.lr, lr_d=config.lr_d, beta1=config.beta1,
-                 label_smoothing=config.label_smoothing, d_every=config.d_every, augment=config.augment)
+                 label_smoothing=config.label_smoothing, d_every=config.d_every, augment=config.augment,
+                 ema_decay=config.ema_decay)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -157,14 +164,15 @@ def load_checkpoint(path, gan):
 
 
 def load_generator(run_dir, digit):
-    """The trained generator of one digit, from its checkpoint (the latest state)."""
+    """The trained generator of one digit, from its checkpoint (the latest state): the moving
+    average of its weights when the run kept one (ema_decay > 0), else G itself."""
     config = load_config(run_dir)
     path = digit_dir(run_dir, digit) / "checkpoint.npz"
     if not path.is_file():
         raise ValueError(f"{run_dir}: digit {digit} has no checkpoint (was it trained?)")
     gan = build_gan(config, digit)
     load_checkpoint(path, gan)
-    return gan.G
+    return gan.sampler
 
 
 # ----------------------------------------------------------------------------- logs and figures
@@ -304,7 +312,7 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
             rows.append({"iteration": gan.iteration, **metrics, "seconds": time.perf_counter() - t0})
             check_health(rows[-1], rows, config.stuck_iters)
             if gan.iteration in FIGURE_ITERATIONS:
-                save_samples(folder / f"samples_{gan.iteration:04d}.png", gan.G, fixed_z,
+                save_samples(folder / f"samples_{gan.iteration:04d}.png", gan.sampler, fixed_z,
                              f"digit {digit}, iteration {gan.iteration}")
             if gan.iteration % config.checkpoint_every == 0:
                 checkpoint()
@@ -320,7 +328,7 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
         return read_status(run_dir, digit)
     bar.close()
     checkpoint()
-    save_samples(folder / "samples_final.png", gan.G, fixed_z, f"digit {digit}, iteration {gan.iteration} (final)")
+    save_samples(folder / "samples_final.png", gan.sampler, fixed_z, f"digit {digit}, iteration {gan.iteration} (final)")
     plot_losses(folder / "losses.png", {digit: rows}, f"DCGAN digit {digit}, loss {config.loss}")
     _write_status(folder, "done", gan.iteration)
     return read_status(run_dir, digit)

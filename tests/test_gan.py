@@ -175,6 +175,55 @@ def test_d_every_skips_discriminator_updates():
     assert DCGAN(gan.G, gan.D, "bce", lr=1e-3, lr_d=5e-5).opt_D.lr == 5e-5
 
 
+def test_the_generator_average_follows_the_ema_formula_and_is_what_runs_sample_from(tmp_path):
+    """After one step G_ema = β_1·G_0 + (1 - β_1)·G_1 with β_1 = min(β, 2/11); a run's checkpoint keeps
+    G_ema and `load_generator` returns it, not G."""
+    backend.seed(0)
+    gan = DCGAN(build_generator("deconv", 2), build_discriminator(2), "bce", lr=1e-3, ema_decay=0.9)
+    assert gan.sampler is gan.G_ema and gan.G_ema is not gan.G
+    G0 = params_of(gan.G)
+    rng = np.random.default_rng(0)
+    real = backend.asarray(rng.uniform(-1, 1, (4, 3, 32, 32)).astype(np.float32))
+    gan.train_step(real, backend.asarray(rng.standard_normal((4, 100)).astype(np.float32)))
+    G1, avg = params_of(gan.G), params_of(gan.G_ema)
+    beta = 2 / 11
+    for name in G0:
+        np.testing.assert_allclose(avg[name], beta * G0[name] + (1 - beta) * G1[name], rtol=1e-5, atol=1e-7)
+        assert not np.array_equal(avg[name], G1[name]), name
+    assert DCGAN(gan.G, gan.D, "bce").sampler is gan.G                     # ema_decay 0: no average
+    with pytest.raises(ValueError, match="ema_decay"):
+        DCGAN(gan.G, gan.D, "bce", ema_decay=1.0)
+
+    x, y = fake_data(digits=[2])
+    train_all(tmp_path / "run", Config(iters=3, ema_decay=0.9, **TINY), digits=[2], images=x, labels=y,
+              progress=False)
+    state = np.load(tmp_path / "run" / "digit_2" / "checkpoint.npz")
+    G = gtrain.load_generator(tmp_path / "run", 2)
+    for name, p in params_of(G).items():
+        np.testing.assert_array_equal(p, state["G_ema/" + name])
+        assert not np.array_equal(p, state["G/" + name]), name
+
+
+def test_runs_saved_before_the_average_existed_still_load(tmp_path):
+    """An old config.json has no ema_decay: the run reopens without an average and samples from G."""
+    x, y = fake_data(digits=[4])
+    train_all(tmp_path / "run", Config(iters=2, ema_decay=0.0, **TINY), digits=[4], images=x, labels=y,
+              progress=False)
+    path = tmp_path / "run" / "config.json"
+    saved = json.loads(path.read_text())
+    del saved["ema_decay"]
+    path.write_text(json.dumps(saved))
+    assert gtrain.load_config(tmp_path / "run").ema_decay == 0.0
+    G = gtrain.load_generator(tmp_path / "run", 4)
+    state = np.load(tmp_path / "run" / "digit_4" / "checkpoint.npz")
+    assert not any(k.startswith("G_ema/") for k in state.files)
+    for name, p in params_of(G).items():
+        np.testing.assert_array_equal(p, state["G/" + name])
+    gan = gtrain.build_gan(Config(ema_decay=0.5, **TINY), 4)
+    with pytest.raises(ValueError, match="G_ema"):
+        gtrain.load_checkpoint(tmp_path / "run" / "digit_4" / "checkpoint.npz", gan)
+
+
 def test_generate_leaves_batchnorm_statistics_alone():
     backend.seed(0)
     G = build_generator("deconv", 2)
