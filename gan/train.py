@@ -48,14 +48,15 @@ class Config:
     texture), DiffAugment, a generator learning rate of 1e-3 against the discriminator's 2e-4
     (DCGAN's 2e-4 for both let the discriminator win within 10 iterations), and images drawn from a
     moving average of G's weights (label fidelity over the ten digits, same runs, G → average:
-    0.639 → 0.707 with the paper's loss, 0.687 → 0.707 with BCE).
+    0.639 → 0.707 with the paper's loss, 0.687 → 0.707 with BCE), and batches of 128 (with the
+    average: paper's loss 0.707 → 0.788, BCE 0.707 → 0.784, at twice the time per iteration).
     `Config(upsample="deconv", augment=False, lr=2e-4, lr_d=None, ema_decay=0)` is plain DCGAN.
     """
     iters: int = 300
     loss: str = "paper"
     upsample: str = "nearest"
     width: int = 32
-    batch_size: int = 64
+    batch_size: int = 128            # real and generated images per iteration (64 halves the time per iteration)
     lr: float = 1e-3                 # the generator's Adam learning rate (and D's when lr_d is None)
     lr_d: float = 2e-4               # the discriminator's Adam learning rate
     beta1: float = 0.5
