@@ -61,7 +61,7 @@ class SimGANConfig:
     changes them by 5.6 and keeps labels (79.5 %), and 73,000 images refined with it trained a
     better ConvNet than the raw ones on average (README, "73,000 synthetic images").
     """
-    lambda_reg: float = 10.0     # λ, the weight of the self-regularisation mean|R(x) - x| (see below)
+    lambda_reg: float = 10.0     # λ, the weight of the self-regularisation mean|R(x) - x| (why 10: above)
     kg: int = 2                  # refiner updates per discriminator update
     steps: int = 1000            # adversarial iterations (each: kg refiner updates + 1 D update)
     pretrain_r: int = 500        # refiner updates on the L1 term alone
