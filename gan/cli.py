@@ -34,7 +34,7 @@ def _common(backend_and_seed=True):
 
 
 def build_parser():
-    from gan.train import Config
+    from gan.train import GENERATOR_LR, Config
     d = Config()
     parser = argparse.ArgumentParser(prog="python -m gan", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -56,7 +56,8 @@ def build_parser():
                         f"(default: {d.upsample})")
     p.add_argument("--width", type=int, help=f"channels of the narrowest stage; G uses 4w-2w-w, D w-2w-4w (default: {d.width})")
     p.add_argument("--batch-size", type=int, help=f"real and generated images per iteration (default: {d.batch_size})")
-    p.add_argument("--lr", type=float, help=f"the generator's Adam learning rate (default: {d.lr})")
+    p.add_argument("--lr", type=float, help=f"the generator's Adam learning rate (default: "
+                                            f"{GENERATOR_LR['paper']} with --loss paper, {GENERATOR_LR['bce']} with bce)")
     p.add_argument("--lr-d", type=float, help=f"the discriminator's own Adam learning rate (default: {d.lr_d})")
     p.add_argument("--beta1", type=float, help=f"Adam beta1 (default: {d.beta1})")
     p.add_argument("--label-smoothing", type=float,
