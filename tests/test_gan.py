@@ -273,14 +273,14 @@ def test_resume_takes_the_same_next_step(tmp_path):
 
 def test_the_generator_learning_rate_defaults_per_loss_and_an_explicit_one_wins(tmp_path):
     assert Config().lr == gtrain.GENERATOR_LR["paper"] == 1e-3
-    assert Config(loss="bce").lr == gtrain.GENERATOR_LR["bce"] == 2e-3
+    assert Config(loss="bce").lr == gtrain.GENERATOR_LR["bce"] == 3e-3
     assert Config(loss="bce", lr=5e-4).lr == 5e-4
-    assert gtrain.build_gan(Config(loss="bce", **TINY), 0).opt_G.lr == 2e-3
+    assert gtrain.build_gan(Config(loss="bce", **TINY), 0).opt_G.lr == 3e-3
     with pytest.raises(ValueError, match="unknown loss 'hinge'"):
         Config(loss="hinge").check()
     x, y = fake_data(digits=[0])           # the resolved rate is what the run folder keeps
     train_all(tmp_path / "run", Config(iters=1, loss="bce", **TINY), digits=[0], images=x, labels=y, progress=False)
-    assert gtrain.load_config(tmp_path / "run").lr == 2e-3
+    assert gtrain.load_config(tmp_path / "run").lr == 3e-3
 
 
 def test_resume_refuses_a_changed_architecture(tmp_path):
