@@ -7,7 +7,7 @@ The stages, presets and report live in the `experiment` package (experiment/pipe
 stages; experiment/settings.py every size; experiment/stages.py how reruns are decided).
 """
 from experiment.cli import main
-from nn.files import run_cli
+from common.cli import run_cli
 
 if __name__ == "__main__":
     run_cli(main)

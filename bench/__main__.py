@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from nn import backend, losses, optim
-from nn.files import run_cli
+from common.cli import run_cli
 from bench import nets
 
 
@@ -224,7 +224,7 @@ def main(argv=None):
                      if "ratio" in row else "")
             print(f"{net:<30} nn {row['nn_images_per_s']:8.1f} images/s ({row['nn_ms_per_step']} ms/step){extra}")
     if args.json:
-        from nn.files import atomic_write_json
+        from common.files import atomic_write_json
         atomic_write_json(args.json, results)
     return 0
 

@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                 # noqa: E402
-from nn.files import run_cli                           # noqa: E402
+from common.cli import run_cli                           # noqa: E402
 from classify.train import TrainConfig, fit, plan     # noqa: E402
 
 

@@ -19,7 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                    # noqa: E402
-from nn.files import atomic_write_json, run_cli           # noqa: E402
+from common.files import atomic_write_json           # noqa: E402
+from common.cli import run_cli                            # noqa: E402
 from gan.dcgan import DCGAN, Z_DIM, build_discriminator, build_generator   # noqa: E402
 
 

@@ -24,7 +24,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                              # noqa: E402
-from nn.files import atomic_write_bytes, atomic_write_json, atomic_write_text, run_cli   # noqa: E402
+from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text   # noqa: E402
+from common.cli import run_cli   # noqa: E402
 
 STAND_IN_SIZES = {"train": 783, "test": 300}
 

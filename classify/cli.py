@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_write_json
+from common.files import atomic_write_json
 
 from classify.data import ClassifyError, resolve_sets
 from classify.evaluate import evaluate, predict_proba, write_report

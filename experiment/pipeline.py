@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_savez, atomic_write_json
+from common.files import atomic_savez, atomic_write_json
 from experiment.stages import Runner, Stage, content_hash, fingerprint
 
 SET_STAGE = {"procedural": "procedural", "dcgan": "dcgan_set", "simgan": "simgan"}

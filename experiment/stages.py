@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from nn.files import atomic_write_json
+from common.files import atomic_write_json
 
 MANIFEST = "manifest.json"
 

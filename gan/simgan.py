@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, run_cli
+from common.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, npz_problem
+from common.cli import run_cli
 from gan.runs import read_run_config
 from gan.simgan_nets import SimGAN, build_patch_discriminator, build_refiner
 
@@ -174,7 +175,7 @@ def load_checkpoint(path, sg):
             state = {k: f[k] for k in f.files}
         iteration, rng_state = int(state["iteration"]), json.loads(str(state["rng_state"]))
     except Exception as exc:
-        raise SimGANError(f"{path}: not a readable SimGAN checkpoint ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+        raise SimGANError(f"{path}: not a readable SimGAN checkpoint ({npz_problem(exc)})") from None
     sg.load_state_dict(state, source=str(path))
     rng = np.random.default_rng()
     rng.bit_generator.state = rng_state

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.files import atomic_write_json
+from common.files import atomic_write_json
 
 SETS = ("procedural", "refined")
 

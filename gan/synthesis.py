@@ -98,7 +98,7 @@ def fidelity(run_dir, data_dir=None, classifier_path=None, per_digit=500, digits
     RUN_DIR/fidelity_classifier.npz) labels `per_digit` generated images of each digit.
     Writes RUN_DIR/fidelity.json and returns the same dict."""
     from classify import predict_labels
-    from nn.files import atomic_write_json
+    from common.files import atomic_write_json
     classifier_path = Path(classifier_path or Path(run_dir) / "fidelity_classifier.npz")
     x, y = sample(run_dir, per_digit, digits, seed, progress=progress, log=log)
     model = get_classifier(classifier_path, data_dir, seed=seed, progress=progress, log=log, steps=classifier_steps)

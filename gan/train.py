@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_savez, atomic_write_json, atomic_write_text
+from common.files import atomic_savez, atomic_write_json, atomic_write_text, npz_problem
 from gan.dcgan import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
 from gan.runs import read_run_config
 
@@ -164,7 +164,7 @@ def load_checkpoint(path, gan):
         with np.load(path, allow_pickle=False) as f:
             state = {k: f[k] for k in f.files}
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({exc})") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({npz_problem(exc)})") from None
     gan.load_state_dict(state, source=str(path))
     rng = np.random.default_rng()
     rng.bit_generator.state = json.loads(str(state["rng_state"]))
@@ -241,7 +241,7 @@ def plot_losses(path, logs, title):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    from nn.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
     atomic_write_bytes(path, buf.getvalue())
 
 

@@ -8,7 +8,7 @@ import dataclasses
 import sys
 import time
 
-from nn.files import run_cli
+from common.cli import run_cli
 
 DESCRIPTION = """\
 Synthesize labelled 32x32 house-number crops with the paper's "simple method": one centred

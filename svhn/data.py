@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.files import atomic_savez
+from common.files import atomic_savez
 from svhn import download as dl
 
 SPLITS = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}

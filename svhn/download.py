@@ -17,7 +17,7 @@ URL_BASE = "http://ufldl.stanford.edu/housenumbers/"
 TIMEOUT_S = 30
 CHUNK = 1 << 20
 
-# The official files (docs/DESIGN.md, "SVHN facts"): name -> (bytes, md5).
+# The official files, as published at URL_BASE: name -> (bytes, md5).
 OFFICIAL = {
     "train_32x32.mat": (182_040_794, "e26dedcc434d2e4c54c9b2d4a06d8373"),
     "test_32x32.mat": (64_275_384, "eb5a983be6a315427106f1b164d9cef3"),

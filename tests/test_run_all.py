@@ -22,7 +22,7 @@ from experiment import pipeline
 from experiment.pipeline import classifier_name, epochs_for, mixing_points, run_experiment
 from experiment.settings import PRESETS, apply_overrides, parse_value, preset, scaled
 from experiment.stages import Runner, Stage, content_hash
-from nn.files import run_cli
+from common.cli import run_cli
 
 TRAIN_PER_DIGIT, TEST_PER_DIGIT = 8, 3
 
@@ -46,7 +46,7 @@ def tiny_loss_plot(path, *args, **kwargs):
 
     from PIL import Image
 
-    from nn.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
     buf = io.BytesIO()
     Image.new("RGB", (1, 1)).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from nn import Sequential, backend, gradcheck, gradcheck_loss, layers
-from nn.files import run_cli
+from common.cli import run_cli
 from gan import simgan
 from gan.simgan import SimGANConfig, refine, train_simgan
 from gan.simgan_nets import (HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
