@@ -100,16 +100,24 @@ def build_parser():
     return parser
 
 
+def check_real(source):
+    """--real must be an SVHN folder holding train_32x32.mat, or an image-set .npz (checked, not read)."""
+    path = Path(source)
+    if path.suffix == ".npz":
+        check_input_file(path, "--real")
+    elif not path.is_dir():
+        raise SimGANError(f"{source}: no such folder (expected a folder with train_32x32.mat, or an image-set .npz)")
+    elif not (path / "train_32x32.mat").is_file():
+        raise SimGANError(f"{source}: no train_32x32.mat in this folder")
+    return path
+
+
 def load_real(source):
     """Real images from an SVHN folder (train split) or an image-set .npz; labels dropped."""
     from svhn.imageset import load_image_set
-    path = Path(source)
+    path = check_real(source)
     if path.suffix == ".npz":
         return load_image_set(path)[0]
-    if not path.is_dir():
-        raise SimGANError(f"{source}: no such folder (expected a folder with train_32x32.mat, or an image-set .npz)")
-    if not (path / "train_32x32.mat").is_file():
-        raise SimGANError(f"{source}: no train_32x32.mat in this folder")
     import svhn
     return svhn.load("train", path)[0]
 
@@ -117,7 +125,7 @@ def load_real(source):
 def check_input_file(path, option):
     """An input image set must exist (checked before the slower inputs are read)."""
     if not Path(path).is_file():
-        raise SimGANError(f"{option} {path}: no such file (give an image-set .npz)")
+        raise SimGANError(f"{option} {path}: image set file not found (give an image-set .npz)")
 
 
 def main(argv=None):
@@ -129,6 +137,7 @@ def main(argv=None):
                     if getattr(args, f.name, None) is not None}
         check_output_path(args.out, "dir", "--out")
         resolve_config(args.out, settings)             # settings checked before any data is read
+        check_real(args.real)
         check_input_file(args.procedural, "--procedural")
         real_x = load_real(args.real)
         proc_x, proc_y = load_image_set(args.procedural)

@@ -71,7 +71,7 @@ def load_image_set(path):
     except ImageSetError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ImageSetError(f"{path}: not a readable image set ({npz_problem(exc)}); give an .npz holding "
+        raise ImageSetError(f"{path}: not a readable .npz image set ({npz_problem(exc)}); give an .npz holding "
                             f"x uint8 (N, 32, 32, 3) and y (N,), as the project's commands write") from None
     check_image_set(x, y, source=str(path))
     return x, y.astype(np.int64, copy=False)
