@@ -1,6 +1,6 @@
 """The paper's whole experiment, end to end: `python run_all.py --help`.
 
-    python run_all.py --data-dir /work/shared/svhn/sample        # quick preset (<= 30 min on 2 CPU cores)
+    python run_all.py --data-dir DIR        # quick preset (<= 30 min on 2 CPU cores; DIR holds SVHN's .mat files)
     python run_all.py --backend cupy --preset paper               # the paper's sizes, on a GPU
 
 The stages, presets and report live in the `experiment` package (experiment/pipeline.py lists the

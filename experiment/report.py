@@ -63,7 +63,7 @@ def collect(ctx, upstream):
     ran = sum(s["this_run"] for s in stages.values())
     return {
         "preset": ctx.preset, "backend": ctx.backend, "seed": ctx.seed,
-        "data": {"data_dir": upstream["data"]["settings"]["data_dir"], **data},
+        "data": {"data_dir": data.get("data_dir"), **data},
         "settings": ctx.settings.as_dict(),
         "table": table,
         "mixing_curve": mixing,
