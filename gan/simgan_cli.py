@@ -139,8 +139,8 @@ def main(argv=None):
         resolve_config(args.out, settings)             # settings checked before any data is read
         check_real(args.real)
         check_input_file(args.procedural, "--procedural")
+        proc_x, proc_y = load_image_set(args.procedural)     # the quick one first: SVHN's .mat is cached when read
         real_x = load_real(args.real)
-        proc_x, proc_y = load_image_set(args.procedural)
         train_simgan(real_x, proc_x, args.out, proc_y=proc_y, progress=not args.quiet, **settings)
     elif args.command == "compare":
         from gan.simgan_eval import compare
