@@ -35,7 +35,7 @@ EPILOG = """\
 examples:
   python run_all.py --data-dir DIR                                # the quick preset on the .mat files in DIR
   python run_all.py --backend cupy --preset paper                 # the paper at full scale (GPU)
-  python run_all.py --preset smoke --data-dir DIR --out /tmp/smoke
+  python run_all.py --preset smoke --data-dir DIR --out smoke_results
   python run_all.py --set procedural_n=5000 --set mix_real=0,100,all
   python run_all.py --redo 'classify_*'                           # retrain every classifier
   python run_all.py --preset paper --list-settings

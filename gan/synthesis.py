@@ -1,7 +1,7 @@
 """Synthesis from trained DCGANs, and label fidelity: does a classifier see digit k in digit k's images?
 
     x, y = sample("runs/dcgan", per_digit=7300, digits=range(10), seed=0)   # uint8 NHWC, int64
-    report = fidelity("runs/dcgan", data_dir="/data/svhn/sample")            # {"mean": .., "per_digit": ..}
+    report = fidelity("runs/dcgan", data_dir="svhn_data")            # {"mean": .., "per_digit": ..}
 """
 import json
 from pathlib import Path

@@ -1,5 +1,5 @@
 """run_all.py and the `experiment` package: the smoke preset end to end on a tiny generated SVHN
-fixture (no GPU, no internet, no /work/shared), resumability, and the settings and runner units.
+fixture (no GPU, no internet, no real SVHN files), resumability, and the settings and runner units.
 
 The end-to-end runs share one output folder, in this order (module fixture `runs`):
   a. the procedural stage is interrupted half-way  -> nothing of it is kept, no report
