@@ -47,6 +47,11 @@ def work(tmp_path_factory):
     (root / "random.npz").write_bytes(np.random.default_rng(2).integers(0, 256, 4096, dtype=np.uint8).tobytes())
     (root / "ro").mkdir()
     (root / "ro").chmod(0o555)
+    from dataclasses import asdict
+
+    from common.files import atomic_write_json
+    from gan.train import Config
+    atomic_write_json(root / "dcgan_run" / "config.json", asdict(Config()))    # a run folder, nothing trained
     yield root
     (root / "ro").chmod(0o755)
 
@@ -141,6 +146,9 @@ CASES = [
     ("gan sample --run nope --out x.npz --grid afile/g.png", NOT_A_FOLDER),
     ("gan fidelity --run nope", "not a DCGAN run folder"),
     ("gan fidelity --run nope --classifier-steps 0", "--classifier-steps"),
+    ("gan fidelity --run dcgan_run --classifier random.npz", "not a readable .npz model file"),
+    ("gan fidelity --run dcgan_run --classifier afile/c.npz", NOT_A_FOLDER),
+    ("gan sample --run dcgan_run --out x.npz", "no trained digit"),
     # ---- gan.simgan
     ("gan.simgan train --real nope --procedural good.npz --out s", "no such folder"),
     ("gan.simgan train --real svhn --procedural nosuch.npz --out s", "not found"),
@@ -244,6 +252,16 @@ def test_missing_cupy_is_one_line(work):
                             ({"NN_BACKEND": "cupy"}, "gan sample --run nope --out x.npz"),
                             ({"NN_BACKEND": "cupy"}, "run_all.py --preset smoke --data-dir svhn --out out")):
         check_failure(work, line.split(), "CuPy", environment(work, **variables))
+
+
+def test_an_error_line_starts_a_line_of_its_own_after_a_progress_bar(work):
+    code = ("import sys\nfrom tqdm import tqdm\nfrom common.cli import run_cli\n"
+            "def main(argv):\n    tqdm(total=10, desc='work', file=sys.stderr).update(3)\n"
+            "    raise ValueError('the disk is full')\nrun_cli(main)\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=work, env=environment(work), capture_output=True)
+    assert result.returncode == 2
+    before, last = result.stderr.decode().rsplit("\r", 1)     # bytes: text mode would turn \r into \n
+    assert last == "error: the disk is full\n" and before.split("\n")[-1].strip() == ""   # the bar is wiped
 
 
 # ---------------------------------------------------------------------------------- what must work
