@@ -256,12 +256,13 @@ def test_missing_cupy_is_one_line(work):
 
 def test_an_error_line_starts_a_line_of_its_own_after_a_progress_bar(work):
     code = ("import sys\nfrom tqdm import tqdm\nfrom common.cli import run_cli\n"
-            "def main(argv):\n    tqdm(total=10, desc='work', file=sys.stderr).update(3)\n"
+            "def main(argv):\n    bar = tqdm(total=10, desc='work', file=sys.stderr)\n    bar.update(3)\n"
             "    raise ValueError('the disk is full')\nrun_cli(main)\n")
     result = subprocess.run([sys.executable, "-c", code], cwd=work, env=environment(work), capture_output=True)
     assert result.returncode == 2
     before, last = result.stderr.decode().rsplit("\r", 1)     # bytes: text mode would turn \r into \n
-    assert last == "error: the disk is full\n" and before.split("\n")[-1].strip() == ""   # the bar is wiped
+    assert last == "error: the disk is full\n" and "\n" not in before
+    assert "work" in before and before.rsplit("\r", 1)[-1].strip() == ""      # the bar was drawn, then wiped
 
 
 # ---------------------------------------------------------------------------------- what must work
