@@ -12,7 +12,8 @@ import time
 import numpy as np
 
 from nn import backend, losses, optim
-from nn.files import run_cli
+from common.cli import ArgumentParser, backend_name, run_cli, whole
+from common.files import check_output_path
 from bench import nets
 
 
@@ -159,28 +160,36 @@ def compare(name, ours, theirs, batch, repeats, rounds):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+    p = ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default="numpy", help="numpy, cupy, or numpy,cupy (default: numpy)")
+    p.add_argument("--backend", default=None, help="numpy, cupy, or numpy,cupy (default: $NN_BACKEND or numpy)")
     p.add_argument("--vs-torch", action="store_true",
                    help="also time the same nets in PyTorch and print the ratio (CPU PyTorch beside the numpy "
                         "backend, CUDA PyTorch beside the cupy backend)")
-    p.add_argument("--repeats", type=int, default=5, help="timed steps per measurement (median taken)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating rounds of ours vs PyTorch")
+    p.add_argument("--repeats", type=whole(1), default=5, help="timed steps per measurement (median taken)")
+    p.add_argument("--rounds", type=whole(1), default=3, help="alternating rounds of ours vs PyTorch")
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--conv-method", default="auto", choices=["auto", "im2col", "winograd"],
                    help="Conv2D algorithm for our nets (default auto: Winograd where it pays on NumPy)")
-    p.add_argument("--torch-threads", type=int, help="PyTorch's CPU threads (default: PyTorch's own choice)")
+    p.add_argument("--torch-threads", type=whole(1), help="PyTorch's CPU threads (default: PyTorch's own choice)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time with this process's CPU time instead of the wall clock: a fair single-core "
                         "comparison on a busy machine when run as OPENBLAS_NUM_THREADS=1 python -m bench "
                         "--vs-torch --torch-threads 1 --cpu-time")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--seed", type=int, default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
+    p.add_argument("--seed", type=whole(0), default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
     p.add_argument("--e2e", action="store_true",
                    help="instead, time each stage of run_all.py (smoke-sized) on the --backend(s) and write a table "
                         "and a bar chart; more options: python -m bench.e2e --help")
     args = p.parse_args(argv)
+    names = [backend_name(b.strip()) for b in args.backend.split(",")] if args.backend is not None \
+        else [backend_name()]
+    args.backend = ",".join(names)
+    if args.json:
+        check_output_path(args.json, "file", "--json")
+    if not args.e2e:
+        for name in names:               # a missing CuPy or GPU is found before any timing
+            backend.set_backend(name)
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
@@ -224,7 +233,7 @@ def main(argv=None):
                      if "ratio" in row else "")
             print(f"{net:<30} nn {row['nn_images_per_s']:8.1f} images/s ({row['nn_ms_per_step']} ms/step){extra}")
     if args.json:
-        from nn.files import atomic_write_json
+        from common.files import atomic_write_json
         atomic_write_json(args.json, results)
     return 0
 

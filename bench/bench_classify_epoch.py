@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                 # noqa: E402
-from nn.files import run_cli                           # noqa: E402
+from common.cli import run_cli                           # noqa: E402
 from classify.train import TrainConfig, fit, plan     # noqa: E402
 
 
@@ -37,12 +37,15 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=None, help="time only this many steps and extrapolate the epoch")
     p.add_argument("--arch", choices=("bn", "paper"), default="bn")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
-    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                   help="array library: numpy (CPU) or cupy (GPU) (default: $NN_BACKEND or numpy)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
     if args.n < 1 or (args.steps is not None and args.steps < 1):
         raise ValueError("--n and --steps must be positive")
+    from common.cli import backend_name
+    args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
     backend.set_backend(args.backend)
     rng = np.random.default_rng(args.seed)
     x = rng.integers(0, 256, (args.n, 32, 32, 3), dtype=np.uint8)

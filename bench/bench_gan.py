@@ -19,7 +19,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                    # noqa: E402
-from nn.files import atomic_write_json, run_cli           # noqa: E402
+from common.files import atomic_write_json           # noqa: E402
+from common.cli import run_cli                            # noqa: E402
 from gan.dcgan import DCGAN, Z_DIM, build_discriminator, build_generator   # noqa: E402
 
 
@@ -43,7 +44,8 @@ def time_iterations(upsample, width, loss, batch_size, iters, warmup, augment=Fa
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="array library (default: numpy)")
+    p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                   help="array library: numpy (CPU) or cupy (GPU) (default: $NN_BACKEND or numpy)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--upsample", choices=("nearest", "deconv", "both"), default="both",
                    help="generator stages to time (default: both)")
@@ -57,6 +59,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.iters < 1 or args.batch_size < 2:
         raise ValueError("--iters must be >= 1 and --batch-size >= 2")
+    from common.cli import backend_name
+    args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
     backend.set_backend(args.backend)
     modes = ("nearest", "deconv") if args.upsample == "both" else (args.upsample,)
     results = []

@@ -22,11 +22,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=20000, help="images to make (default %(default)s)")
-    p.add_argument("--workers", type=int, default=None, help="passed to the command (default: its own default)")
-    p.add_argument("--repeat", type=int, default=1, help="runs; the best is reported (default %(default)s)")
-    p.add_argument("--target", type=float, default=2000.0, help="images/s to reach (default %(default)s)")
+    from common.cli import ArgumentParser, number, whole
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--n", type=whole(1), default=20000, help="images to make (default %(default)s)")
+    p.add_argument("--workers", type=whole(1), default=None, help="passed to the command (default: its own default)")
+    p.add_argument("--repeat", type=whole(1), default=1, help="runs; the best is reported (default %(default)s)")
+    p.add_argument("--target", type=number(0, None, True), default=2000.0, help="images/s to reach (default %(default)s)")
     args = p.parse_args(argv)
 
     best = None
@@ -52,4 +53,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run as a script too
+    from common.cli import run_cli
+    run_cli(main)

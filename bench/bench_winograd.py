@@ -23,7 +23,8 @@ LAYERS = [  # (in_channels, out_channels, image size), the reference ConvNet's 3
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python bench/bench_winograd.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default="numpy", choices=["numpy", "cupy"])
+    p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
+                   help="array library: numpy (CPU) or cupy (GPU) (default: $NN_BACKEND or numpy)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (median taken; default 5)")
     p.add_argument("--repeats", type=int, default=1, help="timed calls per method and round (default 1)")
@@ -47,6 +48,8 @@ def main(argv=None):
     from nn import backend, layers
     from nn.layers import winograd
 
+    from common.cli import backend_name
+    args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
     backend.set_backend(args.backend)
     winograd.PRODUCTS = args.products
     xp = backend.xp
@@ -118,4 +121,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run as a script too
+    from common.cli import run_cli
+    run_cli(main)

@@ -2,7 +2,7 @@
 
     python -m bench.e2e                                 # smoke-sized, NumPy (and CuPy where there is a GPU)
     python -m bench.e2e --scale 5 --backend numpy,cupy  # every count and iteration number of smoke x 5
-    python -m bench.e2e --preset quick --data-dir /work/shared/svhn/sample
+    python -m bench.e2e --preset quick --data-dir DIR       # DIR: a folder with SVHN's .mat files
     python -m bench --e2e                               # the same, from the main benchmark
 
 Each backend runs the pipeline from scratch in its own folder (nothing is skipped) and the stages'
@@ -24,7 +24,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                              # noqa: E402
-from nn.files import atomic_write_bytes, atomic_write_json, atomic_write_text, run_cli   # noqa: E402
+from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text   # noqa: E402
+from common.cli import ArgumentParser, number, run_cli, whole   # noqa: E402
+from common.files import check_output_path   # noqa: E402
 
 STAND_IN_SIZES = {"train": 783, "test": 300}
 
@@ -126,13 +128,13 @@ def bar_chart(result, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m bench.e2e", description=__doc__,
+    p = ArgumentParser(prog="python -m bench.e2e", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backend", default="numpy,cupy",
                    help="backends to time, comma-separated (default: numpy,cupy; an unavailable one is skipped)")
     p.add_argument("--preset", choices=("smoke", "quick", "paper"), default="smoke",
                    help="the sizes to start from (default: smoke)")
-    p.add_argument("--scale", type=float, default=1.0,
+    p.add_argument("--scale", type=number(0, None, True), default=1.0,
                    help="multiply every count and iteration number of the preset (default: 1)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change one setting, as in run_all.py (repeatable)")
@@ -141,7 +143,7 @@ def main(argv=None):
     p.add_argument("--out", default="results/bench_e2e", metavar="DIR", help="where e2e.md/.json/.png go "
                    "(default: %(default)s)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON here")
-    p.add_argument("--seed", type=int, default=0, help="seed of every stage (default: 0)")
+    p.add_argument("--seed", type=whole(0), default=0, help="seed of every stage (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no per-stage lines while it runs")
     args = p.parse_args(argv)
     from experiment.report import cpu_name
@@ -152,6 +154,9 @@ def main(argv=None):
         raise ValueError(f"--backend {args.backend}: choose numpy, cupy or numpy,cupy")
     if args.data_dir and not Path(args.data_dir).is_dir():
         raise ValueError(f"--data-dir {args.data_dir}: not a folder")
+    check_output_path(args.out, "dir", "--out")
+    if args.json:
+        check_output_path(args.json, "file", "--json")
     result = {"preset": args.preset, "scale": args.scale, "settings": settings.as_dict(),
               "machine": f"{cpu_name()}, {os.cpu_count()} CPUs",
               "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or "default",

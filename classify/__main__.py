@@ -1,5 +1,5 @@
 """`python -m classify train|eval|predict ...` (errors: one line on stderr, exit status 2)."""
-from nn.files import run_cli
+from common.cli import run_cli
 
 from classify.cli import main
 

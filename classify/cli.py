@@ -1,5 +1,4 @@
 """Command line of the ConvNet: train, eval, predict (run `python -m classify COMMAND --help`)."""
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -7,9 +6,10 @@ from pathlib import Path
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_write_json
+from common.cli import ArgumentParser, add_backend_options, apply_backend_options, number, whole
+from common.files import atomic_write_json, check_output_path
 
-from classify.data import ClassifyError, resolve_sets
+from classify.data import ClassifyError, check_specs, resolve_sets
 from classify.evaluate import evaluate, predict_proba, write_report
 from classify.model import ARCHS, load_model, save_model
 from classify.train import MIN_EPOCHS, MIN_STEPS, TrainConfig, train_classifier
@@ -20,7 +20,7 @@ SETS_HELP = ("real (SVHN's train split; as --test, its test split), procedural (
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m classify",
         description="The paper's ConvNet (6 conv, 3 pool, 1 dense): train it on any image set and test it on "
                     "real SVHN. The default flags are the recommended recipe.")
@@ -32,21 +32,21 @@ def build_parser():
     t.add_argument("--train", nargs="+", required=True, metavar="SET",
                    help=f"training set(s), mixed together: {SETS_HELP}; e.g. --train real:300 dcgan.npz:20000")
     t.add_argument("--test", default="real", metavar="SET", help="test set: real (default) or PATH.npz[:N]")
-    t.add_argument("--epochs", type=int, default=None,
+    t.add_argument("--epochs", type=whole(1), default=None,
                    help=f"passes over the training set (default: max({MIN_EPOCHS}, enough for --min-steps steps))")
-    t.add_argument("--min-steps", type=int, default=MIN_STEPS,
+    t.add_argument("--min-steps", type=whole(1), default=MIN_STEPS,
                    help="fewest optimizer steps when --epochs is not given (default %(default)s)")
     t.add_argument("--arch", choices=ARCHS, default="bn",
                    help="bn: BatchNorm + dropout (default); paper: plain conv + ReLU, as the paper")
-    t.add_argument("--widths", type=int, nargs=3, default=TrainConfig.widths, metavar=("C1", "C2", "C3"),
+    t.add_argument("--widths", type=whole(1), nargs=3, default=TrainConfig.widths, metavar=("C1", "C2", "C3"),
                    help="channels of the three convolution stages (default 32 64 128)")
-    t.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="default %(default)s")
-    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default 0.05 for bn, 0.02 for paper)")
-    t.add_argument("--weight-decay", type=float, default=TrainConfig.weight_decay, help="default %(default)s")
-    t.add_argument("--label-smoothing", type=float, default=TrainConfig.label_smoothing, help="default %(default)s")
-    t.add_argument("--ema-decay", type=float, default=TrainConfig.ema_decay,
+    t.add_argument("--batch-size", type=whole(1), default=TrainConfig.batch_size, help="default %(default)s")
+    t.add_argument("--lr", type=number(0, 1, True, True), default=None, help="peak learning rate, in (0, 1) (default 0.05 for bn, 0.02 for paper)")
+    t.add_argument("--weight-decay", type=number(0), default=TrainConfig.weight_decay, help="default %(default)s")
+    t.add_argument("--label-smoothing", type=number(0, 1, False, True), default=TrainConfig.label_smoothing, help="default %(default)s")
+    t.add_argument("--ema-decay", type=number(0, 1, False, True), default=TrainConfig.ema_decay,
                    help="decay of the weight average that is kept (0: off; default %(default)s)")
-    t.add_argument("--val-fraction", type=float, default=TrainConfig.val_fraction,
+    t.add_argument("--val-fraction", type=number(0, 1, False, True), default=TrainConfig.val_fraction,
                    help="fraction of the training images held out to pick the best checkpoint (default %(default)s)")
     t.add_argument("--no-augment", action="store_true", help="train on the images as they are")
     t.add_argument("--no-tta", action="store_true", help="test on single views (no shifted copies)")
@@ -67,21 +67,24 @@ def build_parser():
     p.add_argument("--model", required=True, type=Path, help="a model.npz written by train")
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--no-tta", action="store_true", help="single views (no shifted copies)")
-    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="numpy (CPU, default) or cupy (GPU)")
+    add_backend_options(p)
     return parser
 
 
 def _common(p, seed):
     p.add_argument("--data-dir", default=None,
                    help="folder with SVHN's train_32x32.mat / test_32x32.mat (default: $SVHN_DIR or the user cache)")
-    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy", help="numpy (CPU, default) or cupy (GPU)")
+    add_backend_options(p)
     if seed:
-        p.add_argument("--seed", type=int, default=0, help="seed of weights, validation split, shuffling, "
+        p.add_argument("--seed", type=whole(0), default=0, help="seed of weights, validation split, shuffling, "
                                                            "augmentation and NAME:N caps (default %(default)s)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_train(args):
+    check_specs(args.train, "--train")
+    check_specs([args.test], "--test")
+    check_output_path(args.out, "dir", "--out")
     cfg = TrainConfig(arch=args.arch, widths=tuple(args.widths), epochs=args.epochs, min_steps=args.min_steps,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                       ema_decay=args.ema_decay, val_fraction=args.val_fraction, seed=args.seed,
@@ -99,6 +102,9 @@ def cmd_train(args):
 
 
 def cmd_eval(args):
+    check_specs([args.test], "--test")
+    if args.out is not None:
+        check_output_path(args.out, "dir", "--out")
     model = load_model(args.model)
     x, y, described = resolve_sets([args.test], "test", args.data_dir, seed=args.seed)
     result = evaluate(model, x, y, tta=not args.no_tta, source=described[0]["name"])
@@ -139,7 +145,7 @@ def cmd_predict(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    backend.set_backend(args.backend)
+    apply_backend_options(args)
     return {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[args.command](args)
 
 

@@ -4,7 +4,7 @@ A set is named on the command line as
     real            the real SVHN training split (`svhn.load("train", data_dir)`);
                     as a test set, the real SVHN test split (`svhn.load("test", data_dir)`)
     procedural      images from the procedural synthesizer (`procedural.generate`)
-    PATH.npz        any image set file (DESIGN.md's contract: x uint8 (N, 32, 32, 3), y int64 0..9)
+    PATH.npz        any image set file (the project's format: x uint8 (N, 32, 32, 3), y int64 0..9)
 optionally capped to N images as `NAME:N` (a random subset, drawn with the run's seed).
 Several training sets are concatenated ("mixed").
 """
@@ -45,6 +45,22 @@ def parse_spec(text):
     if not text:
         raise ClassifyError("an empty image-set name; use real, procedural or PATH.npz[:N]")
     return SetSpec(text)
+
+
+def check_specs(texts, option):
+    """Parse set names given as `option` (e.g. "--train") and check, without loading anything, that
+    each is real, procedural or an existing PATH.npz; returns the SetSpecs."""
+    specs = []
+    for text in texts:
+        spec = parse_spec(text)
+        if spec.name not in ("real", "procedural"):
+            path = Path(spec.name)
+            if path.suffix != ".npz":
+                raise ClassifyError(f"{option} {text}: not a set name; use real, procedural or a PATH.npz image set")
+            if not path.is_file():
+                raise ClassifyError(f"{option} {text}: no such image set file")
+        specs.append(spec)
+    return specs
 
 
 def load_named_set(spec, split="train", data_dir=None, seed=0):

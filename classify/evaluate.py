@@ -89,7 +89,7 @@ def save_confusion_png(path, C, title="confusion matrix"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nn.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
 
     C = np.asarray(C)
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -121,7 +121,7 @@ def save_misclassified_png(path, x, y, pred, max_images=60, ncol=10):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from nn.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
 
     wrong = np.flatnonzero(np.asarray(pred) != np.asarray(y))
     shown = wrong[:max_images]

@@ -69,7 +69,7 @@ WIDTHS_KEY = "__classify_widths__"
 
 def save_model(model, path):
     """Write the model's weights, BatchNorm statistics, layer list, arch name and widths to an .npz (atomically)."""
-    from nn.files import atomic_savez
+    from common.files import atomic_savez
     from nn.model import ARCH_KEY
     atomic_savez(path, **model.state_dict(), **{ARCH_KEY: np.array(model.architecture()),
                                                 ARCH_NAME_KEY: np.array(model.arch),

@@ -79,8 +79,15 @@ class TrainConfig:
             raise ClassifyError(f"epochs must be at least 1, got {self.epochs}")
         if not 0 <= self.val_fraction < 1:
             raise ClassifyError(f"val_fraction must be in [0, 1), got {self.val_fraction}")
-        if not 0 <= self.label_smoothing < 1 or not 0 <= self.ema_decay < 1:
-            raise ClassifyError("label_smoothing and ema_decay must be in [0, 1)")
+        for name in ("label_smoothing", "ema_decay", "momentum", "warmup"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ClassifyError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if self.lr is not None and not 0 < self.lr < 1:
+            raise ClassifyError(f"lr (the peak learning rate) must be in (0, 1), got {self.lr}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ClassifyError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
+        if len(self.widths) != 3 or any(int(w) < 1 for w in self.widths):
+            raise ClassifyError(f"widths must be three whole numbers >= 1, got {self.widths}")
         return self
 
 
@@ -122,14 +129,16 @@ def learning_rate(step, total, peak, warmup):
 STUCK_LOSS = 0.97 * math.log(10)      # a final training loss this high: the net still guesses uniformly
 
 
-def did_not_learn(history):
+def did_not_learn(history, seed_option="--seed", lr_option="--lr"):
     """A one-line warning if the last recorded training loss is still about ln 10, the loss of
-    predicting 1/10 for every class (with or without label smoothing); None if the net learnt."""
+    predicting 1/10 for every class (with or without label smoothing); None if the net learnt.
+    The advice names the options that change the seed and the learning rate (run_all.py has
+    other ones than classify's)."""
     if not history or history[-1]["train_loss"] < STUCK_LOSS:
         return None
     return (f"the ConvNet did not learn: its training loss ended at {history[-1]['train_loss']:.3f}, the "
             f"loss of guessing every class equally (ln 10 = {math.log(10):.3f}); train again with "
-            f"another --seed or a lower --lr")
+            f"another {seed_option} or a lower {lr_option}")
 
 
 def split_validation(x, y, fraction, rng):

@@ -2,7 +2,7 @@
 
     from experiment import preset, apply_overrides, run_experiment
     settings = apply_overrides(preset("quick"), ["procedural_n=5000"])
-    runner = run_experiment(settings, out="results", data_dir="/data/svhn", backend_name="numpy")
+    runner = run_experiment(settings, out="results", data_dir="svhn_data", backend_name="numpy")
     runner.actions          # {stage: "ran" | "skipped"}
 
 Modules: settings (sizes and presets), stages (the resumable-stage runner), pipeline (the stages

@@ -1,7 +1,9 @@
 """Command line of run_all.py: `python run_all.py [--preset quick|paper|smoke] [--set FIELD=VALUE ...]`."""
 import argparse
-import os
 import sys
+
+from common.cli import ArgumentParser, add_backend_options, check_backend_options, whole
+from common.files import check_output_path
 
 DESCRIPTION = """\
 The paper's whole experiment in one command (M. Grbić, "Generating Training Images Using Generative
@@ -17,7 +19,7 @@ progress (the DCGAN and SimGAN stages resume from their checkpoints).
 
 presets:
   quick   (default) the same pipeline at reduced sizes, <= 30 min on 2 CPU cores with the 783/300
-          image SVHN sample (--data-dir /work/shared/svhn/sample): 7,300 procedural images; the
+          image SVHN sample (--data-dir DIR, a folder with it): 7,300 procedural images; the
           DCGAN of digit 5 trained to iteration 701 (Figures 7-8), the other nine to 200; 730
           DCGAN images per digit (digit 5's from its generator at iteration 200, as the
           others'); a small SimGAN (width 32, 2 blocks, 150 + 50 + 150 iterations); a narrower
@@ -31,9 +33,9 @@ Every size can be changed with --set (see --list-settings)."""
 
 EPILOG = """\
 examples:
-  python run_all.py --data-dir /work/shared/svhn/sample          # the quick preset
+  python run_all.py --data-dir DIR                                # the quick preset on the .mat files in DIR
   python run_all.py --backend cupy --preset paper                 # the paper at full scale (GPU)
-  python run_all.py --preset smoke --data-dir DIR --out /tmp/smoke
+  python run_all.py --preset smoke --data-dir DIR --out smoke_results
   python run_all.py --set procedural_n=5000 --set mix_real=0,100,all
   python run_all.py --redo 'classify_*'                           # retrain every classifier
   python run_all.py --preset paper --list-settings
@@ -42,24 +44,23 @@ Errors (bad arguments, missing data) print one line and exit with status 2."""
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python run_all.py", description=DESCRIPTION, epilog=EPILOG,
+    p = ArgumentParser(prog="python run_all.py", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=("quick", "paper", "smoke"), default="quick",
                    help="experiment sizes (default: quick)")
-    p.add_argument("--backend", choices=("numpy", "cupy"), default=os.environ.get("NN_BACKEND") or "numpy",
-                   help="array library: numpy (CPU) or cupy (GPU) (default: $NN_BACKEND or numpy)")
+    add_backend_options(p)
     p.add_argument("--data-dir", metavar="DIR",
                    help="folder with train_32x32.mat and test_32x32.mat (default: $SVHN_DIR or the user cache, "
                         "downloading what is missing)")
     p.add_argument("--out", default="results", metavar="DIR", help="output folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="random seed of every stage (default: %(default)s)")
+    p.add_argument("--seed", type=whole(0), default=0, help="random seed of every stage (default: %(default)s)")
     p.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="change one setting of the preset, e.g. --set procedural_n=5000, --set clf_steps=all, "
                         "--set mix_real=0,100,all (repeatable; see --list-settings)")
     p.add_argument("--redo", action="append", default=[], metavar="STAGE",
                    help="redo this stage (a name or pattern such as 'classify_*') even when it is finished; the "
                         "stages that read it follow unless it makes the very same images again (repeatable)")
-    p.add_argument("--jobs", type=int, default=None,
+    p.add_argument("--jobs", type=whole(1), default=None,
                    help="stages run at once in worker processes, each with one BLAS thread (the ten DCGANs, the "
                         "SimGAN and most classifiers are independent) (default: one per CPU core with numpy, "
                         "1 with cupy; 1 runs everything in this process, in order, with progress bars)")
@@ -76,12 +77,15 @@ def main(argv=None):
     if args.list_settings:
         print("\n".join(describe(settings)))
         return 0
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
+    # everything is checked before the first stage: backend, threads, data folder, output folder
+    # (run_experiment checks the settings and --redo patterns against the packages and the plan)
+    args.backend, threads = check_backend_options(args)
+    if args.data_dir is not None:
+        from svhn.data import data_dir_for
+        data_dir_for(args.data_dir)
+    check_output_path(args.out, "dir", "--out")
     from experiment.pipeline import default_jobs, run_experiment
     jobs = default_jobs(args.backend) if args.jobs is None else args.jobs
-    if jobs < 1:
-        raise ValueError(f"--jobs must be >= 1, got {jobs}")
 
     def log(line):
         print(line, flush=True)
@@ -90,5 +94,5 @@ def main(argv=None):
         f"{jobs} job(s)")
     run_experiment(settings, out=args.out, data_dir=args.data_dir, backend_name=args.backend, seed=args.seed,
                    preset=args.preset, progress=not args.quiet and sys.stderr.isatty(), log=log, redo=args.redo,
-                   jobs=jobs)
+                   jobs=jobs, threads=threads)
     return 0

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_savez, atomic_write_json
+from common.files import atomic_savez, atomic_write_json
 from experiment.stages import Runner, Stage, content_hash, fingerprint
 
 SET_STAGE = {"procedural": "procedural", "dcgan": "dcgan_set", "simgan": "simgan"}
@@ -48,6 +48,7 @@ class Context:
     out: Path
     data_dir: str = None
     backend: str = "numpy"
+    threads: int = None                                    # nn.parallel's thread count (None: its default)
     seed: int = 0
     preset: str = "custom"
     progress: bool = True
@@ -62,9 +63,11 @@ class Context:
         return {**self.__dict__, "cache": {}, "log": print, "progress": False}
 
     def __setstate__(self, state):
-        """In a worker process: the same array backend as the main process."""
+        """In a worker process: the same array backend (and thread count) as the main process."""
+        from nn import parallel
         self.__dict__.update(state)
         backend.set_backend(self.backend)
+        parallel.set_threads(self.threads)
 
     def stage_dir(self, name):
         return self.out / "stages" / name
@@ -93,21 +96,24 @@ class Context:
 
 # ---------------------------------------------------------------------------------- data
 
-def file_identity(path):
-    """(absolute path, size, modification time) of a file, or None when it is missing."""
+def file_content(path):
+    """The sha256 of a file's bytes (cached per path, size and modification time, so computed once),
+    or None when it is missing. Stages are keyed on it, not on where the file is: copying, moving
+    or touching the data folder redoes nothing."""
+    from svhn.data import file_digest
     path = Path(path)
-    if not path.is_file():
-        return None
-    st = path.stat()
-    return {"path": str(path.resolve()), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return file_digest(path) if path.is_file() else None
+
+
+def data_files(ctx):
+    """{split: sha256 of its .mat file, or None when it is missing (the data stage downloads it)}."""
+    from svhn.data import split_path
+    return {split: file_content(split_path(split, ctx.data_dir, download=False)) for split in ("train", "test")}
 
 
 def data_stage(ctx):
-    from svhn.data import data_dir_for, split_path
     s = ctx.settings
-    files = {split: file_identity(split_path(split, ctx.data_dir, download=False)) for split in ("train", "test")}
-    settings = {"data_dir": str(data_dir_for(ctx.data_dir)), "files": files, "train_n": s.train_n,
-                "test_n": s.test_n, "seed": ctx.seed}
+    settings = {"files_sha256": data_files(ctx), "train_n": s.train_n, "test_n": s.test_n, "seed": ctx.seed}
     return Stage("data", partial(run_data, ctx), settings, what="real SVHN images (svhn.load), subsets")
 
 
@@ -120,15 +126,15 @@ def subset(n, limit, rng):
 
 def run_data(ctx, folder, upstream):
     import svhn
-    from svhn.data import split_path
+    from svhn.data import data_dir_for
     s = ctx.settings
     x_tr, y_tr = svhn.load("train", ctx.data_dir)          # downloads the split when it is missing
     x_te, y_te = svhn.load("test", ctx.data_dir)
     rng = np.random.default_rng([ctx.seed, 11])
     train_idx, test_idx = subset(len(x_tr), s.train_n, rng), subset(len(x_te), s.test_n, rng)
-    files = {split: file_identity(split_path(split, ctx.data_dir, download=False)) for split in ("train", "test")}
+    files = data_files(ctx)
     atomic_savez(folder / "subset.npz", train_idx=train_idx, test_idx=test_idx)
-    info = {"files": files, "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
+    info = {"data_dir": str(data_dir_for(ctx.data_dir)), "files_sha256": files, "n_train": int(len(train_idx)), "n_test": int(len(test_idx)),
             "n_train_available": int(len(x_tr)), "n_test_available": int(len(x_te)),
             "train_digit_counts": np.bincount(y_tr[train_idx], minlength=10).tolist(),
             "test_digit_counts": np.bincount(y_te[test_idx], minlength=10).tolist()}
@@ -315,6 +321,9 @@ def run_classifier(ctx, real, synthetic, folder, upstream):
                                       progress=ctx.progress)
     save_model(model, folder / "model.npz")
     metrics = {"real_images": real, "synthetic_set": synthetic, "n_images": int(n), **metrics}
+    if "warning" in metrics:             # the advice names run_all.py's options, not classify's
+        from classify.train import did_not_learn
+        metrics["warning"] = did_not_learn(metrics["history"], "--seed", "--set clf_lr") or metrics["warning"]
     atomic_write_json(folder / "metrics.json", metrics)
     acc = metrics["test_accuracy"]
     note = f"test accuracy {100 * acc:.1f} % ({metrics['steps']} steps on {n} images)"
@@ -376,8 +385,7 @@ def plan(ctx, n_train):
                         tuple(f"dcgan_digit_{d}" for d in range(10)), what="the DCGAN training set"))
     stages += [classifier_stage(ctx, real, syn) for real, syn in classifier_points(ctx, n_train)]
     from experiment.report import run_report
-    labels = {"preset": ctx.preset, "backend": be, "data_dir": str(ctx.data_dir), "settings": s.as_dict(),
-              "seed": seed}
+    labels = {"preset": ctx.preset, "backend": be, "settings": s.as_dict(), "seed": seed}
     stages.append(Stage("report", partial(run_report, ctx), labels, tuple(["data"] + [st.name for st in stages]),
                         what="table.md, results.json, figures"))
     return stages
@@ -393,31 +401,77 @@ def default_jobs(backend_name):
         return max(1, os.cpu_count() or 1)
 
 
+SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "kg": "simgan_kg", "steps": "simgan_steps",
+                  "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
+                  "width": "simgan_width", "blocks": "simgan_blocks"}
+"""run_all.py's name (--set) of each SimGAN setting it passes on."""
+
+
+def check_settings(ctx, redo=()):
+    """Everything that can be checked before the data stage: the settings as the DCGAN and SimGAN
+    packages will read them, and the --redo patterns (against every stage the plan can hold).
+    Raises a one-line ValueError naming run_all.py's own options."""
+    import re
+    from gan.simgan import SimGANConfig
+    ctx.settings.check()
+    try:
+        dcgan_config(ctx).check()
+    except ValueError as exc:
+        raise ValueError(f"--set: the dcgan_* settings do not work together: {exc}") from None
+    try:
+        SimGANConfig(**simgan_settings(ctx)).check()
+    except ValueError as exc:
+        text = re.sub(r"\b(" + "|".join(SIMGAN_SETTING) + r")\b", lambda m: SIMGAN_SETTING[m.group(1)], str(exc))
+        raise ValueError(f"--set: the simgan_* settings do not work together: {text.split(' (or use')[0]}") from None
+    names = ["data"] + [st.name for n in (0, 10 ** 12) for st in plan(ctx, n)]   # 0: every count is "all"
+    _matching(redo, list(dict.fromkeys(names)))
+    return ctx
+
+
 def run_experiment(settings, out="results", data_dir=None, backend_name="numpy", seed=0, preset="custom",
-                   progress=True, log=print, redo=(), jobs=1):
+                   progress=True, log=print, redo=(), jobs=1, threads=None):
     """Run (or resume) the whole experiment into `out`; returns the Runner (its `manifests` and
     `actions`: {stage: "ran" | "skipped"}). `redo`: stage names or patterns (classify_*) to redo.
-    jobs: stages run at once, in worker processes (1: all in this process, in order)."""
+    jobs: stages run at once, in worker processes (1: all in this process, in order). threads:
+    nn.parallel's thread count in every stage (None: its default). Every setting and pattern is
+    checked before the first stage runs; a run that fails leaves no empty folders behind."""
     started = time.perf_counter()
-    backend.set_backend(backend_name)
-    ctx = Context(settings=settings.check(), out=Path(out), data_dir=data_dir, backend=backend_name, seed=int(seed),
-                  preset=preset, progress=progress, log=log, jobs=jobs)
-    if ctx.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {seed}")
-    first = data_stage(ctx)
-    runner = Runner(ctx.out / "stages", log=log, progress=progress)
-    runner.force = _matching(redo, [first.name], allow_unmatched=True)
-    runner.run(first, 1)
-    stages = plan(ctx, runner.manifests["data"]["summary"]["n_train"])
-    runner.force |= _matching(redo, [first.name] + [st.name for st in stages])
     if not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"--jobs must be a whole number >= 1, got {jobs!r}")
-    runner.run_many(stages, jobs=jobs, first_index=2, total=len(stages) + 1)
-    from experiment.report import publish_report
-    publish_report(ctx, runner.manifests["report"])
+    if int(seed) < 0:
+        raise ValueError(f"--seed must be >= 0, got {seed}")
+    ctx = Context(settings=settings, out=Path(out), data_dir=data_dir, backend=backend_name, seed=int(seed),
+                  preset=preset, progress=progress, log=log, jobs=jobs, threads=threads)
+    check_settings(ctx, redo)
+    from nn import parallel
+    backend.set_backend(backend_name)
+    parallel.set_threads(threads)
+    created = [p for p in (ctx.out, ctx.out / "stages") if not p.exists()]
+    try:
+        runner = _run_stages(ctx, redo, jobs)
+    except BaseException:
+        for folder in reversed(created):          # folders this run made and left empty
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        raise
     ran = sum(a == "ran" for a in runner.actions.values())
     log(f"done in {time.perf_counter() - started:.1f} s: {ran} stage(s) ran, {len(runner.actions) - ran} skipped; "
         f"see {ctx.out / 'table.md'}")
+    return runner
+
+
+def _run_stages(ctx, redo, jobs):
+    first = data_stage(ctx)
+    runner = Runner(ctx.out / "stages", log=ctx.log, progress=ctx.progress)
+    runner.force = _matching(redo, [first.name], allow_unmatched=True)
+    runner.run(first, 1)
+    stages = plan(ctx, runner.manifests["data"]["summary"]["n_train"])
+    runner.force |= _matching(redo, [first.name] + [st.name for st in stages], allow_unmatched=True)
+    runner.run_many(stages, jobs=jobs, first_index=2, total=len(stages) + 1)
+    from experiment.report import publish_report
+    publish_report(ctx, runner.manifests["report"])
     return runner
 
 

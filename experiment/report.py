@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 PAPER = {"real": 0.86, "procedural": 0.63, "dcgan": 0.77, "simgan": None}
 """The paper's test accuracies (ConvNet trained on each set, tested on the real SVHN test set)."""
@@ -63,7 +63,7 @@ def collect(ctx, upstream):
     ran = sum(s["this_run"] for s in stages.values())
     return {
         "preset": ctx.preset, "backend": ctx.backend, "seed": ctx.seed,
-        "data": {"data_dir": upstream["data"]["settings"]["data_dir"], **data},
+        "data": {"data_dir": data.get("data_dir"), **data},
         "settings": ctx.settings.as_dict(),
         "table": table,
         "mixing_curve": mixing,

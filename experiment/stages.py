@@ -30,7 +30,7 @@ from typing import Callable
 
 import numpy as np
 
-from nn.files import atomic_write_json
+from common.files import atomic_write_json
 
 MANIFEST = "manifest.json"
 
@@ -125,6 +125,19 @@ def call_stage(run, folder, upstream):
     wall, cpu = time.perf_counter(), time.process_time()
     summary = run(folder, upstream) or {}
     return summary, time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _worker_ignores_ctrl_c():
+    """Worker processes ignore Ctrl-C (the terminal sends it to the whole process group): the main
+    process handles it, stops the workers and reports once. Their progress bars get a plain thread
+    lock instead of tqdm's default inter-process one, whose semaphore a stopped worker could not
+    release (Python then warns of "leaked semaphore objects" at exit)."""
+    import signal
+    import threading
+
+    from tqdm import tqdm
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tqdm.set_lock(threading.RLock())
 
 
 def _limit_threads():
@@ -244,7 +257,7 @@ class Runner:
         log, self.log = self.log, (lambda line: bar.write(line) if self.progress else log(line))
         saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
         _limit_threads()                         # inherited by the spawned workers
-        pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"))
+        pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_ignores_ctrl_c)
         error = None                             # the first stage that failed; the running ones still finish
         try:
             while running or (pending and error is None):
@@ -267,14 +280,14 @@ class Runner:
                 bar.n = len(self.actions) - (first_index - 1)
                 bar.refresh()
         except BaseException:                    # an interrupt here: stop the workers, keep what is finished
-            for process in list(getattr(pool, "_processes", {}).values()):
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
                 process.terminate()
             for st in running.values():
                 self.fail(st)
-            pool.shutdown(wait=False, cancel_futures=True)
             raise
         finally:
-            pool.shutdown(wait=True)
+            pool.shutdown(wait=True, cancel_futures=True)
+            del pool                             # its queues' semaphores are released now, not leaked at exit
             bar.close()
             self.log = log
             for k, v in saved.items():

@@ -1,9 +1,9 @@
 """gan — the paper's method: one DCGAN per digit, trained on the real images of that digit.
 
     from gan import Config, train_all, sample, fidelity
-    train_all("runs/paper", Config(iters=300, loss="paper", data_dir="/data/svhn"), digits=range(10))
+    train_all("runs/paper", Config(iters=300, loss="paper", data_dir="svhn_data"), digits=range(10))
     x, y = sample("runs/paper", per_digit=7300, seed=0)       # uint8 (73000, 32, 32, 3), int64 labels
-    fidelity("runs/paper", data_dir="/data/svhn")             # {"mean": ..., "per_digit": {...}}
+    fidelity("runs/paper", data_dir="svhn_data")             # {"mean": ..., "per_digit": {...}}
 
 The networks and losses (the paper's D = |X1 - X| and G = 1 - D, or BCE) are in gan/dcgan.py,
 training, checkpoints and figures in gan/train.py, sampling and label fidelity in gan/synthesis.py.

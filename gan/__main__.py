@@ -1,5 +1,5 @@
 """`python -m gan ...` (see gan/cli.py)."""
-from nn.files import run_cli
+from common.cli import run_cli
 from gan.cli import main
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 import argparse
 import sys
 
-from nn import backend
+from common.cli import ArgumentParser, add_backend_options, apply_backend_options, number, whole
+from common.files import check_output_path
 
 DESCRIPTION = """\
 The paper's DCGANs: one per digit, each trained on the real SVHN training images of
@@ -17,18 +18,18 @@ Errors print one line and exit with status 2."""
 
 EPILOG = """\
 examples:
-  python -m gan train --digits 0-9 --iters 300 --loss paper --data-dir ../shared/svhn/sample --out runs/paper
+  python -m gan train --digits 0-9 --iters 300 --loss paper --data-dir DIR --out runs/paper
   python -m gan train --digits 1,5 --iters 700 --loss bce --out runs/bce     (resumes if runs/bce exists)
   python -m gan sample --run runs/paper --per-digit 7300 --out dcgan.npz --seed 0
-  python -m gan fidelity --run runs/paper --data-dir ../shared/svhn/sample"""
+  python -m gan fidelity --run runs/paper --data-dir DIR
+(DIR: a folder with SVHN's train_32x32.mat; default $SVHN_DIR, else the user cache)"""
 
 
 def _common(backend_and_seed=True):
-    p = argparse.ArgumentParser(add_help=False)
+    p = ArgumentParser(add_help=False)
     if backend_and_seed:
-        p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
-                       help="array library: numpy (CPU) or cupy (GPU) (default: numpy)")
-        p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+        add_backend_options(p)
+        p.add_argument("--seed", type=whole(0), default=None, help="random seed, >= 0 (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     return p
 
@@ -36,7 +37,7 @@ def _common(backend_and_seed=True):
 def build_parser():
     from gan.train import GENERATOR_LR, Config
     d = Config()
-    parser = argparse.ArgumentParser(prog="python -m gan", description=DESCRIPTION, epilog=EPILOG,
+    parser = ArgumentParser(prog="python -m gan", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -48,36 +49,36 @@ def build_parser():
     p.add_argument("--digits", default="0-9", help="digits to train: a range (0-9) or a list (1,5) (default: 0-9)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with train_32x32.mat (default: $SVHN_DIR or the user cache)")
     # None defaults: an option given on the command line is told apart from one left out (resume).
-    p.add_argument("--iters", type=int, help=f"iterations per digit (default: {d.iters})")
+    p.add_argument("--iters", type=whole(1), help=f"iterations per digit (default: {d.iters})")
     p.add_argument("--loss", choices=("paper", "bce"),
                    help=f"paper: D = |X1 - X|, G = 1 - D; bce: binary cross-entropy, non-saturating G (default: {d.loss})")
     p.add_argument("--upsample", choices=("nearest", "deconv"),
                    help=f"generator stages: nearest upsampling + 3x3 conv, or stride-2 transposed conv "
                         f"(default: {d.upsample})")
-    p.add_argument("--width", type=int, help=f"channels of the narrowest stage; G uses 4w-2w-w, D w-2w-4w (default: {d.width})")
-    p.add_argument("--batch-size", type=int, help=f"real and generated images per iteration (default: {d.batch_size})")
-    p.add_argument("--lr", type=float, help=f"the generator's Adam learning rate (default: "
+    p.add_argument("--width", type=whole(1), help=f"channels of the narrowest stage; G uses 4w-2w-w, D w-2w-4w (default: {d.width})")
+    p.add_argument("--batch-size", type=whole(2), help=f"real and generated images per iteration (default: {d.batch_size})")
+    p.add_argument("--lr", type=number(0, 1, True, True), help=f"the generator's Adam learning rate (default: "
                                             f"{GENERATOR_LR['paper']} with --loss paper, {GENERATOR_LR['bce']} with bce)")
-    p.add_argument("--lr-d", type=float, help=f"the discriminator's own Adam learning rate (default: {d.lr_d})")
-    p.add_argument("--beta1", type=float, help=f"Adam beta1 (default: {d.beta1})")
-    p.add_argument("--label-smoothing", type=float,
+    p.add_argument("--lr-d", type=number(0, 1, True, True), help=f"the discriminator's own Adam learning rate (default: {d.lr_d})")
+    p.add_argument("--beta1", type=number(0, 1, False, True), help=f"Adam beta1 (default: {d.beta1})")
+    p.add_argument("--label-smoothing", type=number(0, 1, False, True),
                    help="discriminator target for real images X1 = s instead of 0 (one-sided smoothing; default: 0)")
     p.add_argument("--augment", choices=("none", "diffaug"),
                    help="diffaug: differentiable colour/translation/cutout augmentation of every image the "
                         "discriminator sees (Zhao et al. 2020), against D memorising few images (default: diffaug)")
-    p.add_argument("--d-every", type=int, help="update the discriminator every k-th iteration only (default: 1)")
-    p.add_argument("--ema-decay", type=float,
+    p.add_argument("--d-every", type=whole(1), help="update the discriminator every k-th iteration only (default: 1)")
+    p.add_argument("--ema-decay", type=number(0, 1, False, True),
                    help=f"sample from a moving average of the generator's weights with this decay; 0: from the "
                         f"generator itself (default: {d.ema_decay})")
-    p.add_argument("--checkpoint-every", type=int, help=f"iterations between checkpoints (default: {d.checkpoint_every})")
-    p.add_argument("--stuck-iters", type=int,
+    p.add_argument("--checkpoint-every", type=whole(1), help=f"iterations between checkpoints (default: {d.checkpoint_every})")
+    p.add_argument("--stuck-iters", type=whole(0),
                    help=f"stop a digit whose discriminator is all-or-nothing (accuracy 0 or 1 on both real and "
                         f"generated, unchanged) this many iterations in a row; 0: never (default: {d.stuck_iters})")
 
     p = sub.add_parser("sample", parents=[_common()], help="write generated images as an image set .npz")
     p.add_argument("--run", required=True, metavar="RUN_DIR", help="a run folder written by train")
     p.add_argument("--out", required=True, metavar="FILE.npz", help="the image set to write")
-    p.add_argument("--per-digit", type=int, default=7300, help="images per digit (default: 7300, as the paper)")
+    p.add_argument("--per-digit", type=whole(1), default=7300, help="images per digit (default: 7300, as the paper)")
     p.add_argument("--digits", default=None, help="digits to sample, e.g. 0-9 or 1,5 (default: every trained digit)")
     p.add_argument("--bn", choices=("batch", "running"), default="batch",
                    help="BatchNorm statistics while sampling: of each batch of 64, as in training, or the running "
@@ -91,9 +92,9 @@ def build_parser():
     p.add_argument("--classifier", metavar="MODEL.npz",
                    help="classify model to use; trained on the real training images and saved here when missing "
                         "(default: RUN_DIR/fidelity_classifier.npz)")
-    p.add_argument("--classifier-steps", type=int, metavar="N",
+    p.add_argument("--classifier-steps", type=whole(1), metavar="N",
                    help="when the classifier is trained here: at least N optimizer steps (default: classify's own)")
-    p.add_argument("--per-digit", type=int, default=500, help="generated images per digit (default: 500)")
+    p.add_argument("--per-digit", type=whole(1), default=500, help="generated images per digit (default: 500)")
     p.add_argument("--digits", default=None, help="digits to measure (default: every trained digit)")
     return parser
 
@@ -111,8 +112,10 @@ def cmd_train(args):
     if args.seed is not None:
         given["seed"] = args.seed
     if args.data_dir is not None:
+        from svhn.data import data_dir_for
+        data_dir_for(args.data_dir)                  # a missing folder is reported before anything is written
         given["data_dir"] = args.data_dir
-    config = Config(**given)
+    config = Config(**given).check()
     results = train_all(args.out, config, digits, progress=not args.quiet, explicit=tuple(given),
                         log=lambda line: print(line, file=sys.stderr))
     stopped = [d for d, s in results.items() if s["state"] != "done"]
@@ -128,6 +131,9 @@ def cmd_sample(args):
     from svhn.imageset import save_grid_png, save_image_set
     import numpy as np
     digits = parse_digits(args.digits) if args.digits else None
+    check_output_path(args.out, "file", "--out")
+    if args.grid:
+        check_output_path(args.grid, "file", "--grid")
     x, y = sample(args.run, args.per_digit, digits, seed=args.seed or 0, bn=args.bn, progress=not args.quiet,
                   log=lambda line: print(line, file=sys.stderr))
     save_image_set(args.out, x, y)
@@ -142,6 +148,9 @@ def cmd_fidelity(args):
     from gan.synthesis import fidelity
     from gan.train import parse_digits
     digits = parse_digits(args.digits) if args.digits else None
+    if args.data_dir is not None:
+        from svhn.data import data_dir_for
+        data_dir_for(args.data_dir)
     result = fidelity(args.run, args.data_dir, args.classifier, args.per_digit, digits, seed=args.seed or 0,
                       progress=not args.quiet, log=lambda line: print(line, file=sys.stderr),
                       classifier_steps=args.classifier_steps)
@@ -153,5 +162,5 @@ def cmd_fidelity(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    backend.set_backend(args.backend)
+    apply_backend_options(args)
     return {"train": cmd_train, "sample": cmd_sample, "fidelity": cmd_fidelity}[args.command](args)

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, run_cli
+from common.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, npz_problem
+from common.cli import run_cli
 from gan.runs import read_run_config
 from gan.simgan_nets import SimGAN, build_patch_discriminator, build_refiner
 
@@ -129,11 +130,14 @@ def load_config(run_dir):
     return read_run_config(run_dir, SimGANConfig, "SimGAN", SimGANError)
 
 
-def prepare_run(run_dir, settings):
-    """Create RUN_DIR with these settings, or reopen it: a saved run keeps its settings, and of the
-    ones given only `steps` (train further) and `checkpoint_every` may differ. Returns the config."""
+def resolve_config(run_dir, settings):
+    """The checked config a run in RUN_DIR would use, writing nothing: a folder holding a trained run
+    (a checkpoint) keeps its settings, and of the ones given only `steps` (train further) and
+    `checkpoint_every` may differ; a folder whose run never saved an iteration takes the new ones."""
     run_dir = Path(run_dir)
-    if (run_dir / "config.json").is_file():
+    if run_dir.exists() and not run_dir.is_dir():
+        raise SimGANError(f"{run_dir}: exists and is not a folder; give a run folder")
+    if (run_dir / "config.json").is_file() and (run_dir / "checkpoint.npz").is_file():
         config = load_config(run_dir)
         for name, value in settings.items():
             if name in RESUMABLE:
@@ -145,8 +149,14 @@ def prepare_run(run_dir, settings):
                                   f"not {value!r}; use a new --out folder to change it")
     else:
         config = SimGANConfig.from_dict(settings)
-    config.check()
-    atomic_write_json(run_dir / "config.json", asdict(config))
+    return config.check()
+
+
+def prepare_run(run_dir, settings):
+    """Create RUN_DIR with these settings, or reopen it (see `resolve_config`); writes config.json
+    and returns the config."""
+    config = resolve_config(run_dir, settings)
+    atomic_write_json(Path(run_dir) / "config.json", asdict(config))
     return config
 
 
@@ -174,7 +184,7 @@ def load_checkpoint(path, sg):
             state = {k: f[k] for k in f.files}
         iteration, rng_state = int(state["iteration"]), json.loads(str(state["rng_state"]))
     except Exception as exc:
-        raise SimGANError(f"{path}: not a readable SimGAN checkpoint ({str(exc).splitlines()[0] if str(exc) else exc!r})") from None
+        raise SimGANError(f"{path}: not a readable SimGAN checkpoint ({npz_problem(exc)})") from None
     sg.load_state_dict(state, source=str(path))
     rng = np.random.default_rng()
     rng.bit_generator.state = rng_state

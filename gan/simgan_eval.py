@@ -1,7 +1,7 @@
 """Does refining help? The ConvNet trained on N refined images against the one trained on the same N
 raw procedural images, both tested on real SVHN images neither saw in training.
 
-    report = compare("runs/simgan", proc_x, proc_y, data_dir="/data/svhn/sample", n=7000, seeds=(0, 1, 2))
+    report = compare("runs/simgan", proc_x, proc_y, data_dir="svhn_data", n=7000, seeds=(0, 1, 2))
     report["mean"]["refined"]["test"] - report["mean"]["procedural"]["test"]
 
 Two real test sets: SVHN's test split ("test", the fair one: the refiner never saw it) and the
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.files import atomic_write_json
+from common.files import atomic_write_json
 
 SETS = ("procedural", "refined")
 

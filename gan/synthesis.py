@@ -1,7 +1,7 @@
 """Synthesis from trained DCGANs, and label fidelity: does a classifier see digit k in digit k's images?
 
     x, y = sample("runs/dcgan", per_digit=7300, digits=range(10), seed=0)   # uint8 NHWC, int64
-    report = fidelity("runs/dcgan", data_dir="/data/svhn/sample")            # {"mean": .., "per_digit": ..}
+    report = fidelity("runs/dcgan", data_dir="svhn_data")            # {"mean": .., "per_digit": ..}
 """
 import json
 from pathlib import Path
@@ -74,8 +74,9 @@ def get_classifier(path, data_dir, seed=0, progress=True, log=print, steps=None)
     from classify import load_model, save_model
     path = Path(path)
     if path.is_file():
+        model = load_model(path)
         log(f"classifier: loaded {path}")
-        return load_model(path)
+        return model
     log(f"classifier: training the classify ConvNet on the real training images of {data_dir} "
         f"(saved to {path})")
     model = train_reference_classifier(data_dir, seed=seed, progress=progress, steps=steps)
@@ -98,8 +99,17 @@ def fidelity(run_dir, data_dir=None, classifier_path=None, per_digit=500, digits
     RUN_DIR/fidelity_classifier.npz) labels `per_digit` generated images of each digit.
     Writes RUN_DIR/fidelity.json and returns the same dict."""
     from classify import predict_labels
-    from nn.files import atomic_write_json
+    from common.files import atomic_write_json
+    from common.files import check_output_path
     classifier_path = Path(classifier_path or Path(run_dir) / "fidelity_classifier.npz")
+    if not Path(run_dir, "config.json").is_file():
+        raise ValueError(f"{run_dir}: not a DCGAN run folder (no config.json)")
+    check_output_path(Path(run_dir) / "fidelity.json", "file")
+    if classifier_path.is_file():
+        from classify import load_model
+        load_model(classifier_path)          # an unreadable classifier is reported before any work
+    else:
+        check_output_path(classifier_path, "file", "--classifier")
     x, y = sample(run_dir, per_digit, digits, seed, progress=progress, log=log)
     model = get_classifier(classifier_path, data_dir, seed=seed, progress=progress, log=log, steps=classifier_steps)
     result = label_fidelity(lambda images: predict_labels(model, images), x, y)

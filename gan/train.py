@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_savez, atomic_write_json, atomic_write_text
+from common.files import atomic_savez, atomic_write_json, atomic_write_text, npz_problem
 from gan.dcgan import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
 from gan.runs import read_run_config
 
@@ -113,12 +113,20 @@ def load_config(run_dir):
     return read_run_config(run_dir, Config, "DCGAN")
 
 
-def prepare_run(run_dir, config, explicit=()):
-    """Create RUN_DIR with `config`, or reopen an existing one. Reopening keeps the saved settings;
-    of the settings named in `explicit` (given on the command line) only `iters` (train further),
-    `checkpoint_every`, `stuck_iters` and `data_dir` may differ. Returns the config to use."""
+def has_trained(run_dir):
+    """True when some digit of the run has a checkpoint (a completed, saved iteration)."""
+    return any(Path(run_dir).glob("digit_*/checkpoint.npz"))
+
+
+def resolve_config(run_dir, config, explicit=()):
+    """The checked config a run in RUN_DIR would use, writing nothing. A folder that holds a trained
+    run keeps the saved settings; of the settings named in `explicit` (given on the command line)
+    only `iters` (train further), `checkpoint_every`, `stuck_iters` and `data_dir` may differ. A
+    folder whose run never saved an iteration takes the new settings."""
     run_dir = Path(run_dir)
-    if (run_dir / "config.json").is_file():
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"{run_dir}: exists and is not a folder; give a run folder")
+    if (run_dir / "config.json").is_file() and has_trained(run_dir):
         saved = load_config(run_dir)
         for name in explicit:
             new, old = getattr(config, name), getattr(saved, name)
@@ -128,8 +136,14 @@ def prepare_run(run_dir, config, explicit=()):
                 raise ValueError(f"{run_dir}: this run was trained with {name}={old!r}, not {new!r}; "
                                  f"use a new --out folder to change it")
         config = saved
-    config.check()
-    atomic_write_json(run_dir / "config.json", asdict(config))
+    return config.check()
+
+
+def prepare_run(run_dir, config, explicit=()):
+    """Create RUN_DIR with `config`, or reopen an existing one (see `resolve_config`), and write its
+    config.json. Returns the config to use."""
+    config = resolve_config(run_dir, config, explicit)
+    atomic_write_json(Path(run_dir) / "config.json", asdict(config))
     return config
 
 
@@ -164,7 +178,7 @@ def load_checkpoint(path, gan):
         with np.load(path, allow_pickle=False) as f:
             state = {k: f[k] for k in f.files}
     except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({exc})") from None
+        raise ValueError(f"{path}: not a readable checkpoint ({npz_problem(exc)})") from None
     gan.load_state_dict(state, source=str(path))
     rng = np.random.default_rng()
     rng.bit_generator.state = json.loads(str(state["rng_state"]))
@@ -241,7 +255,7 @@ def plot_losses(path, logs, title):
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90)
     plt.close(fig)
-    from nn.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
     atomic_write_bytes(path, buf.getvalue())
 
 
@@ -373,15 +387,19 @@ def train_all(run_dir, config, digits=range(10), images=None, labels=None, progr
     A digit that stops (NaN/inf, stuck discriminator) is reported and the others go on.
     Returns {digit: status dict}.
     """
-    config = prepare_run(run_dir, config, explicit)
+    from common.files import check_output_path
+    check_output_path(run_dir, "dir", "--out")
+    config = resolve_config(run_dir, config, explicit)      # nothing is written before the data is read
     if images is None:
         import svhn
         images, labels = svhn.load("train", config.data_dir)
-    results = {}
-    for digit in digits:
-        mine = images[np.asarray(labels) == digit]
+    per_digit = {digit: images[np.asarray(labels) == digit] for digit in digits}
+    for digit, mine in per_digit.items():
         if len(mine) == 0:
             raise ValueError(f"no training images of digit {digit} in the data")
+    config = prepare_run(run_dir, config, explicit)
+    results = {}
+    for digit, mine in per_digit.items():
         results[digit] = train_digit(mine, digit, run_dir, config, progress=progress, log=log)
     logs = {d: read_log(digit_dir(run_dir, d) / "log.csv") for d in range(10)}
     plot_losses(Path(run_dir) / "losses.png", logs, f"DCGAN per digit, loss {config.loss}")

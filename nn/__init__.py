@@ -1,7 +1,7 @@
 """nn — a small, readable neural-network library on NumPy (CPU) or CuPy (GPU).
 
     from nn import backend, layers, losses, optim, Sequential
-    backend.set_backend("cupy")      # or NN_BACKEND=cupy
+    backend.set_backend("cupy")      # or --backend cupy / NN_BACKEND=cupy on any command
 
 Read `nn/layers/*.py` to see how each layer computes its forward and backward pass.
 """

@@ -5,8 +5,9 @@ Every kernel in `nn` asks this module for the current array module and uses noth
     from nn import backend
     xp = backend.xp          # numpy or cupy, read at call time
 
-`set_backend("cupy")` switches the whole library to the GPU; the environment variable
-`NN_BACKEND=cupy` does the same at import time. Weights are always drawn on the host from
+`set_backend("cupy")` switches the whole library to the GPU. Importing `nn` never fails and always
+starts on NumPy; the environment variable NN_BACKEND is read by the command lines (their
+--backend defaults to it) and by `set_backend(default_backend_name())`. Weights are always drawn on the host from
 one seeded NumPy generator (`host_rng()`) and then moved with `asarray`, so both backends
 start from identical weights for the same seed.
 """
@@ -75,6 +76,11 @@ def set_backend(backend_name):
     _device_rng = None
 
 
+def default_backend_name():
+    """NN_BACKEND when it is set and not empty, else "numpy" (checked only when it is used)."""
+    return os.environ.get("NN_BACKEND", "").strip() or "numpy"
+
+
 def cupy_available():
     """True where CuPy imports and sees at least one GPU (used by tests to skip)."""
     try:
@@ -127,4 +133,3 @@ def synchronize():
 
 
 _reuse_freed_memory()
-set_backend(os.environ.get("NN_BACKEND", "numpy"))

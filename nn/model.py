@@ -1,8 +1,10 @@
 """`Sequential`: a list of layers run one after another."""
+import os
+from pathlib import Path
+
 import numpy as np
 
 from nn import backend
-from nn.files import atomic_savez
 from nn.layers.base import num_params
 
 ARCH_KEY = "__architecture__"
@@ -117,8 +119,17 @@ class Sequential:
         return self
 
     def save(self, path):
-        """Write every parameter and buffer, and the architecture, to an .npz (atomically)."""
-        atomic_savez(path, **self.state_dict(), **{ARCH_KEY: np.array(self.architecture())})
+        """Write every parameter and buffer, and the architecture, to an .npz (atomically: into a
+        temporary file beside it, then renamed, so an interrupt never leaves half a file)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                np.savez(f, **self.state_dict(), **{ARCH_KEY: np.array(self.architecture())})
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
 
     def load(self, path):
         """Load weights saved by `save`; a file from a different architecture is a ValueError."""
@@ -128,7 +139,8 @@ class Sequential:
         except FileNotFoundError:
             raise ValueError(f"{path}: no such model file") from None
         except Exception as exc:
-            raise ValueError(f"{path}: not a readable .npz model file ({exc})") from None
+            reason = "not an .npz archive" if "pickle" in str(exc) or not str(exc).strip() else str(exc).splitlines()[0]
+            raise ValueError(f"{path}: not a readable .npz model file ({reason})") from None
         if ARCH_KEY in state and list(state[ARCH_KEY]) != self.architecture():
             raise ValueError(f"{path}: saved for a different architecture than this model")
         return self.load_state_dict(state, source=str(path))

@@ -8,7 +8,8 @@ import dataclasses
 import sys
 import time
 
-from nn.files import run_cli
+from common.cli import ArgumentParser, backend_name, run_cli, whole
+from common.files import check_output_path
 
 DESCRIPTION = """\
 Synthesize labelled 32x32 house-number crops with the paper's "simple method": one centred
@@ -85,15 +86,15 @@ def list_settings():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m procedural", description=DESCRIPTION, epilog=EPILOG,
+    p = ArgumentParser(prog="python -m procedural", description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--n", type=int, default=73000,
+    p.add_argument("--n", type=whole(1), default=73000,
                    help="number of images (default 73000: the paper's 7,300 per digit)")
     p.add_argument("--out", default="procedural.npz", help="image set to write (.npz; default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="base random seed, >= 0 (default %(default)s)")
+    p.add_argument("--seed", type=whole(0), default=0, help="base random seed, >= 0 (default %(default)s)")
     p.add_argument("--preview", metavar="PNG",
                    help="also write a preview grid like the paper's Figure 6: row k shows 10 images of digit k")
-    p.add_argument("--workers", type=int, default=None,
+    p.add_argument("--workers", type=whole(1), default=None,
                    help="worker processes (default: one per CPU core; 1 = no extra processes); "
                         "the images do not depend on it")
     p.add_argument("--fonts-dir", action="append", metavar="DIR",
@@ -107,8 +108,9 @@ def main(argv=None):
                         "--set blur_sigma=0,2 (repeatable; see --list-settings)")
     p.add_argument("--list-settings", action="store_true", help="print every setting, its default and meaning, and exit")
     p.add_argument("--list-fonts", action="store_true", help="print the font families that would be used, and exit")
-    p.add_argument("--backend", choices=("numpy", "cupy"), default="numpy",
-                   help="accepted for the project's common interface and ignored: rendering runs on the CPU")
+    p.add_argument("--backend", default=None, metavar="NAME",
+                   help="numpy or cupy: accepted for the project's common interface and ignored (rendering "
+                        "runs on the CPU; NN_BACKEND is not read)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     args = p.parse_args(argv)
 
@@ -122,12 +124,12 @@ def main(argv=None):
         print("\n".join(describe(refs)))
         print(f"{len(refs)} fonts")
         return 0
-    if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
-    if args.seed < 0:
-        raise ValueError(f"--seed must be >= 0, got {args.seed}")
-    if args.workers is not None and args.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    if args.backend is not None:
+        backend_name(args.backend)
+    out = check_output_path(args.out, "file", "--out")
+    preview = check_output_path(args.preview, "file", "--preview") if args.preview else None
+    if preview is not None and preview.resolve() == out.resolve():
+        raise ValueError(f"--preview {args.preview} is the same file as --out; give the preview its own name")
 
     from procedural import generate, preview_images
     from svhn.imageset import save_grid_png, save_image_set

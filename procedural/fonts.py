@@ -363,7 +363,7 @@ def _cache_file(refs):
 def _save(path, refs):
     """Pack every cached glyph of `refs` into one .npz: a table (font, stroke, level, digit,
     height, width, left, top), the advances, and all masks' pixels end to end."""
-    from nn.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
     table, advance, pixels = [], [], []
     for i, r in enumerate(refs):
         for s in STROKES:

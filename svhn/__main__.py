@@ -1,5 +1,5 @@
 """`python -m svhn ...`: see `python -m svhn --help`."""
-from nn.files import run_cli
+from common.cli import run_cli
 from svhn.cli import main
 
 if __name__ == "__main__":

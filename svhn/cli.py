@@ -3,6 +3,8 @@ import argparse
 
 import numpy as np
 
+from common.cli import ArgumentParser, whole
+from common.files import check_output_path
 from svhn import data, download
 from svhn.imageset import save_grid_png, save_image_set
 
@@ -17,23 +19,23 @@ Errors print one line and exit with status 2."""
 
 EPILOG = """\
 examples:
-  python -m svhn info --data-dir ../shared/svhn/sample
+  python -m svhn info --data-dir DIR          # DIR: a folder with the .mat files
   python -m svhn download --splits train,test
   python -m svhn verify --data-dir ~/data/svhn
   python -m svhn preview --split test --n 100 --out test.png
-  python -m svhn export --data-dir ../shared/svhn/sample --splits train,test --out real.npz"""
+  python -m svhn export --data-dir DIR --splits train,test --out real.npz"""
 
 
 def build_parser():
     """The argument parser: one sub-command per task, sharing --data-dir."""
-    common = argparse.ArgumentParser(add_help=False)
+    common = ArgumentParser(add_help=False)
     common.add_argument("--data-dir", metavar="DIR",
                         help="folder with the .mat files (default: $SVHN_DIR, else ~/.cache/svhn-gan/svhn)")
-    splits = argparse.ArgumentParser(add_help=False)
+    splits = ArgumentParser(add_help=False)
     splits.add_argument("--splits", default="train,test", metavar="LIST",
                         help="comma-separated splits among train, test, extra (default: train,test)")
 
-    parser = argparse.ArgumentParser(prog="python -m svhn", description=DESCRIPTION, epilog=EPILOG,
+    parser = ArgumentParser(prog="python -m svhn", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("info", parents=[common, splits], help="image counts per digit, shapes, file locations")
@@ -45,7 +47,7 @@ def build_parser():
                    help="compare files with the official md5 sums (exit 1 if one differs or is missing)")
     p = sub.add_parser("preview", parents=[common], help="write a PNG grid of the first images of a split")
     p.add_argument("--split", default="train", help="train, test or extra (default: train)")
-    p.add_argument("--n", type=int, default=100, help="how many images (default: 100)")
+    p.add_argument("--n", type=whole(1), default=100, help="how many images, at least 1 (default: 100)")
     p.add_argument("--out", required=True, metavar="FILE.png", help="the PNG to write")
     p = sub.add_parser("export", parents=[common, splits],
                        help="write the splits, concatenated, as one image set .npz (x uint8, y int64)")
@@ -87,8 +89,8 @@ def cmd_verify(args):
 
 def cmd_preview(args):
     """Save the first --n images of a split as a 10-wide grid."""
-    if args.n < 1:
-        raise data.SVHNError(f"--n must be at least 1, got {args.n}")
+    data.split_file(args.split)
+    check_output_path(args.out, "file", "--out")
     x, _ = data.load(args.split, args.data_dir)
     shown = x[:args.n]
     save_grid_png(args.out, shown, nrow=10, title=f"SVHN {args.split}: first {len(shown)} of {len(x)}")
@@ -98,7 +100,9 @@ def cmd_preview(args):
 
 def cmd_export(args):
     """Concatenate the splits into one image set file."""
-    pairs = [data.load(split, args.data_dir) for split in data.parse_splits(args.splits)]
+    splits = data.parse_splits(args.splits)
+    check_output_path(args.out, "file", "--out")
+    pairs = [data.load(split, args.data_dir) for split in splits]
     x = np.concatenate([p[0] for p in pairs])
     y = np.concatenate([p[1] for p in pairs])
     save_image_set(args.out, x, y)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.files import atomic_savez
+from common.files import atomic_savez, atomic_write_bytes
 from svhn import download as dl
 
 SPLITS = {"train": "train_32x32.mat", "test": "test_32x32.mat", "extra": "extra_32x32.mat"}
@@ -130,6 +130,33 @@ def cache_path(source):
     where = hashlib.sha1(str(source).encode()).hexdigest()[:12]
     version = hashlib.sha1(f"{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
     return cache_dir() / f"{source.stem}-{where}-{version}.npz"
+
+
+def file_digest(path):
+    """The sha256 of a file's bytes, computed once per (absolute path, size, modification time):
+    the result is kept in the per-user cache (`cache_dir()/digests`), so asking again about an
+    unchanged file costs nothing, and a copied, moved or touched file with the same bytes gets
+    the same digest after one read. A digest that cannot be cached is only recomputed next time."""
+    source = Path(path).resolve()
+    stat = source.stat()
+    key = hashlib.sha1(f"{source}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:20]
+    memo = cache_dir() / "digests" / f"{source.name}-{key}.sha256"
+    try:
+        text = memo.read_text().strip()
+        if len(text) == 64:
+            return text
+    except OSError:
+        pass
+    digest = hashlib.sha256()
+    with open(source, "rb") as f:
+        for chunk in iter(lambda: f.read(dl.CHUNK), b""):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    try:
+        atomic_write_bytes(memo, value.encode())
+    except OSError:
+        pass
+    return value
 
 
 def load(split, data_dir=None):

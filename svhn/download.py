@@ -5,10 +5,13 @@ it streams, and only a file whose md5 matches is renamed to its real name. A fai
 (offline, timeout, HTTP error, wrong checksum) deletes that temporary file, and nothing
 else, and raises DownloadError with one line saying what to put where.
 """
+import contextlib
 import hashlib
 import http.client
 import os
+import signal
 import tempfile
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -17,7 +20,7 @@ URL_BASE = "http://ufldl.stanford.edu/housenumbers/"
 TIMEOUT_S = 30
 CHUNK = 1 << 20
 
-# The official files (docs/DESIGN.md, "SVHN facts"): name -> (bytes, md5).
+# The official files, as published at URL_BASE: name -> (bytes, md5).
 OFFICIAL = {
     "train_32x32.mat": (182_040_794, "e26dedcc434d2e4c54c9b2d4a06d8373"),
     "test_32x32.mat": (64_275_384, "eb5a983be6a315427106f1b164d9cef3"),
@@ -55,24 +58,26 @@ def download_file(filename, dest_dir, url_base=URL_BASE, md5=None, timeout=TIMEO
     dest_dir = Path(dest_dir)
     dest = dest_dir / filename
     url = file_url(filename, url_base)
+    created = not dest_dir.exists()
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.", suffix=".part", dir=dest_dir)
+        remove_stale_parts(dest_dir, filename)
+        fd, tmp = tempfile.mkstemp(prefix=f".{filename}.{os.getpid()}.", suffix=".part", dir=dest_dir)
     except OSError as exc:
         raise DownloadError(f"cannot write into {dest_dir} ({exc.strerror or exc}); "
                             f"put {filename} there by hand or choose another --data-dir") from None
     try:
-        with os.fdopen(fd, "wb") as out:
+        with os.fdopen(fd, "wb") as out, _terminate_as_exit():
             digest = _stream(url, out, filename, timeout, progress)
     except (urllib.error.URLError, http.client.HTTPException, OSError, ValueError) as exc:
-        os.unlink(tmp)
+        _discard(tmp, dest_dir, created)
         raise DownloadError(f"could not download {url} ({_reason(exc)}); put {filename} into "
                             f"{dest_dir} by hand, or point --data-dir / SVHN_DIR at a folder that has it") from None
-    except BaseException:
-        os.unlink(tmp)
+    except BaseException:                 # Ctrl-C, SIGTERM (see _terminate_as_exit), ...
+        _discard(tmp, dest_dir, created)
         raise
     if md5 is not None and digest != md5:
-        os.unlink(tmp)
+        _discard(tmp, dest_dir, created)
         raise DownloadError(f"{url}: md5 {digest} does not match the expected {md5}; the download was "
                             f"discarded (try again, or put {filename} into {dest_dir} by hand)")
     if dest.exists():
@@ -80,6 +85,56 @@ def download_file(filename, dest_dir, url_base=URL_BASE, md5=None, timeout=TIMEO
     else:
         os.replace(tmp, dest)
     return dest
+
+
+def _discard(tmp, dest_dir, created):
+    """Delete a failed download's temporary file, and the folder when this download created it."""
+    with contextlib.suppress(OSError):
+        os.unlink(tmp)
+    if created:
+        with contextlib.suppress(OSError):
+            dest_dir.rmdir()              # only when empty
+
+
+def remove_stale_parts(dest_dir, filename):
+    """Delete `.FILENAME.PID.*.part` files left by downloads whose process is gone (killed
+    outright, so it could not clean up); a part of a download still running is left alone."""
+    for part in Path(dest_dir).glob(f".{filename}.*.part"):
+        pid = part.name[len(filename) + 2:].split(".", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            part.unlink()
+
+
+def _alive(pid):
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextlib.contextmanager
+def _terminate_as_exit():
+    """While downloading, SIGTERM raises SystemExit (status 143) so that the temporary file is
+    deleted as on Ctrl-C (by default SIGTERM ends Python without running any cleanup)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _reason(exc):

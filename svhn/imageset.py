@@ -1,4 +1,4 @@
-"""The project-wide image-set contract (see docs/DESIGN.md, "Contracts").
+"""The project-wide image-set contract: what an image set is, in memory and on disk.
 
 Every image set, whatever made it (real SVHN, the procedural synthesizer, a GAN), is the
 same thing: `x` uint8 of shape (N, 32, 32, 3) (NHWC, RGB) and `y` int64 of shape (N,)
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn.files import atomic_savez, atomic_write_bytes
+from common.files import atomic_savez, atomic_write_bytes, npz_problem
 
 IMAGE_SHAPE = (32, 32, 3)
 
@@ -71,8 +71,8 @@ def load_image_set(path):
     except ImageSetError:
         raise
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ImageSetError(f"{path}: not a readable .npz image set ({reason})") from None
+        raise ImageSetError(f"{path}: not a readable .npz image set ({npz_problem(exc)}); give an .npz holding "
+                            f"x uint8 (N, 32, 32, 3) and y (N,), as the project's commands write") from None
     check_image_set(x, y, source=str(path))
     return x, y.astype(np.int64, copy=False)
 

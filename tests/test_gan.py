@@ -369,7 +369,7 @@ def run_cli(*args, cwd=ROOT):
 @pytest.mark.parametrize("args, fragment", [
     (["train", "--out", "RUN", "--digits", "12"], "bad digit list '12'"),
     (["train", "--out", "RUN", "--digits", "a-b"], "bad digit list"),
-    (["train", "--out", "RUN", "--iters", "0"], "iters must be >= 1"),
+    (["train", "--out", "RUN", "--iters", "0"], "--iters: '0' is not a whole number >= 1"),
     (["sample", "--run", "NOWHERE", "--out", "x.npz"], "not a DCGAN run folder"),
     (["train", "--out", "RUN", "--backend", "cupy"], "cupy"),
 ])

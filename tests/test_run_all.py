@@ -1,5 +1,5 @@
 """run_all.py and the `experiment` package: the smoke preset end to end on a tiny generated SVHN
-fixture (no GPU, no internet, no /work/shared), resumability, and the settings and runner units.
+fixture (no GPU, no internet, no real SVHN files), resumability, and the settings and runner units.
 
 The end-to-end runs share one output folder, in this order (module fixture `runs`):
   a. the procedural stage is interrupted half-way  -> nothing of it is kept, no report
@@ -7,6 +7,8 @@ The end-to-end runs share one output folder, in this order (module fixture `runs
   c. a full run                                     -> redoes (a), resumes (b), makes every output
   d. the same run again                             -> skips every stage
   e. one setting changed (dcgan_per_digit)          -> reruns only what depends on it
+  f. the same as (e) on a copy of the data folder, its files touched -> skips every stage (stages are
+     keyed on the data's content, not its path or modification time)
 """
 import dataclasses
 import json
@@ -22,7 +24,7 @@ from experiment import pipeline
 from experiment.pipeline import classifier_name, epochs_for, mixing_points, run_experiment
 from experiment.settings import PRESETS, apply_overrides, parse_value, preset, scaled
 from experiment.stages import Runner, Stage, content_hash
-from nn.files import run_cli
+from common.cli import run_cli
 
 TRAIN_PER_DIGIT, TEST_PER_DIGIT = 8, 3
 
@@ -46,7 +48,7 @@ def tiny_loss_plot(path, *args, **kwargs):
 
     from PIL import Image
 
-    from nn.files import atomic_write_bytes
+    from common.files import atomic_write_bytes
     buf = io.BytesIO()
     Image.new("RGB", (1, 1)).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue())
@@ -118,6 +120,14 @@ def runs(tmp_path_factory):
         seen["e"] = dict(runner.actions)
         seen["e_manifests"] = runner.manifests
         seen["e_results"] = json.loads((out / "results.json").read_text())
+
+        # f. the data folder copied elsewhere, its files touched: identical bytes, so nothing is redone
+        import shutil
+        copy = shutil.copytree(data_dir, root / "elsewhere" / "svhn_copy")
+        for f in copy.iterdir():
+            os.utime(f, (f.stat().st_atime + 100, f.stat().st_mtime + 100))
+        runner, seen["f_log"] = smoke(out, copy, "dcgan_per_digit=5")
+        seen["f"] = dict(runner.actions)
     return seen
 
 
@@ -196,6 +206,11 @@ def test_dcgan_set_samples_digit_5_at_the_others_iteration_count(runs):
 def test_second_run_skips_every_stage(runs):
     assert set(runs["d"].values()) == {"skipped"}
     assert all("skipped" in line for line in runs["d_log"][:-1])
+
+
+@pytest.mark.slow
+def test_copied_or_touched_data_with_the_same_bytes_redoes_nothing(runs):
+    assert set(runs["f"].values()) == {"skipped"} and len(runs["f"]) == len(runs["e"])
 
 
 @pytest.mark.slow

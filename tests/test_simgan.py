@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from nn import Sequential, backend, gradcheck, gradcheck_loss, layers
-from nn.files import run_cli
+from common.cli import run_cli
 from gan import simgan
 from gan.simgan import SimGANConfig, refine, train_simgan
 from gan.simgan_nets import (HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
@@ -295,7 +295,7 @@ def run_main(argv, capsys):
     (["train", "--real", "/no/such/dir", "--procedural", "p.npz", "--out", "o"], "no such folder"),
     (["train", "--real", "R.npz", "--procedural", "/no/p.npz", "--out", "o"], "not found"),
     (["refine", "--run", "/no/run", "--input", "x.npz", "--out", "y.npz"], "not found"),
-    (["train", "--real", "R.npz", "--procedural", "P.npz", "--out", "o", "--kg", "0"], "kg must be >= 1"),
+    (["train", "--real", "R.npz", "--procedural", "P.npz", "--out", "o", "--kg", "0"], "--kg: '0' is not a whole number >= 1"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

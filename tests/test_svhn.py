@@ -226,6 +226,10 @@ def test_md5_mismatch_leaves_no_file(mirror, tmp_path):
         download.download_file("test_32x32.mat", dest, url_base=url, md5="0" * 32, progress=False)
     assert isinstance(exc_info.value, RuntimeError)
     assert_one_line(exc_info, "does not match", "0" * 32, "discarded")
+    assert not dest.exists()                        # the folder the download made is removed too
+    dest.mkdir()                                    # a folder that was there stays, empty
+    with pytest.raises(download.DownloadError):
+        download.download_file("test_32x32.mat", dest, url_base=url, md5="0" * 32, progress=False)
     assert list(dest.iterdir()) == []
 
 
