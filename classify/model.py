@@ -20,6 +20,8 @@ import numpy as np
 
 from nn import Sequential, backend
 from nn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU
+from common.files import atomic_savez
+from nn.model import ARCH_KEY
 
 WIDTHS = (32, 64, 128)   # channels of the three stages
 DROPOUT = 0.3            # dropout before the dense layer in the "bn" variant
@@ -69,8 +71,6 @@ WIDTHS_KEY = "__classify_widths__"
 
 def save_model(model, path):
     """Write the model's weights, BatchNorm statistics, layer list, arch name and widths to an .npz (atomically)."""
-    from common.files import atomic_savez
-    from nn.model import ARCH_KEY
     atomic_savez(path, **model.state_dict(), **{ARCH_KEY: np.array(model.architecture()),
                                                 ARCH_NAME_KEY: np.array(model.arch),
                                                 WIDTHS_KEY: np.array(model.widths)})

@@ -141,10 +141,17 @@ def did_not_learn(history, seed_option="--seed", lr_option="--lr"):
             f"another {seed_option} or a lower {lr_option}")
 
 
+def validation_size(n, fraction=VAL_FRACTION):
+    """How many of n training images are held out for validation: round(fraction·n), at most MAX_VAL;
+    0 when that would leave no image (or none) to train on."""
+    n_val = min(MAX_VAL, int(round(fraction * n)))
+    return n_val if 0 < n_val < n else 0
+
+
 def split_validation(x, y, fraction, rng):
     """Hold out round(fraction·N) images (at most MAX_VAL) for validation: (x_train, y_train, x_val, y_val)."""
-    n_val = min(MAX_VAL, int(round(fraction * len(x))))
-    if n_val == 0 or n_val >= len(x):
+    n_val = validation_size(len(x), fraction)
+    if n_val == 0:
         return x, y, x[:0], y[:0]
     order = rng.permutation(len(x))
     val, train = order[:n_val], order[n_val:]

@@ -122,6 +122,19 @@ def apply_backend_options(args):
     return name
 
 
+class MovedCommandError(ValueError):
+    """A sub-command that moved to another package; the message names its new place."""
+
+
+def check_moved(argv, prog, moved):
+    """Raise a one-line MovedCommandError when the sub-command in `argv` (default: sys.argv[1:]) is
+    one of `moved` ({name: the command that replaces it}); checked before parsing, so the old
+    command's options need not be known."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in moved:
+        raise MovedCommandError(f"`{prog} {argv[0]}` moved: run `{moved[argv[0]]}` with the same options")
+
+
 def _close_progress_bars():
     """Remove progress bars still on the terminal, so an error line starts a line of its own."""
     tqdm = sys.modules.get("tqdm")

@@ -75,10 +75,12 @@ def runs(tmp_path_factory):
     data_dir = write_fixture(root / "svhn")
     out = root / "out"
     seen = {"out": out}
-    import gan.train
+    import gan.dcgan.train
+    import experiment.report
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SVHN_CACHE_DIR", str(root / "cache"))
-        mp.setattr(gan.train, "plot_losses", tiny_loss_plot)
+        mp.setattr(gan.dcgan.train, "plot_losses", tiny_loss_plot)
+        mp.setattr(experiment.report, "plot_losses", tiny_loss_plot)
 
         # a. the procedural stage writes half its output, then is interrupted
         def half_procedural(ctx, folder, upstream):
