@@ -46,6 +46,7 @@ def main(argv=None):
     if args.n < 1 or (args.steps is not None and args.steps < 1):
         raise ValueError("--n and --steps must be positive")
     args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
+    backend.reuse_freed_memory()            # the allocator tweak the applications opt into
     backend.set_backend(args.backend)
     rng = np.random.default_rng(args.seed)
     x = rng.integers(0, 256, (args.n, 32, 32, 3), dtype=np.uint8)

@@ -61,6 +61,7 @@ def main(argv=None):
     if args.iters < 1 or args.batch_size < 2:
         raise ValueError("--iters must be >= 1 and --batch-size >= 2")
     args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
+    backend.reuse_freed_memory()            # the allocator tweak the applications opt into
     backend.set_backend(args.backend)
     modes = ("nearest", "deconv") if args.upsample == "both" else (args.upsample,)
     results = []

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from nn import backend, optim
+from nn import backend, losses, optim
 from nn.optim import ema_decay, ema_update
 from svhn.imageset import to_float
 
@@ -89,32 +89,6 @@ class TrainConfig:
         if len(self.widths) != 3 or any(int(w) < 1 for w in self.widths):
             raise ClassifyError(f"widths must be three whole numbers >= 1, got {self.widths}")
         return self
-
-
-class SmoothedCrossEntropy:
-    """Softmax cross-entropy against smoothed targets q = (1 - ε)·onehot(y) + ε/K.
-
-    Forward:  L = -1/N sum_n sum_k q_nk · log p_nk,   p = softmax(z)
-    Backward: dL/dz = (p - q) / N
-    (ε = 0 is the ordinary cross-entropy, `nn.losses.SoftmaxCrossEntropy`.)
-    """
-
-    def __init__(self, epsilon=0.1):
-        self.epsilon = float(epsilon)
-
-    def forward(self, logits, labels):
-        xp = backend.xp
-        N, K = logits.shape
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        q = xp.full((N, K), self.epsilon / K, dtype=logits.dtype)
-        q[xp.arange(N), labels] += 1 - self.epsilon
-        self.cache = (xp.exp(log_p), q)
-        return float(-(q * log_p).sum() / N)
-
-    def backward(self):
-        p, q = self.cache
-        return (p - q) / len(p)
 
 
 def learning_rate(step, total, peak, warmup):
@@ -246,7 +220,7 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     model = build_model(cfg.arch, cfg.seed, cfg.widths)
     average = copy.deepcopy(model) if cfg.ema_decay else model      # the weights that are validated and kept
     opt = optim.SGD(model, lr=peak, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    loss_fn = SmoothedCrossEntropy(cfg.label_smoothing)
+    loss_fn = losses.SoftmaxCrossEntropy(label_smoothing=cfg.label_smoothing)
     every = max(1, epochs // VALIDATIONS)
     history, best, best_state = [], {"val_accuracy": None, "best_epoch": epochs}, None
     step, run = 0, None                                   # run: running (loss, accuracy), averaged over ~20 steps

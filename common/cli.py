@@ -117,6 +117,7 @@ def apply_backend_options(args):
     a missing CuPy or GPU is a one-line error. Returns the backend's name."""
     name, threads = check_backend_options(args)
     from nn import backend, parallel
+    backend.reuse_freed_memory()           # the process-wide allocator tweak nn leaves to applications
     backend.set_backend(name)
     parallel.set_threads(threads)
     return name

@@ -71,6 +71,7 @@ class Context:
     def __setstate__(self, state):
         """In a worker process: the same array backend (and thread count) as the main process."""
         self.__dict__.update(state)
+        backend.reuse_freed_memory()
         backend.set_backend(self.backend)
         parallel.set_threads(self.threads)
 
@@ -375,6 +376,7 @@ def run_experiment(settings, out="results", data_dir=None, backend_name="numpy",
     ctx = Context(settings=settings, out=Path(out), data_dir=data_dir, backend=backend_name, seed=int(seed),
                   preset=preset, progress=progress, log=log, jobs=jobs, threads=threads)
     check_settings(ctx, redo)
+    backend.reuse_freed_memory()
     backend.set_backend(backend_name)
     parallel.set_threads(threads)
     created = [p for p in (ctx.out, ctx.out / "stages") if not p.exists()]

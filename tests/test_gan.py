@@ -487,3 +487,13 @@ def test_training_with_augmentation_resumes_exactly(tmp_path):
     split = np.load(tmp_path / "split" / "digit_8" / "checkpoint.npz")
     for k in whole.files:
         np.testing.assert_array_equal(whole[k], split[k], err_msg=k)
+
+
+def test_dcgan_init():
+    from nn import Sequential, layers
+    backend.seed(0)
+    model = dcgan.dcgan_init(Sequential(layers.Conv2D(3, 64, 4), layers.BatchNorm2D(64), layers.Dense(64, 512)))
+    W = backend.to_numpy(model.layers[2].params["W"])
+    assert abs(float(W.std()) - 0.02) < 0.002 and W.dtype == np.float32
+    assert abs(float(backend.to_numpy(model.layers[1].params["gamma"]).mean()) - 1) < 0.01
+    assert np.all(backend.to_numpy(model.layers[0].params["b"]) == 0)
