@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from nn import backend                                 # noqa: E402
 from common.cli import run_cli                           # noqa: E402
 from classify.train import TrainConfig, fit, plan     # noqa: E402
+from common.cli import backend_name
 
 
 def main(argv=None):
@@ -44,8 +45,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.n < 1 or (args.steps is not None and args.steps < 1):
         raise ValueError("--n and --steps must be positive")
-    from common.cli import backend_name
     args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
+    backend.reuse_freed_memory()            # the allocator tweak the applications opt into
     backend.set_backend(args.backend)
     rng = np.random.default_rng(args.seed)
     x = rng.integers(0, 256, (args.n, 32, 32, 3), dtype=np.uint8)

@@ -22,6 +22,7 @@ from nn import backend                                    # noqa: E402
 from common.files import atomic_write_json           # noqa: E402
 from common.cli import run_cli                            # noqa: E402
 from gan.dcgan import DCGAN, Z_DIM, build_discriminator, build_generator   # noqa: E402
+from common.cli import backend_name
 
 
 def time_iterations(upsample, width, loss, batch_size, iters, warmup, augment=False, seed=0):
@@ -59,8 +60,8 @@ def main(argv=None):
     args = p.parse_args(argv)
     if args.iters < 1 or args.batch_size < 2:
         raise ValueError("--iters must be >= 1 and --batch-size >= 2")
-    from common.cli import backend_name
     args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
+    backend.reuse_freed_memory()            # the allocator tweak the applications opt into
     backend.set_backend(args.backend)
     modes = ("nearest", "deconv") if args.upsample == "both" else (args.upsample,)
     results = []

@@ -50,6 +50,7 @@ def main(argv=None):
 
     from common.cli import backend_name
     args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
+    backend.reuse_freed_memory()            # the allocator tweak the applications opt into
     backend.set_backend(args.backend)
     winograd.PRODUCTS = args.products
     xp = backend.xp

@@ -27,6 +27,10 @@ from nn import backend                                              # noqa: E402
 from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text   # noqa: E402
 from common.cli import ArgumentParser, number, run_cli, whole   # noqa: E402
 from common.files import check_output_path   # noqa: E402
+from procedural import generate
+from experiment.pipeline import run_experiment
+from experiment.report import cpu_name
+from experiment.settings import apply_overrides, preset, scaled
 
 STAND_IN_SIZES = {"train": 783, "test": 300}
 
@@ -35,7 +39,6 @@ def write_stand_in(folder, seed=12345):
     """train_32x32.mat / test_32x32.mat in SVHN's layout, with procedural digits as the images."""
     import scipy.io
 
-    from procedural import generate
     for i, (split, n) in enumerate(STAND_IN_SIZES.items()):
         x, y = generate(n, seed=seed + i, workers=1)
         scipy.io.savemat(Path(folder) / f"{split}_32x32.mat",
@@ -56,7 +59,6 @@ def backend_available(name):
 
 def time_backend(name, settings, data_dir, workdir, seed, quiet):
     """Run the pipeline from scratch on one backend; {stage: seconds}, total seconds, notes."""
-    from experiment.pipeline import run_experiment
 
     def log(line):
         if not quiet:
@@ -146,8 +148,6 @@ def main(argv=None):
     p.add_argument("--seed", type=whole(0), default=0, help="seed of every stage (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no per-stage lines while it runs")
     args = p.parse_args(argv)
-    from experiment.report import cpu_name
-    from experiment.settings import apply_overrides, preset, scaled
     settings = apply_overrides(scaled(preset(args.preset), args.scale), args.set)
     names = [b.strip() for b in args.backend.split(",") if b.strip()]
     if not names or any(b not in ("numpy", "cupy") for b in names):

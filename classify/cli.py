@@ -1,4 +1,5 @@
-"""Command line of the ConvNet: train, eval, predict (run `python -m classify COMMAND --help`)."""
+"""Command line of the ConvNet: train, eval, predict, and the evaluations of the generators that need it,
+fidelity and compare-simgan (run `python -m classify COMMAND --help`)."""
 import json
 import sys
 from pathlib import Path
@@ -8,12 +9,18 @@ import numpy as np
 from nn import backend
 from common.cli import ArgumentParser, add_backend_options, apply_backend_options, number, whole
 from common.files import atomic_write_json, check_output_path
+from svhn.data import data_dir_for
+from svhn.imageset import load_image_set
+from gan import parse_digits
+from gan.simgan import check_trained
 
 from classify.data import ClassifyError, check_specs, resolve_sets
 from classify.evaluate import evaluate, predict_proba, write_report
 from classify.model import ARCHS, load_model, save_model
 from classify.train import MIN_EPOCHS, MIN_STEPS, TrainConfig, train_classifier
 from classify.augment import NONE
+from classify.fidelity import fidelity
+from classify.simgan_compare import COMPARE_FILE, SETS, compare
 
 SETS_HELP = ("real (SVHN's train split; as --test, its test split), procedural (the synthesizer) or "
              "PATH.npz (an image set), each optionally capped to N random images as NAME:N")
@@ -68,6 +75,37 @@ def build_parser():
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="image files (PNG, JPEG, ...)")
     p.add_argument("--no-tta", action="store_true", help="single views (no shifted copies)")
     add_backend_options(p)
+
+    f = sub.add_parser("fidelity", help="label fidelity of a DCGAN run: the ConvNet trained on real images labels "
+                                        "its samples",
+                       description="How often a ConvNet trained on the real training images labels the images of "
+                                   "digit k's generator as k. Writes RUN_DIR/fidelity.json.")
+    f.add_argument("--run", required=True, metavar="RUN_DIR", help="a run folder written by python -m gan train")
+    f.add_argument("--classifier", metavar="MODEL.npz",
+                   help="classify model to use; trained on the real training images and saved here when missing "
+                        "(default: RUN_DIR/fidelity_classifier.npz)")
+    f.add_argument("--classifier-steps", type=whole(1), metavar="N",
+                   help="when the classifier is trained here: at least N optimizer steps (default: classify's own)")
+    f.add_argument("--per-digit", type=whole(1), default=500, help="generated images per digit (default: 500)")
+    f.add_argument("--digits", default=None, help="digits to measure (default: every trained digit)")
+    _common(f, seed=True)
+
+    c = sub.add_parser("compare-simgan", help="the ConvNet trained on refined vs raw procedural images",
+                       description="Train the ConvNet (default recipe) on the first N procedural images and on the "
+                                   "same images refined by a SimGAN run; test both on SVHN's test split and on "
+                                   "train+test. Writes RUN_DIR/compare.json.")
+    c.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run folder of python -m gan.simgan")
+    c.add_argument("--procedural", required=True, metavar="FILE.npz", help="procedural image set (with labels)")
+    c.add_argument("--n", type=whole(1), default=None, help="use the first N procedural images (default: all)")
+    c.add_argument("--repeats", type=whole(1), default=1, help="classifier seeds SEED, SEED+1, ... (default: 1)")
+    c.add_argument("--classifier-steps", type=whole(1), default=None,
+                   help="the ConvNet's min_steps (default: its recipe's); fewer steps save CPU time")
+    c.add_argument("--sets", default="procedural,refined",
+                   help="training sets to run: procedural, refined or both (default: procedural,refined)")
+    c.add_argument("--fidelity", action="store_true",
+                   help="also: how often a ConvNet trained on the real training images labels raw and refined "
+                        "images with their procedural label")
+    _common(c, seed=True)
     return parser
 
 
@@ -143,10 +181,45 @@ def cmd_predict(args):
     return 0
 
 
+def cmd_fidelity(args):
+    digits = parse_digits(args.digits) if args.digits else None
+    if args.data_dir is not None:
+        data_dir_for(args.data_dir)
+    result = fidelity(args.run, args.data_dir, args.classifier, args.per_digit, digits, seed=args.seed,
+                      progress=not args.quiet, log=lambda line: print(line, file=sys.stderr),
+                      classifier_steps=args.classifier_steps)
+    for d, f in result["per_digit"].items():
+        print(f"digit {d}: {f:.3f}")
+    print(f"mean label fidelity: {result['mean']:.3f} ({result['per_digit_images']} images per digit)")
+    return 0
+
+
+def cmd_compare_simgan(args):
+    sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
+    if not sets or any(s not in SETS for s in sets):
+        raise ClassifyError(f"--sets {args.sets}: give procedural, refined or procedural,refined")
+    check_trained(args.run, "--run")
+    if args.data_dir is None:
+        raise ClassifyError("compare-simgan needs --data-dir DIR (a folder with SVHN's train_32x32.mat and "
+                            "test_32x32.mat)")
+    data_dir_for(args.data_dir)
+    check_output_path(Path(args.run) / COMPARE_FILE, "file", "--run")
+    x, y = load_image_set(args.procedural)
+    settings = {"min_steps": args.classifier_steps} if args.classifier_steps else {}
+    report = compare(args.run, x, y, args.data_dir, n=args.n, sets=sets, progress=not args.quiet,
+                     fidelity=args.fidelity, seeds=range(args.seed, args.seed + args.repeats), **settings)
+    print(json.dumps(report["mean"], indent=2))
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "fidelity": cmd_fidelity,
+            "compare-simgan": cmd_compare_simgan}
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     apply_backend_options(args)
-    return {"train": cmd_train, "eval": cmd_eval, "predict": cmd_predict}[args.command](args)
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+import procedural
+import svhn
 from svhn.imageset import check_image_set, load_image_set
 
 PROCEDURAL_DEFAULT_N = 73_257     # as many synthetic images as real SVHN training images
@@ -69,29 +71,14 @@ def load_named_set(spec, split="train", data_dir=None, seed=0):
     split: which SVHN split `real` means ("train" or "test"); seed: the procedural generator's seed.
     """
     if spec.name == "real":
-        import svhn
         return svhn.load(split, data_dir)
     if spec.name == "procedural":
-        n = spec.limit or PROCEDURAL_DEFAULT_N
-        return generate_procedural(n, seed)
+        x, y = procedural.generate(spec.limit or PROCEDURAL_DEFAULT_N, seed=seed)
+        return check_image_set(np.asarray(x), np.asarray(y), source="procedural")
     path = Path(spec.name)
     if path.suffix != ".npz":
         raise ClassifyError(f"{spec.name}: not a set name; use real, procedural or a PATH.npz image set")
     return load_image_set(path)
-
-
-def generate_procedural(n, seed):
-    """n images from the procedural synthesizer, or a one-line error while it is not built."""
-    try:
-        import procedural
-    except ImportError:
-        procedural = None
-    generate = getattr(procedural, "generate", None)
-    if generate is None:
-        raise RuntimeError("procedural: the procedural synthesizer is not built yet (procedural.generate is missing); "
-                           "train on real or on a PATH.npz image set")
-    x, y = generate(n, seed=seed)
-    return check_image_set(np.asarray(x), np.asarray(y), source="procedural")
 
 
 def cap(x, y, limit, rng, source):

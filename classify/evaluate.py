@@ -12,6 +12,7 @@ from nn import backend
 from svhn.imageset import check_image_set, to_float
 
 from classify.augment import shifted_copies
+from common.files import atomic_write_bytes
 
 TTA_SHIFT = 2
 TTA_SHIFTS = ((0, 0), (-TTA_SHIFT, 0), (TTA_SHIFT, 0), (0, -TTA_SHIFT), (0, TTA_SHIFT))
@@ -89,7 +90,6 @@ def save_confusion_png(path, C, title="confusion matrix"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from common.files import atomic_write_bytes
 
     C = np.asarray(C)
     fig, ax = plt.subplots(figsize=(5.5, 5))
@@ -121,7 +121,6 @@ def save_misclassified_png(path, x, y, pred, max_images=60, ncol=10):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from common.files import atomic_write_bytes
 
     wrong = np.flatnonzero(np.asarray(pred) != np.asarray(y))
     shown = wrong[:max_images]

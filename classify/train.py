@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from nn import backend, optim
+from nn import backend, losses, optim
 from nn.optim import ema_decay, ema_update
 from svhn.imageset import to_float
 
@@ -91,32 +91,6 @@ class TrainConfig:
         return self
 
 
-class SmoothedCrossEntropy:
-    """Softmax cross-entropy against smoothed targets q = (1 - ε)·onehot(y) + ε/K.
-
-    Forward:  L = -1/N sum_n sum_k q_nk · log p_nk,   p = softmax(z)
-    Backward: dL/dz = (p - q) / N
-    (ε = 0 is the ordinary cross-entropy, `nn.losses.SoftmaxCrossEntropy`.)
-    """
-
-    def __init__(self, epsilon=0.1):
-        self.epsilon = float(epsilon)
-
-    def forward(self, logits, labels):
-        xp = backend.xp
-        N, K = logits.shape
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        log_p = shifted - xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
-        q = xp.full((N, K), self.epsilon / K, dtype=logits.dtype)
-        q[xp.arange(N), labels] += 1 - self.epsilon
-        self.cache = (xp.exp(log_p), q)
-        return float(-(q * log_p).sum() / N)
-
-    def backward(self):
-        p, q = self.cache
-        return (p - q) / len(p)
-
-
 def learning_rate(step, total, peak, warmup):
     """η(t): linear warm-up from peak/warm_steps to peak over warm_steps, then cosine decay to 0."""
     warm_steps = max(1, int(warmup * total))
@@ -141,10 +115,17 @@ def did_not_learn(history, seed_option="--seed", lr_option="--lr"):
             f"another {seed_option} or a lower {lr_option}")
 
 
+def validation_size(n, fraction=VAL_FRACTION):
+    """How many of n training images are held out for validation: round(fraction·n), at most MAX_VAL;
+    0 when that would leave no image (or none) to train on."""
+    n_val = min(MAX_VAL, int(round(fraction * n)))
+    return n_val if 0 < n_val < n else 0
+
+
 def split_validation(x, y, fraction, rng):
     """Hold out round(fraction·N) images (at most MAX_VAL) for validation: (x_train, y_train, x_val, y_val)."""
-    n_val = min(MAX_VAL, int(round(fraction * len(x))))
-    if n_val == 0 or n_val >= len(x):
+    n_val = validation_size(len(x), fraction)
+    if n_val == 0:
         return x, y, x[:0], y[:0]
     order = rng.permutation(len(x))
     val, train = order[:n_val], order[n_val:]
@@ -239,7 +220,7 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     model = build_model(cfg.arch, cfg.seed, cfg.widths)
     average = copy.deepcopy(model) if cfg.ema_decay else model      # the weights that are validated and kept
     opt = optim.SGD(model, lr=peak, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    loss_fn = SmoothedCrossEntropy(cfg.label_smoothing)
+    loss_fn = losses.SoftmaxCrossEntropy(label_smoothing=cfg.label_smoothing)
     every = max(1, epochs // VALIDATIONS)
     history, best, best_state = [], {"val_accuracy": None, "best_epoch": epochs}, None
     step, run = 0, None                                   # run: running (loss, accuracy), averaged over ~20 steps

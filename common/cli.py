@@ -117,9 +117,23 @@ def apply_backend_options(args):
     a missing CuPy or GPU is a one-line error. Returns the backend's name."""
     name, threads = check_backend_options(args)
     from nn import backend, parallel
+    backend.reuse_freed_memory()           # the process-wide allocator tweak nn leaves to applications
     backend.set_backend(name)
     parallel.set_threads(threads)
     return name
+
+
+class MovedCommandError(ValueError):
+    """A sub-command that moved to another package; the message names its new place."""
+
+
+def check_moved(argv, prog, moved):
+    """Raise a one-line MovedCommandError when the sub-command in `argv` (default: sys.argv[1:]) is
+    one of `moved` ({name: the command that replaces it}); checked before parsing, so the old
+    command's options need not be known."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in moved:
+        raise MovedCommandError(f"`{prog} {argv[0]}` moved: run `{moved[argv[0]]}` with the same options")
 
 
 def _close_progress_bars():

@@ -4,6 +4,9 @@ import sys
 
 from common.cli import ArgumentParser, add_backend_options, check_backend_options, whole
 from common.files import check_output_path
+from experiment.settings import apply_overrides, describe, preset
+from experiment.pipeline import default_jobs, run_experiment
+from svhn.data import data_dir_for
 
 DESCRIPTION = """\
 The paper's whole experiment in one command (M. Grbić, "Generating Training Images Using Generative
@@ -71,7 +74,6 @@ def build_parser():
 
 
 def main(argv=None):
-    from experiment.settings import apply_overrides, describe, preset
     args = build_parser().parse_args(argv)
     settings = apply_overrides(preset(args.preset), args.set)
     if args.list_settings:
@@ -81,10 +83,8 @@ def main(argv=None):
     # (run_experiment checks the settings and --redo patterns against the packages and the plan)
     args.backend, threads = check_backend_options(args)
     if args.data_dir is not None:
-        from svhn.data import data_dir_for
         data_dir_for(args.data_dir)
     check_output_path(args.out, "dir", "--out")
-    from experiment.pipeline import default_jobs, run_experiment
     jobs = default_jobs(args.backend) if args.jobs is None else args.jobs
 
     def log(line):

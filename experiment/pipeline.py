@@ -18,8 +18,10 @@ Every stage lives in OUT/stages/NAME (see experiment/stages.py for how reruns ar
 that do not read each other's outputs (the ten DCGANs, the SimGAN, most classifiers) can run at the
 same time in worker processes (`jobs`).
 """
+import dataclasses
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from fnmatch import fnmatch
@@ -27,18 +29,22 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-from nn import backend
+import svhn
+from nn import backend, parallel
 from common.files import atomic_savez, atomic_write_json
+from svhn.data import data_dir_for, file_digest, split_path
+from svhn.imageset import load_image_set, save_grid_png, save_image_set
+from procedural import ProceduralSettings, generate, preview_images
+from gan import copy_digit_run, prepare_run, sample, train_digit
+from gan.simgan import REFINED_FILE, SimGANConfig, train_simgan
+from classify import NONE, AugmentConfig, did_not_learn, save_model, train_classifier, validation_size
 from experiment.stages import Runner, Stage, content_hash, fingerprint
+from experiment.layout import (SET_FILE, SET_STAGE, TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, given,
+                               mixing_points)
+from experiment.report import publish_report, run_report
 
-SET_STAGE = {"procedural": "procedural", "dcgan": "dcgan_set", "simgan": "simgan"}
-"""The stage that makes each synthetic training set ..."""
-SET_FILE = {"procedural": "images.npz", "dcgan": "images.npz", "simgan": "run/refined.npz"}
-"""... and the image-set file in that stage's folder."""
-TABLE_ROWS = (("real", "all", None), ("procedural", 0, "procedural"), ("dcgan", 0, "dcgan"),
-              ("simgan", 0, "simgan"))
-"""The table's rows: (row, real images, synthetic set)."""
 
 
 @dataclass
@@ -64,8 +70,8 @@ class Context:
 
     def __setstate__(self, state):
         """In a worker process: the same array backend (and thread count) as the main process."""
-        from nn import parallel
         self.__dict__.update(state)
+        backend.reuse_freed_memory()
         backend.set_backend(self.backend)
         parallel.set_threads(self.threads)
 
@@ -75,7 +81,6 @@ class Context:
     def real(self):
         """(x_train, y_train, x_test, y_test): the real images the data stage chose (memoised)."""
         if "real" not in self.cache:
-            import svhn
             with np.load(self.stage_dir("data") / "subset.npz") as f:
                 train_idx, test_idx = f["train_idx"], f["test_idx"]
             x_tr, y_tr = svhn.load("train", self.data_dir)
@@ -90,7 +95,6 @@ class Context:
         return np.random.default_rng([self.seed, 12]).permutation(n)
 
     def image_set(self, name):
-        from svhn.imageset import load_image_set
         return load_image_set(self.stage_dir(SET_STAGE[name]) / SET_FILE[name])
 
 
@@ -100,14 +104,12 @@ def file_content(path):
     """The sha256 of a file's bytes (cached per path, size and modification time, so computed once),
     or None when it is missing. Stages are keyed on it, not on where the file is: copying, moving
     or touching the data folder redoes nothing."""
-    from svhn.data import file_digest
     path = Path(path)
     return file_digest(path) if path.is_file() else None
 
 
 def data_files(ctx):
     """{split: sha256 of its .mat file, or None when it is missing (the data stage downloads it)}."""
-    from svhn.data import split_path
     return {split: file_content(split_path(split, ctx.data_dir, download=False)) for split in ("train", "test")}
 
 
@@ -125,8 +127,6 @@ def subset(n, limit, rng):
 
 
 def run_data(ctx, folder, upstream):
-    import svhn
-    from svhn.data import data_dir_for
     s = ctx.settings
     x_tr, y_tr = svhn.load("train", ctx.data_dir)          # downloads the split when it is missing
     x_te, y_te = svhn.load("test", ctx.data_dir)
@@ -148,9 +148,6 @@ def run_data(ctx, folder, upstream):
 
 def run_procedural(ctx, folder, upstream):
     """The paper's procedural set and its Figure 6 (row k: ten images of digit k)."""
-    from procedural import generate, preview_images
-    from svhn.imageset import save_grid_png, save_image_set
-    from tqdm.auto import tqdm
     n = ctx.settings.procedural_n
     with tqdm(total=n, unit="img", desc="procedural", disable=not ctx.progress, leave=False) as bar:
         x, y = generate(n, seed=ctx.seed, progress=bar.update)
@@ -160,29 +157,10 @@ def run_procedural(ctx, folder, upstream):
     return {"n": int(n), "note": f"{n} images", "content": content_hash(x, y)}
 
 
-def given(**settings):
-    """The settings whose value is given (not None: None means "the package's own recipe")."""
-    return {k: v for k, v in settings.items() if v is not None}
-
-
-def dcgan_config(ctx):
-    """gan.Config: its recipe, with the dcgan_* settings that are given (not None) in its place."""
-    from gan import Config
-    s = ctx.settings
-    return Config(iters=s.dcgan_iters, seed=ctx.seed,
-                  **given(loss=s.dcgan_loss, upsample=s.dcgan_upsample, augment=s.dcgan_augment,
-                          width=s.dcgan_width, batch_size=s.dcgan_batch))
-
-
 def dcgan_iterations(ctx, digit):
     """dcgan_iters, and at least dcgan_iters_digit5 for digit 5 (Figures 7-8)."""
     s = ctx.settings
     return max(s.dcgan_iters, s.dcgan_iters_digit5) if digit == 5 else s.dcgan_iters
-
-
-def dcgan_run(ctx, digit):
-    """gan.train's run folder of one digit's DCGAN (it holds digit_K/: checkpoint, log, sample grids)."""
-    return ctx.stage_dir(f"dcgan_digit_{digit}") / "run"
 
 
 def dcgan_set_run(ctx, digit):
@@ -193,23 +171,9 @@ def dcgan_set_run(ctx, digit):
     return snapshot if snapshot.is_dir() else dcgan_run(ctx, digit)
 
 
-def snapshot_run(run_dir, digit, target):
-    """Copy a run's config and digit's checkpoint and status to `target` (whole, or not at all)."""
-    import shutil
-    tmp = target.with_name(target.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / f"digit_{digit}").mkdir(parents=True)
-    shutil.copy2(run_dir / "config.json", tmp / "config.json")
-    for name in ("checkpoint.npz", "status.json"):
-        shutil.copy2(run_dir / f"digit_{digit}" / name, tmp / f"digit_{digit}" / name)
-    tmp.rename(target)
-
-
 def run_dcgan_digit(ctx, digit, folder, upstream):
     """The DCGAN of one digit, trained on the real training images of that digit, in folder/run
     (resumable from its checkpoints after an interrupt)."""
-    import dataclasses
-    from gan.train import prepare_run, train_digit
     x, y = ctx.real()[:2]
     mine = x[y == digit]
     if len(mine) == 0:
@@ -226,7 +190,7 @@ def run_dcgan_digit(ctx, digit, folder, upstream):
         if status["state"] != "done":
             return {"iterations": iters, "n_real": int(len(mine)), "status": status,
                     "note": f"stopped early at iteration {status['iteration']}: {status['message']}"}
-        snapshot_run(folder / "run", digit, snapshot)
+        copy_digit_run(folder / "run", digit, snapshot)
     config = prepare_run(folder / "run", dataclasses.replace(dcgan_config(ctx), iters=iters), explicit=("iters",))
     status = train_digit(mine, digit, folder / "run", config, progress=ctx.progress, log=ctx.log)
     note = f"{status['iteration']} iterations on {len(mine)} real images of digit {digit}"
@@ -237,8 +201,6 @@ def run_dcgan_digit(ctx, digit, folder, upstream):
 
 def run_dcgan_set(ctx, folder, upstream):
     """dcgan_per_digit images from each digit's generator, and a grid of each digit's samples."""
-    from gan import sample
-    from svhn.imageset import save_grid_png, save_image_set
     n = ctx.settings.dcgan_per_digit
     parts = [sample(dcgan_set_run(ctx, d), n, digits=[d], seed=ctx.seed, log=ctx.log) for d in range(10)]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
@@ -262,13 +224,11 @@ def simgan_settings(ctx):
 def run_simgan(ctx, folder, upstream):
     """A SimGAN refiner trained on the real training images and the procedural set, which it then
     refines (labels kept): folder/run/refined.npz."""
-    from gan.simgan import train_simgan
-    from svhn.imageset import load_image_set
     x_real = ctx.real()[0]
     x_proc, y_proc = load_image_set(ctx.stage_dir("procedural") / "images.npz")
     summary = train_simgan(x_real, x_proc, folder / "run", proc_y=y_proc, progress=ctx.progress,
                            log=lambda line: None, **simgan_settings(ctx))
-    x_ref, y_ref = load_image_set(folder / "run" / "refined.npz")
+    x_ref, y_ref = load_image_set(folder / "run" / REFINED_FILE)
     change = float(np.abs(x_ref.astype(np.float32) - x_proc).mean())
     return {"iterations": summary["iteration"], "mean_abs_change_grey_levels": round(change, 2),
             "note": f"{summary['iteration']} iterations; refined {len(x_ref)} images "
@@ -278,23 +238,15 @@ def run_simgan(ctx, folder, upstream):
 
 # ---------------------------------------------------------------------------------- classifiers
 
-def classifier_name(real, synthetic):
-    """'classify_real-all', 'classify_real-0+procedural', 'classify_real-100+dcgan', ..."""
-    return f"classify_real-{real}" + (f"+{synthetic}" if synthetic else "")
-
-
 def epochs_for(n, steps, batch):
     """Epochs giving at least `steps` optimizer steps on n images (after classify's validation split)."""
-    from classify.train import MAX_VAL, VAL_FRACTION
-    n_val = min(MAX_VAL, int(round(VAL_FRACTION * n)))
-    n_train = n - n_val if 0 < n_val < n else n
+    n_train = n - validation_size(n)
     per_epoch = max(1, n_train // min(batch, n_train))
     return max(1, math.ceil(steps / per_epoch))
 
 
 def augmentation(name):
     """classify's AugmentConfig for a clf_augment setting: recipe (classify's default), light or none."""
-    from classify.augment import NONE, AugmentConfig
     if name == "light":
         return AugmentConfig(rotate_deg=5.0, scale=0.05, shear=0.05, shift_px=2.0, contrast=0.2, brightness=0.1,
                              saturation=0.2, channel_shuffle_p=0.0, invert_p=0.0, cutout_p=0.0)
@@ -304,7 +256,6 @@ def augmentation(name):
 def run_classifier(ctx, real, synthetic, folder, upstream):
     """Train the ConvNet on `real` real images (a count or "all") plus the `synthetic` set (or none),
     test it on the real test images; writes model.npz and metrics.json (the report draws the figures)."""
-    from classify import save_model, train_classifier
     s = ctx.settings
     x_tr, y_tr, x_te, y_te = ctx.real()
     parts = []
@@ -322,7 +273,6 @@ def run_classifier(ctx, real, synthetic, folder, upstream):
     save_model(model, folder / "model.npz")
     metrics = {"real_images": real, "synthetic_set": synthetic, "n_images": int(n), **metrics}
     if "warning" in metrics:             # the advice names run_all.py's options, not classify's
-        from classify.train import did_not_learn
         metrics["warning"] = did_not_learn(metrics["history"], "--seed", "--set clf_lr") or metrics["warning"]
     atomic_write_json(folder / "metrics.json", metrics)
     acc = metrics["test_accuracy"]
@@ -330,18 +280,6 @@ def run_classifier(ctx, real, synthetic, folder, upstream):
     if "warning" in metrics:
         note += f"; warning: {metrics['warning']}"
     return {"test_accuracy": acc, "n_images": int(n), "steps": metrics["steps"], "note": note}
-
-
-def mixing_points(settings, n_train):
-    """[(real, synthetic)] of the mixing curve: each count of mix_real ("all" for n_train or more) with
-    no synthetic set and with each of mix_synthetic, but not the empty point (0 real, no synthetic)."""
-    points = []
-    for k in settings.mix_real:
-        real = "all" if k == "all" or k >= n_train else k
-        for syn in (None,) + tuple(settings.mix_synthetic):
-            if (real, syn) not in points and not (real == 0 and syn is None):
-                points.append((real, syn))
-    return points
 
 
 def classifier_points(ctx, n_train):
@@ -365,8 +303,6 @@ def classifier_stage(ctx, real, synthetic):
 
 def plan(ctx, n_train):
     """Every stage after `data`, in order (n_train: the real training images the data stage chose)."""
-    from gan.simgan import SimGANConfig
-    from procedural import ProceduralSettings
     s, seed, be = ctx.settings, ctx.seed, ctx.backend
     stages = [
         Stage("procedural", partial(run_procedural, ctx),
@@ -384,7 +320,6 @@ def plan(ctx, n_train):
                         {"per_digit": s.dcgan_per_digit, "seed": seed, "backend": be},
                         tuple(f"dcgan_digit_{d}" for d in range(10)), what="the DCGAN training set"))
     stages += [classifier_stage(ctx, real, syn) for real, syn in classifier_points(ctx, n_train)]
-    from experiment.report import run_report
     labels = {"preset": ctx.preset, "backend": be, "settings": s.as_dict(), "seed": seed}
     stages.append(Stage("report", partial(run_report, ctx), labels, tuple(["data"] + [st.name for st in stages]),
                         what="table.md, results.json, figures"))
@@ -411,8 +346,6 @@ def check_settings(ctx, redo=()):
     """Everything that can be checked before the data stage: the settings as the DCGAN and SimGAN
     packages will read them, and the --redo patterns (against every stage the plan can hold).
     Raises a one-line ValueError naming run_all.py's own options."""
-    import re
-    from gan.simgan import SimGANConfig
     ctx.settings.check()
     try:
         dcgan_config(ctx).check()
@@ -443,7 +376,7 @@ def run_experiment(settings, out="results", data_dir=None, backend_name="numpy",
     ctx = Context(settings=settings, out=Path(out), data_dir=data_dir, backend=backend_name, seed=int(seed),
                   preset=preset, progress=progress, log=log, jobs=jobs, threads=threads)
     check_settings(ctx, redo)
-    from nn import parallel
+    backend.reuse_freed_memory()
     backend.set_backend(backend_name)
     parallel.set_threads(threads)
     created = [p for p in (ctx.out, ctx.out / "stages") if not p.exists()]
@@ -470,7 +403,6 @@ def _run_stages(ctx, redo, jobs):
     stages = plan(ctx, runner.manifests["data"]["summary"]["n_train"])
     runner.force |= _matching(redo, [first.name] + [st.name for st in stages], allow_unmatched=True)
     runner.run_many(stages, jobs=jobs, first_index=2, total=len(stages) + 1)
-    from experiment.report import publish_report
     publish_report(ctx, runner.manifests["report"])
     return runner
 

@@ -19,13 +19,17 @@ from pathlib import Path
 import numpy as np
 
 from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text
+from gan import FIGURE_ITERATIONS, log_path, plot_losses, read_log, samples_path
+from gan.simgan import LOSSES_FILE, PAIRS_FILE
+from classify import load_model, predict_labels
+from experiment.layout import TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, mixing_points
+from experiment.stages import publish
 
 PAPER = {"real": 0.86, "procedural": 0.63, "dcgan": 0.77, "simgan": None}
 """The paper's test accuracies (ConvNet trained on each set, tested on the real SVHN test set)."""
 ROW_NAMES = {"real": "real SVHN", "procedural": "procedural (the paper's simple method)",
              "dcgan": "DCGAN (10 GANs, one per digit)", "simgan": "SimGAN-refined procedural"}
 SET_NAMES = {None: "real only", "procedural": "+ procedural", "dcgan": "+ DCGAN", "simgan": "+ SimGAN"}
-FIGURE_ITERATIONS = (1, 51, 76, 201, 401, 701)
 TITLE_STRIP = 16            # pixels of title above a grid drawn by svhn.imageset.save_grid_png
 FIDELITY_IMAGES = 2000      # synthetic images per set whose labels the real-trained classifier checks
 
@@ -38,7 +42,6 @@ def stage_metrics(ctx, name):
 
 def collect(ctx, upstream):
     """Every number of the run as one JSON-ready dict (results.json)."""
-    from experiment.pipeline import TABLE_ROWS, classifier_name, mixing_points
     data = upstream["data"]["summary"]
     table = []
     for row, real, syn in TABLE_ROWS:
@@ -92,8 +95,6 @@ def dcgan_summary(upstream):
 def label_fidelity(ctx):
     """How often the ConvNet trained on the real images labels each synthetic set's images with the
     digit they were made as (up to FIDELITY_IMAGES per set, single view): does the set show its digits?"""
-    from classify import load_model, predict_labels
-    from experiment.pipeline import classifier_name
     model = load_model(ctx.stage_dir(classifier_name("all", None)) / "model.npz")
     out = {}
     for name in ("procedural", "dcgan", "simgan"):
@@ -238,10 +239,10 @@ def copy_figure(src, dst):
     return False
 
 
-def figure_dcgan_iterations(digit_dir, path):
+def figure_dcgan_iterations(run_dir, digit, path):
     """The paper's Figure 8 (and 7): digit 5's fixed-noise samples at iterations 1, 51, 76, 201, 401, 701."""
     from PIL import Image
-    found = [(i, digit_dir / f"samples_{i:04d}.png") for i in FIGURE_ITERATIONS]
+    found = [(i, samples_path(run_dir, digit, i)) for i in FIGURE_ITERATIONS]
     found = [(i, p) for i, p in found if p.is_file()]
     if not found:
         return False
@@ -259,10 +260,8 @@ def figure_dcgan_iterations(digit_dir, path):
 
 
 def figure_dcgan_losses(ctx, path):
-    """Every digit's DCGAN loss curves and D's accuracies (gan.train's plot)."""
-    from gan.train import plot_losses, read_log
-    from experiment.pipeline import dcgan_config, dcgan_run
-    logs = {d: read_log(dcgan_run(ctx, d) / f"digit_{d}" / "log.csv") for d in range(10)}
+    """Every digit's DCGAN loss curves and D's accuracies (gan's plot)."""
+    logs = {d: read_log(log_path(dcgan_run(ctx, d), d)) for d in range(10)}
     plot_losses(path, logs, f"DCGAN per digit, loss {dcgan_config(ctx).loss}")
 
 
@@ -347,19 +346,18 @@ def figure_mixing(points, n_train, path):
 
 def write_figures(ctx, r, figures):
     figures.mkdir(parents=True, exist_ok=True)
-    from experiment.pipeline import dcgan_run
-    d5 = dcgan_run(ctx, 5) / "digit_5"
+    d5 = dcgan_run(ctx, 5)
     copy_figure(ctx.stage_dir("procedural") / "fig6_procedural.png", figures / "fig6_procedural.png")
-    last = max([i for i in FIGURE_ITERATIONS if (d5 / f"samples_{i:04d}.png").is_file()] or [0])
-    copy_figure(d5 / (f"samples_{last:04d}.png" if last == 701 else "samples_final.png"),
+    last = max([i for i in FIGURE_ITERATIONS if samples_path(d5, 5, i).is_file()] or [0])
+    copy_figure(samples_path(d5, 5, 701 if last == 701 else None),
                 figures / "fig7_dcgan_digit5.png")
-    figure_dcgan_iterations(d5, figures / "fig8_dcgan_digit5_iterations.png")
+    figure_dcgan_iterations(d5, 5, figures / "fig8_dcgan_digit5_iterations.png")
     copy_figure(ctx.stage_dir("dcgan_set") / "samples.png", figures / "dcgan_samples.png")
     for k in range(10):
         copy_figure(ctx.stage_dir("dcgan_set") / f"digit_{k}.png", figures / f"dcgan_digit_{k}.png")
-    copy_figure(ctx.stage_dir("simgan") / "run" / "pairs.png", figures / "simgan_pairs.png")
+    copy_figure(ctx.stage_dir("simgan") / "run" / PAIRS_FILE, figures / "simgan_pairs.png")
     figure_dcgan_losses(ctx, figures / "losses_dcgan.png")
-    copy_figure(ctx.stage_dir("simgan") / "run" / "losses.png", figures / "losses_simgan.png")
+    copy_figure(ctx.stage_dir("simgan") / "run" / LOSSES_FILE, figures / "losses_simgan.png")
     figure_confusions(r["table"], figures / "confusion_matrices.png")
     figure_classifier_curves(r["table"], figures / "losses_classifiers.png")
     figure_accuracy_bars(r["table"], figures / "accuracy_table.png")
@@ -384,7 +382,6 @@ def run_report(ctx, folder, upstream):
 def publish_report(ctx, manifest):
     """Copy the report stage's table.md, results.json and figures/ to OUT (each file atomically,
     the figures folder swapped in whole)."""
-    from experiment.stages import publish
     src = ctx.stage_dir("report")
     for name in ("table.md", "results.json"):
         atomic_write_bytes(ctx.out / name, (src / name).read_bytes())

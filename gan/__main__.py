@@ -1,6 +1,6 @@
-"""`python -m gan ...` (see gan/cli.py)."""
+"""`python -m gan train|sample ...`: the DCGANs (see gan/dcgan/cli.py; the SimGAN is `python -m gan.simgan`)."""
 from common.cli import run_cli
-from gan.cli import main
+from gan.dcgan.cli import main
 
 if __name__ == "__main__":
     run_cli(main)

@@ -33,8 +33,10 @@ CUPY_HINT = ("install CuPy for your CUDA version: pip install cupy-cuda12x (CUDA
              "or pip install cupy-cuda13x (CUDA 13)")
 
 
-def _reuse_freed_memory():
+def reuse_freed_memory():
     """Keep freed large blocks in the process instead of returning them to the OS (glibc only).
+    A process-wide setting, so `nn` never does it by itself: an application opts in by calling this
+    (the project's command lines do, through `common.cli.apply_backend_options`).
 
     A training step allocates and frees the same few large arrays (im2col columns, activations)
     every iteration. By default glibc hands large blocks (mmap'ed, over 128 KiB to 32 MiB) back to the kernel at once, so each
@@ -131,5 +133,3 @@ def synchronize():
     if name == "cupy":
         xp.cuda.Device().synchronize()
 
-
-_reuse_freed_memory()

@@ -3,7 +3,7 @@
 
 - `he_normal`:     W ~ N(0, 2 / fan_in)                 (He et al. 2015; for ReLU nets)
 - `glorot_uniform`: W ~ U(-a, a), a = sqrt(6 / (fan_in + fan_out))   (Glorot & Bengio 2010)
-- `normal`:        W ~ N(mean, std²); DCGAN uses std = 0.02 (Radford et al. 2016)
+- `normal`:        W ~ N(mean, std²) (DCGAN's recipe, std = 0.02, is in gan/dcgan/nets.py)
 """
 import numpy as np
 
@@ -25,20 +25,3 @@ def glorot_uniform(shape, fan_in, fan_out, dtype=np.float32):
 
 def normal(shape, mean=0.0, std=0.02, dtype=np.float32):
     return _to_device(backend.host_rng().normal(mean, std, size=shape), dtype)
-
-
-def dcgan_init(model):
-    """DCGAN's recipe, in place: every Conv/ConvTranspose/Dense W ~ N(0, 0.02), biases 0,
-    BatchNorm gamma ~ N(1, 0.02), beta 0."""
-    from nn.layers import BatchNorm1D, BatchNorm2D
-    for layer in model.layers:
-        if isinstance(layer, (BatchNorm1D, BatchNorm2D)):
-            g = layer.params["gamma"]
-            layer.params["gamma"] = normal(g.shape, 1.0, 0.02, g.dtype)
-            layer.params["beta"][...] = 0
-        elif "W" in layer.params:
-            w = layer.params["W"]
-            layer.params["W"] = normal(w.shape, 0.0, 0.02, w.dtype)
-            if "b" in layer.params:
-                layer.params["b"][...] = 0
-    return model

@@ -21,7 +21,16 @@ class SoftmaxCrossEntropy:
 
     Forward:   p = softmax(z) with z shifted by max(z);  L = -1/N · sum_n log p[n, y_n]
     Backward:  dL/dz = (p - onehot(y)) / N
+
+    With label_smoothing ε > 0 the targets are q = (1 - ε)·onehot(y) + ε/K (Szegedy et al. 2016):
+    Forward:   L = -1/N · sum_n sum_k q_nk · log p_nk
+    Backward:  dL/dz = (p - q) / N
     """
+
+    def __init__(self, label_smoothing=0.0):
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"SoftmaxCrossEntropy: label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
 
     def forward(self, logits, labels):
         xp = backend.xp
@@ -36,12 +45,20 @@ class SoftmaxCrossEntropy:
         log_sum = xp.log(xp.exp(shifted).sum(axis=1, keepdims=True))
         log_p = shifted - log_sum
         n = xp.arange(logits.shape[0])
+        if self.label_smoothing:
+            N, eps = logits.shape[0], self.label_smoothing
+            q = xp.full((N, K), eps / K, dtype=logits.dtype)
+            q[n, labels] += 1 - eps
+            self.cache = (xp.exp(log_p), q)
+            return float(-(q * log_p).sum() / N)
         self.cache = (xp.exp(log_p), labels)
         return float(-log_p[n, labels].mean())
 
     def backward(self):
         xp = backend.xp
         p, labels = self.cache
+        if self.label_smoothing:
+            return (p - labels) / len(p)        # here `labels` holds the smoothed targets q
         d = p.copy()
         d[xp.arange(len(labels)), labels] -= 1
         return d / len(labels)

@@ -10,6 +10,11 @@ import time
 
 from common.cli import ArgumentParser, backend_name, run_cli, whole
 from common.files import check_output_path
+from procedural import ProceduralSettings
+from procedural.settings import FIELD_NAMES
+from procedural import generate, preview_images
+from svhn.imageset import save_grid_png, save_image_set
+from procedural.fonts import describe, resolve_fonts
 
 DESCRIPTION = """\
 Synthesize labelled 32x32 house-number crops with the paper's "simple method": one centred
@@ -34,7 +39,6 @@ examples:
 def parse_value(field, text):
     """A --set value for `field`, typed like the field's default: numbers, comma-separated
     pairs/tuples of numbers, or (for fonts/families) comma-separated strings."""
-    from procedural import ProceduralSettings
     default = getattr(ProceduralSettings(), field)
 
     def num(t):
@@ -56,8 +60,6 @@ def parse_value(field, text):
 
 
 def build_settings(args):
-    from procedural import ProceduralSettings
-    from procedural.settings import FIELD_NAMES
     changes = {}
     for item in args.set or []:
         if "=" not in item:
@@ -78,7 +80,6 @@ def build_settings(args):
 
 
 def list_settings():
-    from procedural import ProceduralSettings
     docs = ProceduralSettings.field_docs()
     for f in dataclasses.fields(ProceduralSettings):
         print(f"{f.name} = {getattr(ProceduralSettings(), f.name)!r}")
@@ -119,7 +120,6 @@ def main(argv=None):
         return 0
     settings = build_settings(args)
     if args.list_fonts:
-        from procedural.fonts import describe, resolve_fonts
         refs = resolve_fonts(settings.fonts, settings.families)
         print("\n".join(describe(refs)))
         print(f"{len(refs)} fonts")
@@ -131,8 +131,6 @@ def main(argv=None):
     if preview is not None and preview.resolve() == out.resolve():
         raise ValueError(f"--preview {args.preview} is the same file as --out; give the preview its own name")
 
-    from procedural import generate, preview_images
-    from svhn.imageset import save_grid_png, save_image_set
 
     start = time.time()
     if args.quiet:

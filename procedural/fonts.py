@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from common.files import atomic_write_bytes
 
 GLYPH_PX = 48
 """Font size (pixels per em) at which glyphs are rendered and cached; digits come out about
@@ -363,7 +364,6 @@ def _cache_file(refs):
 def _save(path, refs):
     """Pack every cached glyph of `refs` into one .npz: a table (font, stroke, level, digit,
     height, width, left, top), the advances, and all masks' pixels end to end."""
-    from common.files import atomic_write_bytes
     table, advance, pixels = [], [], []
     for i, r in enumerate(refs):
         for s in STROKES:

@@ -15,8 +15,8 @@ from classify import (ClassifyError, TrainConfig, build_model, evaluate, load_mo
                       parse_spec, predict_labels, predict_proba, resolve_sets, save_model, train_classifier)
 from classify.augment import NONE, AugmentConfig, affine_sample, augment, shifted_copies
 from classify.data import SetSpec
-from classify.train import SmoothedCrossEntropy, did_not_learn, learning_rate, plan
-from nn import backend, gradcheck_loss, layers, optim
+from classify.train import did_not_learn, learning_rate, plan
+from nn import backend, gradcheck_loss, layers, losses, optim
 from svhn.imageset import ImageSetError, save_image_set, to_float
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -85,7 +85,7 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
     model = build_model("bn", seed=0)
     x = backend.asarray(to_float(images(16)))
     y = backend.asarray(np.arange(16) % 10)
-    loss_fn = SmoothedCrossEntropy(0.1)
+    loss_fn = losses.SoftmaxCrossEntropy(label_smoothing=0.1)
     opt = optim.SGD(model, lr=0.02, momentum=0.9)
 
     def loss_now():
@@ -98,14 +98,6 @@ def test_one_training_step_lowers_the_loss_on_a_fixed_batch():
     assert loss_now() < before - 0.05
 
 
-def test_smoothed_cross_entropy_gradient_and_limit():
-    rng = np.random.default_rng(0)
-    z = rng.standard_normal((6, 10))
-    labels = rng.integers(0, 10, 6)
-    assert gradcheck_loss(SmoothedCrossEntropy(0.1), z, labels) < 1e-6
-    # with ε = 0 it is the ordinary cross-entropy
-    from nn.losses import SoftmaxCrossEntropy
-    assert SmoothedCrossEntropy(0.0).forward(z, labels) == pytest.approx(SoftmaxCrossEntropy().forward(z, labels))
 
 
 def test_learning_rate_schedule_warms_up_then_decays_to_zero():

@@ -50,7 +50,7 @@ def work(tmp_path_factory):
     from dataclasses import asdict
 
     from common.files import atomic_write_json
-    from gan.train import Config
+    from gan.dcgan.train import Config
     atomic_write_json(root / "dcgan_run" / "config.json", asdict(Config()))    # a run folder, nothing trained
     yield root
     (root / "ro").chmod(0o755)
@@ -144,10 +144,11 @@ CASES = [
     ("gan sample --run nope --out afile/x.npz", NOT_A_FOLDER),
     ("gan sample --run nope --out x.npz --per-digit 0", "--per-digit"),
     ("gan sample --run nope --out x.npz --grid afile/g.png", NOT_A_FOLDER),
-    ("gan fidelity --run nope", "not a DCGAN run folder"),
-    ("gan fidelity --run nope --classifier-steps 0", "--classifier-steps"),
-    ("gan fidelity --run dcgan_run --classifier random.npz", "not a readable .npz model file"),
-    ("gan fidelity --run dcgan_run --classifier afile/c.npz", NOT_A_FOLDER),
+    ("classify fidelity --run nope", "not a DCGAN run folder"),
+    ("classify fidelity --run nope --classifier-steps 0", "--classifier-steps"),
+    ("classify fidelity --run dcgan_run --classifier random.npz", "not a readable .npz model file"),
+    ("classify fidelity --run dcgan_run --classifier afile/c.npz", NOT_A_FOLDER),
+    ("gan fidelity --run dcgan_run", "python -m classify fidelity"),          # moved above gan
     ("gan sample --run dcgan_run --out x.npz", "no trained digit"),
     # ---- gan.simgan
     ("gan.simgan train --real nope --procedural good.npz --out s", "no such folder"),
@@ -161,9 +162,10 @@ CASES = [
     ("gan.simgan refine --run nope --input good.npz --out x.npz", "not a SimGAN run folder"),
     ("gan.simgan refine --run nope --input good.npz --out afile/x.npz", NOT_A_FOLDER),
     ("gan.simgan refine --run nope --input good.npz --out x.npz --batch-size 0", "--batch-size"),
-    ("gan.simgan compare --run nope --procedural good.npz --data-dir svhn", "not a SimGAN run folder"),
-    ("gan.simgan compare --run nope --procedural good.npz --data-dir svhn --repeats 0", "--repeats"),
-    ("gan.simgan compare --run nope --procedural good.npz --data-dir svhn --sets raw", "--sets"),
+    ("classify compare-simgan --run nope --procedural good.npz --data-dir svhn", "not a SimGAN run folder"),
+    ("classify compare-simgan --run nope --procedural good.npz --data-dir svhn --repeats 0", "--repeats"),
+    ("classify compare-simgan --run nope --procedural good.npz --data-dir svhn --sets raw", "--sets"),
+    ("gan.simgan compare --run nope --procedural good.npz", "python -m classify compare-simgan"),   # moved
     # ---- bench
     ("bench --repeats 0", "--repeats"),
     ("bench --repeats -1", "--repeats"),
@@ -307,7 +309,7 @@ def test_untrained_dcgan_run_folder_takes_new_settings(tmp_path):
     from dataclasses import asdict
 
     from common.files import atomic_write_json
-    from gan.train import Config, resolve_config
+    from gan.dcgan.train import Config, resolve_config
     run_dir = tmp_path / "run"
     atomic_write_json(run_dir / "config.json", asdict(Config(width=32)))     # a start that never trained
     assert resolve_config(run_dir, Config(width=4), explicit=("width",)).width == 4

@@ -12,9 +12,11 @@ import numpy as np
 import pytest
 
 from nn import backend, gradcheck_loss, losses
-from gan import dcgan, synthesis as gsample, train as gtrain
+from nn.layers.activations import sigmoid
+from gan.dcgan import nets as dcgan, sampling as gsample, train as gtrain
 from gan.dcgan import DCGAN, build_discriminator, build_generator, generate
-from gan.train import Config, DivergedError, check_health, parse_digits, train_all
+from gan.dcgan.train import Config, DivergedError, check_health, parse_digits, train_all
+from classify.fidelity import label_fidelity
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=2, batch_size=8, checkpoint_every=2, stuck_iters=0, upsample="deconv", augment=False)
@@ -51,17 +53,17 @@ def test_generator_makes_32x32_rgb_in_tanh_range(upsample):
         assert kinds.count("ConvTranspose2D") == 3 and "Upsample2D" not in kinds
 
 
-def test_discriminator_outputs_one_probability_per_image():
+def test_discriminator_outputs_one_logit_per_image():
     backend.seed(0)
     D = build_discriminator(width=4)
     x = backend.asarray(np.random.default_rng(0).uniform(-1, 1, (6, 3, 32, 32)).astype(np.float32))
-    X = D.forward(x)
+    X = sigmoid(D.forward(x))                  # D returns logits; the losses apply the sigmoid
     assert X.shape == (6, 1) and X.dtype == np.float32
     assert float(X.min()) > 0 and float(X.max()) < 1
     kinds = [type(layer).__name__ for layer in D.layers]   # the paper: 3 conv + 3 pool + 1 dense
     assert kinds.count("Conv2D") == 3 and kinds.count("MaxPool2D") == 3 and kinds.count("Dense") == 1
     assert kinds.count("BatchNorm2D") == 2 and kinds.index("BatchNorm2D") > kinds.index("MaxPool2D")
-    assert kinds[-1] == "Sigmoid"
+    assert kinds[-1] == "Dense"                              # logits: no Sigmoid layer to cut off
 
 
 def test_bad_architecture_arguments_are_value_errors():
@@ -75,15 +77,17 @@ def test_bad_architecture_arguments_are_value_errors():
 
 def test_paper_losses_on_known_inputs():
     """D = mean|X1 - X| and G = 1 - D on generated images = mean(X), with their exact gradients."""
-    loss = dcgan.PaperLoss()
-    X = backend.asarray(np.array([[0.9], [0.2], [0.6], [0.1]]))
+    loss = dcgan.PaperLoss()                   # takes D's logits z and applies X = sigmoid(z) itself
+    X = np.array([[0.9], [0.2], [0.6], [0.1]])
+    z = backend.asarray(np.log(X / (1 - X)))
     X1 = backend.asarray(np.array([[1.0], [1.0], [0.0], [0.0]]))         # two generated, two real
-    D, dD = loss.discriminator(X, X1)
+    D, dD = loss.discriminator(z, X1)
     assert D == pytest.approx((0.1 + 0.8 + 0.6 + 0.1) / 4)
-    np.testing.assert_allclose(backend.to_numpy(dD), np.array([[-1], [-1], [1], [1]]) / 4)   # -sign(X1 - X) / M
-    G, dG = loss.generator(X[:2])
+    slope = X * (1 - X)                                                   # dX/dz
+    np.testing.assert_allclose(backend.to_numpy(dD), np.array([[-1], [-1], [1], [1]]) / 4 * slope)   # -sign(X1 - X) / M
+    G, dG = loss.generator(z[:2])
     assert G == pytest.approx(1 - (0.1 + 0.8) / 2) and G == pytest.approx((0.9 + 0.2) / 2)
-    np.testing.assert_allclose(backend.to_numpy(dG), np.full((2, 1), 0.5))   # push X ("synthetic") down
+    np.testing.assert_allclose(backend.to_numpy(dG), np.full((2, 1), 0.5) * slope[:2])   # push X ("synthetic") down
 
 
 @pytest.mark.parametrize("which", ["discriminator", "generator"])
@@ -354,7 +358,7 @@ def test_sampling_an_untrained_digit_is_one_clear_error(tiny_run):
 def test_label_fidelity_counts_per_digit():
     y = np.array([1, 1, 1, 1, 5, 5])
     labels = np.array([1, 1, 7, 1, 5, 3])
-    result = gsample.label_fidelity(lambda x: labels, np.zeros((6, 32, 32, 3), np.uint8), y)
+    result = label_fidelity(lambda x: labels, np.zeros((6, 32, 32, 3), np.uint8), y)
     assert result["per_digit"] == {1: 0.75, 5: 0.5}
     assert result["mean"] == pytest.approx(0.625)
 
@@ -448,7 +452,7 @@ def test_cupy_training_step_matches_numpy():
 
 def test_diffaugment_backward_is_the_transpose_of_forward():
     """DiffAugment is linear in x for fixed random draws: check dx against central differences."""
-    from gan.augment import DiffAugment
+    from gan.dcgan.augment import DiffAugment
     aug = DiffAugment()
     x = backend.asarray(np.random.default_rng(0).uniform(-1, 1, (3, 3, 32, 32)))
     g = backend.asarray(np.random.default_rng(1).standard_normal((3, 3, 32, 32)))
@@ -483,3 +487,13 @@ def test_training_with_augmentation_resumes_exactly(tmp_path):
     split = np.load(tmp_path / "split" / "digit_8" / "checkpoint.npz")
     for k in whole.files:
         np.testing.assert_array_equal(whole[k], split[k], err_msg=k)
+
+
+def test_dcgan_init():
+    from nn import Sequential, layers
+    backend.seed(0)
+    model = dcgan.dcgan_init(Sequential(layers.Conv2D(3, 64, 4), layers.BatchNorm2D(64), layers.Dense(64, 512)))
+    W = backend.to_numpy(model.layers[2].params["W"])
+    assert abs(float(W.std()) - 0.02) < 0.002 and W.dtype == np.float32
+    assert abs(float(backend.to_numpy(model.layers[1].params["gamma"]).mean()) - 1) < 0.01
+    assert np.all(backend.to_numpy(model.layers[0].params["b"]) == 0)

@@ -61,11 +61,14 @@ def test_conv2d_winograd_method_gradients_and_agreement(padding, shape):
 
 def test_conv2d_auto_method_choice():
     big = dev(np.zeros((1, 16, 16, 16), np.float32))
-    conv = layers.Conv2D(16, 4, 3, padding=1)
+    plain = layers.Conv2D(16, 4, 3, padding=1)              # the default is the im2col the docstring teaches
+    plain.forward(big)
+    assert plain.method == "im2col" and plain.cache[0] == "im2col"
+    conv = layers.Conv2D(16, 4, 3, padding=1, method="auto")
     conv.forward(big)
     assert conv.cache[0] == ("winograd" if backend.name == "numpy" else "im2col")
-    layers.Conv2D(3, 4, 3, padding=1).forward(dev(np.zeros((1, 3, 16, 16), np.float32)))
-    strided = layers.Conv2D(16, 4, 3, stride=2, padding=1)
+    layers.Conv2D(3, 4, 3, padding=1, method="auto").forward(dev(np.zeros((1, 3, 16, 16), np.float32)))
+    strided = layers.Conv2D(16, 4, 3, stride=2, padding=1, method="auto")
     strided.forward(big)
     assert strided.cache[0] == "im2col"
     with pytest.raises(ValueError, match="winograd"):

@@ -42,7 +42,7 @@ def write_fixture(folder, seed=0):
 
 
 def tiny_loss_plot(path, *args, **kwargs):
-    """Stands in for gan.train.plot_losses in these runs: a real (1x1) PNG, without matplotlib, which
+    """Stands in for gan.dcgan.train.plot_losses in these runs: a real (1x1) PNG, without matplotlib, which
     costs most of the smoke DCGAN stage's time (gan draws them; this file tests the pipeline)."""
     import io
 
@@ -75,10 +75,12 @@ def runs(tmp_path_factory):
     data_dir = write_fixture(root / "svhn")
     out = root / "out"
     seen = {"out": out}
-    import gan.train
+    import gan.dcgan.train
+    import experiment.report
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SVHN_CACHE_DIR", str(root / "cache"))
-        mp.setattr(gan.train, "plot_losses", tiny_loss_plot)
+        mp.setattr(gan.dcgan.train, "plot_losses", tiny_loss_plot)
+        mp.setattr(experiment.report, "plot_losses", tiny_loss_plot)
 
         # a. the procedural stage writes half its output, then is interrupted
         def half_procedural(ctx, folder, upstream):
@@ -93,7 +95,7 @@ def runs(tmp_path_factory):
         seen["a_top"] = sorted(p.name for p in out.iterdir())
 
         # b. digit 3's DCGAN is interrupted after one iteration (checkpointed)
-        real_train_digit = gan.train.train_digit
+        real_train_digit = pipeline.train_digit
 
         def interrupt_digit_3(images, digit, run_dir, config, *args, **kwargs):
             if digit != 3:
@@ -102,7 +104,7 @@ def runs(tmp_path_factory):
             raise KeyboardInterrupt
 
         with pytest.MonkeyPatch.context() as inner:
-            inner.setattr(gan.train, "train_digit", interrupt_digit_3)
+            inner.setattr(pipeline, "train_digit", interrupt_digit_3)
             with pytest.raises(KeyboardInterrupt):
                 smoke(out, data_dir)
         seen["b_stages"] = sorted(p.name for p in (out / "stages").iterdir() if not p.name.startswith("."))

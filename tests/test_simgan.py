@@ -15,9 +15,9 @@ import pytest
 
 from nn import Sequential, backend, gradcheck, gradcheck_loss, layers
 from common.cli import run_cli
-from gan import simgan
+from gan.simgan import cli as simgan_cli, train as simgan
 from gan.simgan import SimGANConfig, refine, train_simgan
-from gan.simgan_nets import (HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
+from gan.simgan.nets import (HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
                              build_patch_discriminator, build_refiner, init_near_identity)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,10 +57,12 @@ def test_refiner_keeps_the_image_size_and_range():
     assert R.summary((3, 32, 32)).splitlines()[-1].split()[-1] == f"{R.num_params():,}"
 
 
-def test_patch_discriminator_outputs_a_map_of_probabilities():
+def test_patch_discriminator_outputs_a_map_of_logits():
+    from nn.layers.activations import sigmoid
     backend.seed(0)
     D = build_patch_discriminator(width=4)
-    X = D.forward(images(5))
+    assert type(D.layers[-1]).__name__ == "Conv2D"          # logits: the loss applies the sigmoid
+    X = sigmoid(D.forward(images(5)))
     assert X.shape == (5, 1, 8, 8) and X.dtype == np.float32
     assert float(X.min()) > 0 and float(X.max()) < 1
 
@@ -287,7 +289,7 @@ def test_config_rejects_bad_settings():
 
 def run_main(argv, capsys):
     with pytest.raises(SystemExit) as exc:
-        run_cli(simgan.main, argv)
+        run_cli(simgan_cli.main, argv)
     return exc.value.code, capsys.readouterr().err
 
 
@@ -341,7 +343,7 @@ def test_module_help_runs():
 
 @pytest.mark.slow
 def test_compare_trains_both_classifiers_and_writes_a_report(tmp_path, monkeypatch):
-    from gan import simgan_eval
+    from classify import simgan_compare as simgan_eval
     real, _ = uint8_set(20, 1)
     proc, labels = uint8_set(40, 2)
     train_simgan(real, proc, tmp_path / "run", progress=False, log=lambda *a: None, figures=False, **TINY)
@@ -362,7 +364,7 @@ def test_compare_trains_both_classifiers_and_writes_a_report(tmp_path, monkeypat
 
 
 def test_image_statistics_tell_flat_from_noisy_images():
-    from gan.simgan_eval import image_statistics
+    from classify.simgan_compare import image_statistics
     flat = np.full((4, 32, 32, 3), 100, np.uint8)
     noisy, _ = uint8_set(4)
     a, b = image_statistics(flat), image_statistics(noisy)

@@ -11,6 +11,11 @@ import numpy as np
 from nn import backend
 
 
+def _pair(v):
+    """An int or a pair of ints -> (int, int): kernel sizes, strides and paddings as (height, width)."""
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
 class Layer:
     def __init__(self):
         self.params = {}

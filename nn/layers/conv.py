@@ -13,12 +13,8 @@ returned as an NCHW *view* — the next layer reads it without a transpose copy.
 import numpy as np
 
 from nn import backend, init
-from nn.layers.base import Layer
+from nn.layers.base import Layer, _pair
 from nn.layers.winograd import winograd_backward, winograd_forward, winograd_supported
-
-
-def _pair(v):
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -82,10 +78,11 @@ class Conv2D(Layer):
     `method` picks the algorithm: "im2col" (above, any configuration), "winograd" (F(2×2, 3×3),
     nn/layers/winograd.py: 3×3, stride 1 only; same result with 2.25× fewer multiplications), or "auto":
     Winograd on the NumPy backend for 3×3 stride-1 layers with at least 16 input channels and inputs of
-    at least 16×16 (where it measured faster), im2col everywhere else.
+    at least 16×16 (where it measured faster), im2col everywhere else. The default is the im2col
+    above; the applications (the ConvNet, the GANs, the benchmark) ask for "auto".
     """
 
-    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, method="auto"):
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, method="im2col"):
         super().__init__()
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size, self.stride, self.padding = _pair(kernel_size), _pair(stride), _pair(padding)

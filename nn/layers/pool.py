@@ -8,8 +8,8 @@ and the same code runs on NumPy and CuPy.
 import numpy as np
 
 from nn import backend
-from nn.layers.base import Layer
-from nn.layers.conv import _pair, conv_output_size
+from nn.layers.base import Layer, _pair
+from nn.layers.conv import conv_output_size
 
 
 def _window_slice(i, j, stride, out_hw):

@@ -71,6 +71,7 @@ Everything uses `backend.xp`, so it runs unchanged on NumPy and CuPy, in the inp
 import numpy as np
 
 from nn import backend
+from nn.layers.base import _pair
 
 # The F(2×2, 3×3) matrices (Lavin & Gray 2016, section 4.1). The input and output transforms below are
 # written out as the additions these matrices stand for; BT and AT are kept for readers and tests.
@@ -88,10 +89,6 @@ AT = np.array([[1, 1, 1, 0],
 BIAS_SLOT = 5          # ξ = (1, 1): Aᵀ[:, 1] = (1, 1), so M[5] + b adds b to all four outputs of a tile
 
 PRODUCTS = "auto"      # "per_image", "batched", or "auto" (per_image on NumPy, batched on CuPy)
-
-
-def _pair(v):
-    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
 
 
 def winograd_supported(kernel_size, stride, padding):

@@ -10,7 +10,7 @@ The schedule (SimGAN's Algorithm 1, Kd = 1):
   2. `pretrain_d` discriminator updates against that refiner;
   3. `steps` iterations of `kg` refiner updates on L_R = BCE(X(R(x)), 0) + λ·mean|R(x) - x|
      followed by one discriminator update (half its refined batch from the history buffer).
-The networks, losses and steps are in gan/simgan_nets.py.
+The networks, losses and steps are in gan/simgan/nets.py; run folders work as in gan/runs.py.
 
 A run folder holds
     RUN_DIR/config.json       the settings (a later `train` on the folder resumes with them)
@@ -22,25 +22,25 @@ A run folder holds
 
 Command line: `python -m gan.simgan train|refine --help`.
 """
-import csv
-import io
-import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from nn import backend
-from common.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, npz_problem
-from common.cli import run_cli
-from gan.runs import read_run_config
-from gan.simgan_nets import SimGAN, build_patch_discriminator, build_refiner
+from svhn.imageset import IMAGE_SHAPE, check_image_set, save_grid_png, save_image_set, to_float, to_uint8
+from gan import runs
+from gan.simgan.nets import SimGAN, build_patch_discriminator, build_refiner
 
 PHASES = ("pretrain_R", "pretrain_D", "adversarial")
 LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_D", "acc_real", "acc_refined",
               "X_real", "X_refined", "seconds")
+REFINED_FILE = "refined.npz"   # the whole procedural set refined (when its labels are given)
+PAIRS_FILE = "pairs.png"
+LOSSES_FILE = "losses.png"
 PAIR_COLUMNS = 8
 PAIR_ROWS = 5                # pairs of rows: 40 procedural images and their refined versions
 
@@ -127,37 +127,21 @@ RESUMABLE = ("steps", "checkpoint_every")   # settings a resumed run may change
 # ----------------------------------------------------------------------------- run folders
 
 def load_config(run_dir):
-    return read_run_config(run_dir, SimGANConfig, "SimGAN", SimGANError)
+    return runs.read_run_config(run_dir, SimGANConfig, "SimGAN", SimGANError)
 
 
 def resolve_config(run_dir, settings):
     """The checked config a run in RUN_DIR would use, writing nothing: a folder holding a trained run
     (a checkpoint) keeps its settings, and of the ones given only `steps` (train further) and
     `checkpoint_every` may differ; a folder whose run never saved an iteration takes the new ones."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise SimGANError(f"{run_dir}: exists and is not a folder; give a run folder")
-    if (run_dir / "config.json").is_file() and (run_dir / "checkpoint.npz").is_file():
-        config = load_config(run_dir)
-        for name, value in settings.items():
-            if name in RESUMABLE:
-                setattr(config, name, value)
-            elif not hasattr(config, name):
-                raise SimGANError(f"unknown SimGAN setting {name!r}")
-            elif value != getattr(config, name):
-                raise SimGANError(f"{run_dir}: this run was trained with {name}={getattr(config, name)!r}, "
-                                  f"not {value!r}; use a new --out folder to change it")
-    else:
-        config = SimGANConfig.from_dict(settings)
-    return config.check()
+    return runs.resolve_config(run_dir, lambda: SimGANConfig.from_dict(settings), settings, RESUMABLE,
+                               load_config, lambda folder: (folder / runs.CHECKPOINT_FILE).is_file(), SimGANError)
 
 
 def prepare_run(run_dir, settings):
     """Create RUN_DIR with these settings, or reopen it (see `resolve_config`); writes config.json
     and returns the config."""
-    config = resolve_config(run_dir, settings)
-    atomic_write_json(Path(run_dir) / "config.json", asdict(config))
-    return config
+    return runs.save_config(run_dir, resolve_config(run_dir, settings))
 
 
 def build_simgan(config):
@@ -171,64 +155,32 @@ def build_simgan(config):
 
 def save_checkpoint(path, sg, iteration, rng):
     """Both nets, both optimizers, the buffer, the iteration and the RNG state in one .npz (atomic)."""
-    state = sg.state_dict()
-    state["iteration"] = np.array(iteration)
-    state["rng_state"] = np.array(json.dumps(rng.bit_generator.state))
-    atomic_savez(path, **state)
+    runs.save_checkpoint(path, sg.state_dict(), rng, iteration=np.array(iteration))
 
 
 def load_checkpoint(path, sg):
     """Restore `sg` from a checkpoint; returns (iteration, rng) as they were saved."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            state = {k: f[k] for k in f.files}
-        iteration, rng_state = int(state["iteration"]), json.loads(str(state["rng_state"]))
-    except Exception as exc:
-        raise SimGANError(f"{path}: not a readable SimGAN checkpoint ({npz_problem(exc)})") from None
+    state, rng = runs.load_checkpoint(path, SimGANError, "SimGAN checkpoint")
     sg.load_state_dict(state, source=str(path))
-    rng = np.random.default_rng()
-    rng.bit_generator.state = rng_state
-    return iteration, rng
+    return int(state["iteration"]), rng
 
 
 # ----------------------------------------------------------------------------- logs and figures
 
 def read_log(path, up_to=None):
     """Rows of log.csv (numbers as floats, empty cells as None), optionally only iterations <= up_to."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = [{k: (v if k == "phase" else (float(v) if v != "" else None)) for k, v in row.items()}
-                for row in csv.DictReader(f)]
-    return [r for r in rows if up_to is None or r["iteration"] <= up_to]
+    return runs.read_log(path, up_to, text=("phase",))
 
 
 def write_log(path, rows):
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: _cell(k, r.get(k)) for k in LOG_FIELDS})
-    atomic_write_text(path, buf.getvalue())
-
-
-def _cell(key, value):
-    if value is None:
-        return ""
-    if key in ("iteration", "phase"):
-        return int(value) if key == "iteration" else value
-    return f"{value:.6g}"
+    runs.write_log(path, rows, LOG_FIELDS, text=("phase",))
 
 
 def plot_losses(path, rows, title):
     """Three panels over the iterations: the refiner's terms, D's loss, D's accuracies."""
     if not rows:
         return
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = runs.pyplot().subplots(1, 3, figsize=(13, 3.6))
     curves = (("refiner", [("loss_reg", "mean|R(x) - x|"), ("loss_adv", "adversarial term")]),
               ("discriminator", [("loss_D", "L_D (BCE over patches)")]),
               ("D's accuracy on patches", [("acc_real", "real"), ("acc_refined", "refined")]))
@@ -247,10 +199,7 @@ def plot_losses(path, rows, title):
     axes[0].set_yscale("log")
     fig.suptitle(title + "  (dashed: D pretraining, adversarial phase start)", fontsize=9)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    runs.save_figure(fig, path)
 
 
 def pair_indices(n, labels, seed):
@@ -270,7 +219,6 @@ def pair_indices(n, labels, seed):
 
 def save_pairs(path, R, proc_x, title):
     """procedural rows and refined rows, alternating, PAIR_COLUMNS images per row."""
-    from svhn.imageset import save_grid_png
     refined = refine_images(R, proc_x)
     rows = []
     for start in range(0, len(proc_x), PAIR_COLUMNS):
@@ -282,7 +230,6 @@ def save_pairs(path, R, proc_x, title):
 # ----------------------------------------------------------------------------- training
 
 def _check_images(x, what):
-    from svhn.imageset import IMAGE_SHAPE
     x = np.asarray(x)
     if x.ndim != 4 or x.shape[1:] != IMAGE_SHAPE or x.dtype != np.uint8 or len(x) == 0:
         raise SimGANError(f"{what}: expected uint8 images (N, 32, 32, 3) with N > 0, got {x.dtype} {x.shape}")
@@ -291,7 +238,6 @@ def _check_images(x, what):
 
 def _batch(x, rng, n):
     """n random images of the host uint8 array x, as float NCHW in [-1, 1] on the device."""
-    from svhn.imageset import to_float
     idx = rng.choice(len(x), size=n, replace=len(x) < n)
     return backend.asarray(to_float(x[np.sort(idx)]))
 
@@ -325,24 +271,22 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     """
     real_x, proc_x = _check_images(real_x, "real images"), _check_images(proc_x, "procedural images")
     if proc_y is not None:
-        from svhn.imageset import check_image_set
         check_image_set(proc_x, np.asarray(proc_y), "procedural images")
     out_dir = Path(out_dir)
     config = prepare_run(out_dir, settings)
     sg = build_simgan(config)
-    ckpt = out_dir / "checkpoint.npz"
+    ckpt = out_dir / runs.CHECKPOINT_FILE
     if ckpt.is_file():
         iteration, rng = load_checkpoint(ckpt, sg)
     else:
         iteration, rng = 0, np.random.default_rng([config.seed, 1])
-    rows = read_log(out_dir / "log.csv", up_to=iteration)
+    rows = read_log(out_dir / runs.LOG_FILE, up_to=iteration)
     shown = proc_x[pair_indices(len(proc_x), None if proc_y is None else np.asarray(proc_y), config.seed)]
 
     def checkpoint():
         save_checkpoint(ckpt, sg, iteration, rng)
-        write_log(out_dir / "log.csv", rows)
+        write_log(out_dir / runs.LOG_FILE, rows)
 
-    from tqdm import tqdm
     started = time.perf_counter()
     bar = tqdm(total=config.total, initial=min(iteration, config.total), desc="simgan", disable=not progress,
                dynamic_ncols=True)
@@ -366,16 +310,15 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
              f"procedural (odd rows) -> refined (even rows)")
     names = ["config.json", "checkpoint.npz", "log.csv"]
     if figures:
-        save_pairs(out_dir / "pairs.png", sg.R, shown, title)
-        plot_losses(out_dir / "losses.png", rows, f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}")
+        save_pairs(out_dir / PAIRS_FILE, sg.R, shown, title)
+        plot_losses(out_dir / LOSSES_FILE, rows, f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}")
         names += ["losses.png", "pairs.png"]
     summary = {"iteration": iteration, "last": rows[-1] if rows else None,
                "seconds": round(time.perf_counter() - started, 1), "files": [str(out_dir / n) for n in names]}
     if proc_y is not None:
-        from svhn.imageset import save_image_set
         refined = refine_images(sg.R, proc_x, progress=progress)
-        save_image_set(out_dir / "refined.npz", refined, np.asarray(proc_y))
-        summary["files"].append(str(out_dir / "refined.npz"))
+        save_image_set(out_dir / REFINED_FILE, refined, np.asarray(proc_y))
+        summary["files"].append(str(out_dir / REFINED_FILE))
     log(f"SimGAN: {iteration} iterations in {summary['seconds']} s; wrote {', '.join(summary['files'])}")
     return summary
 
@@ -391,8 +334,6 @@ def _check_finite(row):
 
 def refine_images(R, x, batch_size=256, progress=False):
     """R applied to uint8 images x (N, 32, 32, 3), in batches -> uint8 (N, 32, 32, 3)."""
-    from tqdm import tqdm
-    from svhn.imageset import to_float, to_uint8
     out = np.empty_like(x)
     for i in tqdm(range(0, len(x), batch_size), desc="refine", disable=not progress, leave=False):
         refined = R.forward(backend.asarray(to_float(x[i:i + batch_size])), training=False)
@@ -400,12 +341,20 @@ def refine_images(R, x, batch_size=256, progress=False):
     return out
 
 
+def check_trained(run_dir, option=None):
+    """The config of a trained run (one with a checkpoint), or a one-line SimGANError; `option`
+    (e.g. "--run") names where the folder was given."""
+    config = load_config(run_dir)
+    if not (Path(run_dir) / runs.CHECKPOINT_FILE).is_file():
+        where = f"{option} {run_dir}" if option else str(run_dir)
+        raise SimGANError(f"{where}: no {runs.CHECKPOINT_FILE} (train the run first)")
+    return config
+
+
 def load_refiner(run_dir):
     """The refiner of a run, with its latest weights (from the checkpoint)."""
-    config = load_config(run_dir)
-    path = Path(run_dir) / "checkpoint.npz"
-    if not path.is_file():
-        raise SimGANError(f"{run_dir}: no checkpoint.npz (was the run trained?)")
+    config = check_trained(run_dir)
+    path = Path(run_dir) / runs.CHECKPOINT_FILE
     sg = build_simgan(config)
     load_checkpoint(path, sg)
     return sg.R
@@ -415,15 +364,3 @@ def refine(run_dir, x, batch_size=256, progress=False):
     """The procedural images x (uint8 (N, 32, 32, 3)) refined by the run's refiner, as uint8 images
     in the same order (R has no randomness: the same input gives the same output)."""
     return refine_images(load_refiner(run_dir), _check_images(x, "images to refine"), batch_size, progress)
-
-
-# ----------------------------------------------------------------------------- command line
-
-def main(argv=None):
-    """`python -m gan.simgan train|refine|compare ...` (the parser and commands are in gan/simgan_cli.py)."""
-    from gan.simgan_cli import main as cli_main
-    return cli_main(argv)
-
-
-if __name__ == "__main__":
-    run_cli(main)

@@ -1,12 +1,13 @@
-"""The command line of the SimGAN refiner: `python -m gan.simgan train|refine|compare --help`."""
+"""The command line of the SimGAN refiner: `python -m gan.simgan train|refine --help`."""
 import argparse
-import json
 from dataclasses import fields
 from pathlib import Path
 
-from common.cli import ArgumentParser, add_backend_options, apply_backend_options, number, whole
+import svhn
+from common.cli import ArgumentParser, add_backend_options, apply_backend_options, check_moved, number, whole
 from common.files import check_output_path
-from gan.simgan import SimGANConfig, SimGANError, refine, resolve_config, train_simgan
+from svhn.imageset import load_image_set, save_image_set
+from gan.simgan.train import SimGANConfig, SimGANError, refine, resolve_config, train_simgan
 
 DESCRIPTION = """\
 SimGAN (Shrivastava et al. 2017), the seed paper's next step: a refiner network R makes
@@ -17,8 +18,7 @@ refined, 0 for real) plus λ·mean|R(x) - x|, which keeps the digit and so its l
 train    pretrain R on mean|R(x) - x|, pretrain D, then alternate Kg refiner updates with one
          discriminator update; resumes when --out already holds a run
 refine   write an image set refined by a trained run's refiner (labels kept)
-compare  train the ConvNet on N refined and on the same N raw procedural images; test both on
-         real SVHN (the test split, and train+test) -> RUN_DIR/compare.json
+(does refining help a classifier? python -m classify compare-simgan, which needs the classifier too)
 
 Errors print one line and exit with status 2."""
 
@@ -28,7 +28,7 @@ examples:
   python -m gan.simgan train --real DIR --procedural proc.npz --out runs/simgan \\
       --lambda-reg 10 --kg 2 --steps 1000
   python -m gan.simgan refine --run runs/simgan --input proc.npz --out refined.npz
-  python -m gan.simgan compare --run runs/simgan --procedural proc.npz --n 7000 \
+  python -m classify compare-simgan --run runs/simgan --procedural proc.npz --n 7000 \
       --data-dir DIR --repeats 3
 (DIR: a folder with SVHN's train_32x32.mat and test_32x32.mat)"""
 
@@ -80,23 +80,6 @@ def build_parser():
     p.add_argument("--batch-size", type=whole(1), default=256, help="images per forward pass (default: 256)")
     p.add_argument("--seed", type=whole(0), default=0, help="accepted for the common interface; refining is deterministic")
 
-    p = sub.add_parser("compare", parents=[common], help="classifier trained on refined vs raw procedural images",
-                       description="Train classify's ConvNet (default recipe) on the first N procedural images and "
-                                   "on the same images refined by the run; test both on SVHN's test split and on "
-                                   "train+test. Writes RUN_DIR/compare.json.")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="a trained run folder")
-    p.add_argument("--procedural", required=True, metavar="FILE.npz", help="procedural image set (with labels)")
-    p.add_argument("--data-dir", required=True, metavar="DIR", help="folder with SVHN's train_32x32.mat and test_32x32.mat")
-    p.add_argument("--n", type=whole(1), default=None, help="use the first N procedural images (default: all)")
-    p.add_argument("--seed", type=whole(0), default=0, help="classifier seed of the first repeat (default: 0)")
-    p.add_argument("--repeats", type=whole(1), default=1, help="classifier seeds SEED, SEED+1, ... (default: 1)")
-    p.add_argument("--classifier-steps", type=whole(1), default=None,
-                   help="classify's min_steps (default: its recipe's); fewer steps save CPU time")
-    p.add_argument("--sets", default="procedural,refined",
-                   help="training sets to run: procedural, refined or both (default: procedural,refined)")
-    p.add_argument("--fidelity", action="store_true",
-                   help="also: how often a ConvNet trained on the real training images labels raw and refined "
-                        "images with their procedural label")
     return parser
 
 
@@ -114,11 +97,9 @@ def check_real(source):
 
 def load_real(source):
     """Real images from an SVHN folder (train split) or an image-set .npz; labels dropped."""
-    from svhn.imageset import load_image_set
     path = check_real(source)
     if path.suffix == ".npz":
         return load_image_set(path)[0]
-    import svhn
     return svhn.load("train", path)[0]
 
 
@@ -128,8 +109,12 @@ def check_input_file(path, option):
         raise SimGANError(f"{option} {path}: image set file not found (give an image-set .npz)")
 
 
+MOVED = {"compare": "python -m classify compare-simgan"}
+"""Commands that moved to a package above `gan` (they need the classifier too)."""
+
+
 def main(argv=None):
-    from svhn.imageset import load_image_set, save_image_set
+    check_moved(argv, "python -m gan.simgan", MOVED)
     args = build_parser().parse_args(argv)
     apply_backend_options(args)
     if args.command == "train":
@@ -142,24 +127,6 @@ def main(argv=None):
         proc_x, proc_y = load_image_set(args.procedural)     # the quick one first: SVHN's .mat is cached when read
         real_x = load_real(args.real)
         train_simgan(real_x, proc_x, args.out, proc_y=proc_y, progress=not args.quiet, **settings)
-    elif args.command == "compare":
-        from gan.simgan_eval import compare
-        sets = tuple(s.strip() for s in args.sets.split(",") if s.strip())
-        if not sets or any(s not in ("procedural", "refined") for s in sets):
-            raise SimGANError(f"--sets {args.sets}: give procedural, refined or procedural,refined")
-        from svhn.data import data_dir_for
-        from gan.simgan import load_config
-        load_config(args.run)
-        if not (Path(args.run) / "checkpoint.npz").is_file():
-            raise SimGANError(f"--run {args.run}: no checkpoint.npz (train the run first)")
-        data_dir_for(args.data_dir)
-        check_output_path(Path(args.run) / "compare.json", "file", "--run")
-        x, y = load_image_set(args.procedural)
-        settings = {"min_steps": args.classifier_steps} if args.classifier_steps else {}
-        report = compare(args.run, x, y, args.data_dir, n=args.n, sets=sets, progress=not args.quiet,
-                         fidelity=args.fidelity,
-                         seeds=range(args.seed, args.seed + args.repeats), **settings)
-        print(json.dumps(report["mean"], indent=2))
     else:
         check_output_path(args.out, "file", "--out")
         x, y = load_image_set(args.input)

@@ -10,6 +10,8 @@ training images, so it is reported but is not a clean test). The classifier is `
 default recipe; only its seed changes between repeats. Optionally, label fidelity: how often a
 ConvNet trained on the real training images labels raw and refined images with their procedural
 label (does the refiner keep the digit?).
+It needs both the refiner (`gan.simgan`) and the classifier (this package), so it lives here, above
+`gan`. Command line: `python -m classify compare-simgan --help`.
 """
 import json
 import time
@@ -17,14 +19,21 @@ from pathlib import Path
 
 import numpy as np
 
+import svhn
 from common.files import atomic_write_json
+from gan.simgan import refine
+
+from classify.evaluate import evaluate, predict_labels
+from classify.fidelity import CLASSIFIER_FILE, get_classifier, label_fidelity
+from classify.train import train_classifier
+
+COMPARE_FILE = "compare.json"
 
 SETS = ("procedural", "refined")
 
 
 def real_test_sets(data_dir):
     """{"test": (x, y), "train+test": (x, y)} from the SVHN files in data_dir."""
-    import svhn
     x_tr, y_tr = svhn.load("train", data_dir)
     x_te, y_te = svhn.load("test", data_dir)
     return {"test": (x_te, y_te), "train+test": (np.concatenate([x_tr, x_te]), np.concatenate([y_tr, y_te]))}
@@ -45,7 +54,6 @@ def image_statistics(x):
 
 def accuracies(model, tests):
     """{test set name: accuracy} of a trained classifier (classify's evaluate, with its TTA)."""
-    from classify import evaluate
     return {name: float(evaluate(model, x, y)["accuracy"]) for name, (x, y) in tests.items()}
 
 
@@ -58,8 +66,6 @@ def compare(run_dir, proc_x, proc_y, data_dir, n=None, seeds=(0,), sets=SETS, pr
     the run, so a second run can skip it). classifier_settings: TrainConfig fields for
     `classify.train_classifier` (e.g. min_steps).
     """
-    from classify import train_classifier
-    from gan.simgan import refine
     n = len(proc_x) if n is None else int(n)
     if not 1 <= n <= len(proc_x):
         raise ValueError(f"n must be in 1..{len(proc_x)} (the procedural images given), got {n}")
@@ -78,7 +84,7 @@ def compare(run_dir, proc_x, proc_y, data_dir, n=None, seeds=(0,), sets=SETS, pr
               "image_statistics": {"procedural": image_statistics(x_raw), "refined": image_statistics(x_ref),
                                    "real (train+test)": image_statistics(tests["train+test"][0])},
               "test_sets": {k: int(len(v[1])) for k, v in tests.items()}, "runs": []}
-    earlier = _earlier_report(Path(run_dir) / "compare.json", report)
+    earlier = _earlier_report(Path(run_dir) / COMPARE_FILE, report)
     redo = {(int(s), name) for s in seeds for name in sets}
     report["runs"] = [r for r in earlier.get("runs", []) if (r["seed"], r["set"]) not in redo]
     if "label_fidelity" in earlier:
@@ -96,10 +102,10 @@ def compare(run_dir, proc_x, proc_y, data_dir, n=None, seeds=(0,), sets=SETS, pr
             report["runs"].append(row)
             log(json.dumps(row))
             _summarise(report)
-            atomic_write_json(Path(run_dir) / "compare.json", report)
+            atomic_write_json(Path(run_dir) / COMPARE_FILE, report)
     if fidelity:
         report["label_fidelity"] = label_fidelity_of(x_raw, x_ref, y, data_dir, run_dir, progress, log)
-        atomic_write_json(Path(run_dir) / "compare.json", report)
+        atomic_write_json(Path(run_dir) / COMPARE_FILE, report)
     return report
 
 
@@ -131,8 +137,6 @@ def _summarise(report):
 def label_fidelity_of(x_raw, x_ref, y, data_dir, run_dir, progress=True, log=print):
     """Fraction of raw and of refined images that a ConvNet trained on the real training images
     labels with their procedural label (the classifier is kept at RUN_DIR/fidelity_classifier.npz)."""
-    from classify import predict_labels
-    from gan.synthesis import get_classifier, label_fidelity
-    model = get_classifier(Path(run_dir) / "fidelity_classifier.npz", data_dir, progress=progress, log=log)
+    model = get_classifier(Path(run_dir) / CLASSIFIER_FILE, data_dir, progress=progress, log=log)
     return {name: label_fidelity(lambda images: predict_labels(model, images), x, y)["mean"]
             for name, x in zip(SETS, (x_raw, x_ref))}

@@ -26,7 +26,10 @@ from collections.abc import MutableMapping
 import numpy as np
 
 from nn import Sequential, backend, layers, losses, optim
+from nn.layers.activations import sigmoid
 from nn.layers.base import Layer
+
+CONV_METHOD = "auto"  # Conv2D's fast path (Winograd where nn measured it faster); nn's default is plain im2col
 
 
 # ----------------------------------------------------------------------------- the refiner
@@ -82,9 +85,9 @@ class ResBlock(Layer):
     def __init__(self, channels):
         super().__init__()
         self.channels = int(channels)
-        self.conv1 = layers.Conv2D(channels, channels, 3, padding=1)
+        self.conv1 = layers.Conv2D(channels, channels, 3, padding=1, method=CONV_METHOD)
         self.relu = layers.ReLU()
-        self.conv2 = layers.Conv2D(channels, channels, 3, padding=1)
+        self.conv2 = layers.Conv2D(channels, channels, 3, padding=1, method=CONV_METHOD)
         parts = {"conv1": self.conv1, "conv2": self.conv2}
         self.params, self.grads, self.buffers = (_Joined(parts, a) for a in ("params", "grads", "buffers"))
 
@@ -119,10 +122,10 @@ def build_refiner(width=64, blocks=4, identity_init=True):
     """
     if int(width) < 1 or int(blocks) < 0:
         raise ValueError(f"refiner: width must be >= 1 and blocks >= 0, got width={width}, blocks={blocks}")
-    net = [layers.Conv2D(3, width, 3, padding=1), layers.ReLU()]
+    net = [layers.Conv2D(3, width, 3, padding=1, method=CONV_METHOD), layers.ReLU()]
     for _ in range(int(blocks)):
         net += [ResBlock(width), layers.ReLU()]
-    net += [layers.Conv2D(width, 3, 1), layers.Tanh()]
+    net += [layers.Conv2D(width, 3, 1, method=CONV_METHOD), layers.Tanh()]
     R = Sequential(*net)
     return init_near_identity(R) if identity_init else R
 
@@ -157,10 +160,11 @@ def init_near_identity(R, residual_scale=0.1):
 
 
 def build_patch_discriminator(width=32):
-    """D: images (N, 3, 32, 32) -> X (N, 1, 8, 8), for each patch its belief that it is refined.
+    """D: images (N, 3, 32, 32) -> logits z (N, 1, 8, 8); X = sigmoid(z) is, for each patch, its
+    belief that it is refined (the sigmoid is applied by the loss, `PatchLoss`, stably).
 
         3×3 conv s2 3→w, LReLU → 3×3 conv s2 w→2w, LReLU → 3×3 conv 2w→2w, LReLU
-        → 1×1 conv 2w→2w, LReLU → 1×1 conv 2w→1 → sigmoid
+        → 1×1 conv 2w→2w, LReLU → 1×1 conv 2w→1
 
     Each of the 8×8 outputs sees a 15×15 window of the image (SimGAN's local adversarial loss:
     D judges patches, so R cannot fool it with one global change and keeps local detail).
@@ -170,11 +174,11 @@ def build_patch_discriminator(width=32):
         raise ValueError(f"patch discriminator: width must be >= 1, got {width}")
     w = int(width)
     return Sequential(
-        layers.Conv2D(3, w, 3, stride=2, padding=1), layers.LeakyReLU(0.2),
-        layers.Conv2D(w, 2 * w, 3, stride=2, padding=1), layers.LeakyReLU(0.2),
-        layers.Conv2D(2 * w, 2 * w, 3, padding=1), layers.LeakyReLU(0.2),
-        layers.Conv2D(2 * w, 2 * w, 1), layers.LeakyReLU(0.2),
-        layers.Conv2D(2 * w, 1, 1), layers.Sigmoid())
+        layers.Conv2D(3, w, 3, stride=2, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2),
+        layers.Conv2D(w, 2 * w, 3, stride=2, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2),
+        layers.Conv2D(2 * w, 2 * w, 3, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2),
+        layers.Conv2D(2 * w, 2 * w, 1, method=CONV_METHOD), layers.LeakyReLU(0.2),
+        layers.Conv2D(2 * w, 1, 1, method=CONV_METHOD))
 
 
 # ----------------------------------------------------------------------------- the losses
@@ -300,26 +304,13 @@ class SimGAN:
         self.l1 = SelfRegularisationL1()
         self.patch = PatchLoss()
 
-    # --- D up to its logits (the final Sigmoid is applied by the loss, stably)
-    def d_logits(self, x):
-        """z with X = sigmoid(z), D's per-patch belief "refined"."""
-        for layer in self.D.layers[:-1]:
-            x = layer.forward(x, True)
-        return x
-
-    def d_backward(self, dz):
-        """dLoss/dz back through D (filling D's grads); returns dLoss/d(image)."""
-        for layer in reversed(self.D.layers[:-1]):
-            dz = layer.backward(dz)
-        return dz
-
     # --- the refiner
     def refiner_loss(self, refined, x):
         """L_R = BCE(X(x̃), X1 = 0) + λ·mean|x̃ - x| and dL_R/dx̃ (D's weights are not updated here,
         but its grads are overwritten). Returns (L_R, adversarial term, mean|x̃ - x|, dL_R/dx̃)."""
-        z = self.d_logits(refined)
+        z = self.D.forward(refined, True)
         adv = self.patch.forward(z, 0.0)                 # "judged real": X1 = 0 for every patch
-        d_refined = self.d_backward(self.patch.backward())
+        d_refined = self.D.backward(self.patch.backward())
         reg = self.l1.forward(refined, x)
         d_refined = d_refined + self.lambda_reg * self.l1.backward()
         return adv + self.lambda_reg * reg, adv, reg, d_refined
@@ -357,13 +348,13 @@ class SimGAN:
         if half and len(self.buffer) >= half:
             fake = xp.concatenate([refined[:len(refined) - half], self.buffer.sample(half, rng)])
         batch = xp.concatenate([real, fake])
-        z = self.d_logits(batch)
+        z = self.D.forward(batch, True)
         X1 = xp.concatenate([xp.zeros((len(real), *z.shape[1:]), z.dtype), xp.ones((len(fake), *z.shape[1:]), z.dtype)])
         loss = self.patch.forward(z, X1)
-        self.d_backward(self.patch.backward())
+        self.D.backward(self.patch.backward())
         self.opt_D.step()
         self.buffer.push(refined[backend.asarray(rng.permutation(len(refined))[:half])])
-        X = self.D.layers[-1].forward(z, True)
+        X = sigmoid(z)
         X_real, X_fake = X[:len(real)], X[len(real):]
         return {"loss_D": loss, "acc_real": float((X_real < 0.5).mean()), "acc_refined": float((X_fake >= 0.5).mean()),
                 "X_real": float(X_real.mean()), "X_refined": float(X_fake.mean())}

@@ -1,7 +1,8 @@
 """The paper's DCGAN: a generator, a discriminator, the two losses, and one training step.
 
 The paper (Grbić) in its own symbols:
-  - the discriminator outputs X in (0, 1), its belief that an image is *synthetic*;
+  - the discriminator outputs X in (0, 1), its belief that an image is *synthetic* (here the network
+    returns the logit z, X = sigmoid(z), and the losses apply the sigmoid);
   - the desired output is X1 = 1 for generated images and X1 = 0 for real ones;
   - the discriminator's loss is D = |X1 - X|, the generator's loss is G = 1 - D on generated images.
 The generator maps 100 random values through 1 dense layer and 3 upsampling + 3 convolution
@@ -10,7 +11,7 @@ layers + 1 dense layer. Widths, BatchNorm placement, LeakyReLU(0.2), tanh and th
 follow DCGAN (Radford et al. 2016).
 
     G = build_generator(upsample="nearest")      # z (N, 100) -> images (N, 3, 32, 32) in [-1, 1]
-    D = build_discriminator()                    # images -> X (N, 1), belief "synthetic"
+    D = build_discriminator()                    # images -> logits z (N, 1); X = sigmoid(z), belief "synthetic"
     gan = DCGAN(G, D, loss="paper")
     metrics = gan.train_step(real_batch, z)      # one discriminator and one generator update
 """
@@ -19,20 +20,39 @@ import copy
 import numpy as np
 
 from nn import Sequential, backend, init, layers, losses, optim
-from gan.augment import DiffAugment
+from nn.layers.activations import sigmoid
+from gan.dcgan.augment import DiffAugment
 
 Z_DIM = 100          # the paper's "100 random values"
 UPSAMPLE_MODES = ("nearest", "deconv")
 LOSSES = ("paper", "bce")
+CONV_METHOD = "auto"  # Conv2D's fast path (Winograd where nn measured it faster); nn's default is plain im2col
 
 
 # ----------------------------------------------------------------------------- the networks
+
+def dcgan_init(model):
+    """DCGAN's recipe (Radford et al. 2016), in place: every Conv/ConvTranspose/Dense W ~ N(0, 0.02),
+    biases 0, BatchNorm gamma ~ N(1, 0.02), beta 0."""
+    for layer in model.layers:
+        if isinstance(layer, (layers.BatchNorm1D, layers.BatchNorm2D)):
+            g = layer.params["gamma"]
+            layer.params["gamma"] = init.normal(g.shape, 1.0, 0.02, g.dtype)
+            layer.params["beta"][...] = 0
+        elif "W" in layer.params:
+            w = layer.params["W"]
+            layer.params["W"] = init.normal(w.shape, 0.0, 0.02, w.dtype)
+            if "b" in layer.params:
+                layer.params["b"][...] = 0
+    return model
+
 
 def _up_stage(c_in, c_out, upsample, bias=False):
     """One stage that doubles the image size: nearest upsampling + 3x3 convolution, or one
     stride-2 transposed convolution (k=4, s=2, p=1). No bias where BatchNorm follows."""
     if upsample == "nearest":
-        return [layers.Upsample2D(2), layers.Conv2D(c_in, c_out, 3, padding=1, bias=bias)]
+        return [layers.Upsample2D(2),
+                layers.Conv2D(c_in, c_out, 3, padding=1, bias=bias, method=CONV_METHOD)]
     return [layers.ConvTranspose2D(c_in, c_out, 4, stride=2, padding=1, bias=bias)]
 
 
@@ -53,26 +73,27 @@ def build_generator(upsample="nearest", width=64, z_dim=Z_DIM):
     net += _up_stage(c[0], c[1], upsample) + [layers.BatchNorm2D(c[1]), layers.ReLU()]
     net += _up_stage(c[1], c[2], upsample) + [layers.BatchNorm2D(c[2]), layers.ReLU()]
     net += _up_stage(c[2], 3, upsample, bias=True) + [layers.Tanh()]
-    return init.dcgan_init(Sequential(*net))
+    return dcgan_init(Sequential(*net))
 
 
 def build_discriminator(width=64):
-    """Images (N, 3, 32, 32) -> X (N, 1) in (0, 1), the belief that each image is synthetic.
+    """Images (N, 3, 32, 32) -> logits z (N, 1); X = sigmoid(z) in (0, 1) is the belief that each
+    image is synthetic (the losses apply the sigmoid).
 
     Three stages of 3x3 convolution, (BatchNorm,) LeakyReLU(0.2) and 2x2 max-pooling
     (32 -> 16 -> 8 -> 4; channels w -> 2w -> 4w; no BatchNorm in the first stage),
-    then Flatten, Dense(4w·16, 1) and Sigmoid.
+    then Flatten and Dense(4w·16, 1).
     """
     if width < 1:
         raise ValueError(f"discriminator width must be >= 1, got {width}")
     c = [width, 2 * width, 4 * width]
-    net = [layers.Conv2D(3, c[0], 3, padding=1), layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
-    net += [layers.Conv2D(c[0], c[1], 3, padding=1, bias=False), layers.BatchNorm2D(c[1]),
+    net = [layers.Conv2D(3, c[0], 3, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
+    net += [layers.Conv2D(c[0], c[1], 3, padding=1, bias=False, method=CONV_METHOD), layers.BatchNorm2D(c[1]),
             layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
-    net += [layers.Conv2D(c[1], c[2], 3, padding=1, bias=False), layers.BatchNorm2D(c[2]),
+    net += [layers.Conv2D(c[1], c[2], 3, padding=1, bias=False, method=CONV_METHOD), layers.BatchNorm2D(c[2]),
             layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
-    net += [layers.Flatten(), layers.Dense(c[2] * 16, 1), layers.Sigmoid()]
-    return init.dcgan_init(Sequential(*net))
+    net += [layers.Flatten(), layers.Dense(c[2] * 16, 1)]
+    return dcgan_init(Sequential(*net))
 
 
 # ----------------------------------------------------------------------------- the losses
@@ -81,8 +102,9 @@ class PaperLoss:
     """The paper's losses. Discriminator: D = |X1 - X| (mean), X1 = 1 generated, 0 real.
     Generator: G = 1 - D on generated images, i.e. G = mean(X): push X (belief "synthetic") down.
 
-    Both take X (after the sigmoid) and return dLoss/dX; through the sigmoid the gradient is scaled
-    by X·(1 - X), so it fades when the discriminator is confident (the original GAN's saturation).
+    Both take D's logits z, apply the sigmoid X = sigmoid(z) and return dLoss/dz = dLoss/dX·X·(1 - X):
+    through the sigmoid the gradient fades when the discriminator is confident (the original GAN's
+    saturation).
     """
     name = "paper"
 
@@ -90,13 +112,17 @@ class PaperLoss:
         self.d_loss = losses.PaperDiscriminatorLoss()
         self.g_loss = losses.PaperGeneratorLoss()
 
-    def discriminator(self, X, X1):
-        """D = mean|X1 - X| and dD/dX."""
-        return self.d_loss.forward(X, X1), self.d_loss.backward()
+    def discriminator(self, z, X1):
+        """D = mean|X1 - X| and dD/dz."""
+        X = sigmoid(z)
+        loss = self.d_loss.forward(X, X1)
+        return loss, self.d_loss.backward() * X * (1 - X)
 
-    def generator(self, X):
-        """G = 1 - D(X, X1=1) = mean(X) and dG/dX."""
-        return self.g_loss.forward(X), self.g_loss.backward()
+    def generator(self, z):
+        """G = 1 - D(X, X1=1) = mean(X) and dG/dz."""
+        X = sigmoid(z)
+        loss = self.g_loss.forward(X)
+        return loss, self.g_loss.backward() * X * (1 - X)
 
 
 class BCELoss:
@@ -108,7 +134,6 @@ class BCELoss:
     Computed from the logit z (X = sigmoid(z)) for stability: dL/dz = (X - target) / M.
     """
     name = "bce"
-    takes_logits = True
 
     def __init__(self):
         self.loss = losses.BCEWithLogits()
@@ -174,21 +199,16 @@ class DCGAN:
         """The generator images are drawn from: the weight average G_ema if kept, else G."""
         return self.G_ema if self.G_ema is not None else self.G
 
-    # --- the discriminator with its last layer (Sigmoid) handled here, so BCE can use logits
+    # --- the discriminator (with the augmentation in front of it)
     def _d_forward(self, x):
-        """Returns (X, what the loss takes): X = sigmoid(z) is the belief "synthetic"; BCE takes z."""
+        """Returns (X, z): D's logits z and X = sigmoid(z), the belief "synthetic"."""
         h = self.augment.forward(x, self.rng) if self.augment else x
-        for layer in self.D.layers[:-1]:
-            h = layer.forward(h, True)
-        X = self.D.layers[-1].forward(h, True)
-        return X, (h if getattr(self.loss, "takes_logits", False) else X)
+        z = self.D.forward(h, True)
+        return sigmoid(z), z
 
-    def _d_backward(self, d_out):
-        """Backpropagate dLoss/d(what the loss took) through D; returns dLoss/d(image)."""
-        if not getattr(self.loss, "takes_logits", False):
-            d_out = self.D.layers[-1].backward(d_out)
-        for layer in reversed(self.D.layers[:-1]):
-            d_out = layer.backward(d_out)
+    def _d_backward(self, dz):
+        """Backpropagate dLoss/dz through D; returns dLoss/d(image)."""
+        d_out = self.D.backward(dz)
         return self.augment.backward(d_out) if self.augment else d_out
 
     def discriminator_step(self, real, fake, update=True):

@@ -15,23 +15,26 @@ A run folder holds one sub-folder per digit:
 Every file is written atomically, so an interrupted run resumes from its last checkpoint and
 takes exactly the step it would have taken.
 """
-import csv
-import io
 import json
 import math
+import shutil
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+import svhn
 from nn import backend
-from common.files import atomic_savez, atomic_write_json, atomic_write_text, npz_problem
-from gan.dcgan import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
-from gan.runs import read_run_config
+from common.files import atomic_write_json, check_output_path
+from svhn.imageset import save_grid_png, to_float, to_uint8
+from gan import runs
+from gan.dcgan.nets import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
 
 FIGURE_ITERATIONS = (1, 51, 76, 201, 401, 701)   # the paper's Figures 7 and 8
 LOG_FIELDS = ("iteration", "loss_D", "loss_G", "acc_real", "acc_fake", "X_real", "X_fake", "seconds")
+STATUS_FILE = "status.json"
 GRID_SIZE = 64                                   # images in each fixed-noise grid
 GENERATOR_LR = {"paper": 1e-3, "bce": 3e-3}      # G's default Adam rate per loss (README "DCGAN label fidelity")
 
@@ -109,8 +112,21 @@ def digit_dir(run_dir, digit):
     return Path(run_dir) / f"digit_{digit}"
 
 
+def checkpoint_path(run_dir, digit):
+    return digit_dir(run_dir, digit) / runs.CHECKPOINT_FILE
+
+
+def log_path(run_dir, digit):
+    return digit_dir(run_dir, digit) / runs.LOG_FILE
+
+
+def samples_path(run_dir, digit, iteration=None):
+    """The grid from the fixed noise at `iteration` (one of FIGURE_ITERATIONS), or at the end (None)."""
+    return digit_dir(run_dir, digit) / ("samples_final.png" if iteration is None else f"samples_{iteration:04d}.png")
+
+
 def load_config(run_dir):
-    return read_run_config(run_dir, Config, "DCGAN")
+    return runs.read_run_config(run_dir, Config, "DCGAN")
 
 
 def has_trained(run_dir):
@@ -118,33 +134,22 @@ def has_trained(run_dir):
     return any(Path(run_dir).glob("digit_*/checkpoint.npz"))
 
 
+RESUMABLE = ("iters", "checkpoint_every", "stuck_iters", "data_dir")   # settings a resumed run may change
+
+
 def resolve_config(run_dir, config, explicit=()):
     """The checked config a run in RUN_DIR would use, writing nothing. A folder that holds a trained
     run keeps the saved settings; of the settings named in `explicit` (given on the command line)
     only `iters` (train further), `checkpoint_every`, `stuck_iters` and `data_dir` may differ. A
     folder whose run never saved an iteration takes the new settings."""
-    run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ValueError(f"{run_dir}: exists and is not a folder; give a run folder")
-    if (run_dir / "config.json").is_file() and has_trained(run_dir):
-        saved = load_config(run_dir)
-        for name in explicit:
-            new, old = getattr(config, name), getattr(saved, name)
-            if name in ("iters", "checkpoint_every", "stuck_iters", "data_dir"):
-                setattr(saved, name, new)
-            elif new != old:
-                raise ValueError(f"{run_dir}: this run was trained with {name}={old!r}, not {new!r}; "
-                                 f"use a new --out folder to change it")
-        config = saved
-    return config.check()
+    return runs.resolve_config(run_dir, lambda: config, {name: getattr(config, name) for name in explicit},
+                               RESUMABLE, load_config, has_trained)
 
 
 def prepare_run(run_dir, config, explicit=()):
     """Create RUN_DIR with `config`, or reopen an existing one (see `resolve_config`), and write its
     config.json. Returns the config to use."""
-    config = resolve_config(run_dir, config, explicit)
-    atomic_write_json(Path(run_dir) / "config.json", asdict(config))
-    return config
+    return runs.save_config(run_dir, resolve_config(run_dir, config, explicit))
 
 
 def digit_seed(seed, digit):
@@ -166,22 +171,13 @@ def build_gan(config, digit):
 
 def save_checkpoint(path, gan, rng, fixed_z):
     """G, D, both optimizers, the iteration, the RNG state and the fixed noise, in one .npz (atomic)."""
-    state = gan.state_dict()
-    state["rng_state"] = np.array(json.dumps(rng.bit_generator.state))
-    state["fixed_z"] = backend.to_numpy(fixed_z)
-    atomic_savez(path, **state)
+    runs.save_checkpoint(path, gan.state_dict(), rng, fixed_z=backend.to_numpy(fixed_z))
 
 
 def load_checkpoint(path, gan):
     """Restore `gan` from a checkpoint; returns (rng, fixed_z) positioned as they were saved."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            state = {k: f[k] for k in f.files}
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({npz_problem(exc)})") from None
+    state, rng = runs.load_checkpoint(path)
     gan.load_state_dict(state, source=str(path))
-    rng = np.random.default_rng()
-    rng.bit_generator.state = json.loads(str(state["rng_state"]))
     return rng, backend.asarray(state["fixed_z"])
 
 
@@ -189,7 +185,7 @@ def load_generator(run_dir, digit):
     """The trained generator of one digit, from its checkpoint (the latest state): the moving
     average of its weights when the run kept one (ema_decay > 0), else G itself."""
     config = load_config(run_dir)
-    path = digit_dir(run_dir, digit) / "checkpoint.npz"
+    path = checkpoint_path(run_dir, digit)
     if not path.is_file():
         raise ValueError(f"{run_dir}: digit {digit} has no checkpoint (was it trained?)")
     gan = build_gan(config, digit)
@@ -201,40 +197,26 @@ def load_generator(run_dir, digit):
 
 def read_log(path, up_to=None):
     """Rows of log.csv as dicts of floats, optionally only iterations <= up_to."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with open(path, newline="") as f:
-        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
-    return [r for r in rows if up_to is None or r["iteration"] <= up_to]
+    return runs.read_log(path, up_to)
 
 
 def write_log(path, rows):
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=LOG_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: (int(r[k]) if k == "iteration" else f"{r[k]:.6g}") for k in LOG_FIELDS})
-    atomic_write_text(path, buf.getvalue())
+    runs.write_log(path, rows, LOG_FIELDS)
 
 
 def save_samples(path, G, fixed_z, title):
     """A grid of G(fixed noise), 8 per row."""
-    from svhn.imageset import save_grid_png, to_uint8
     images = to_uint8(backend.to_numpy(generate(G, fixed_z, batch_size=len(fixed_z))))
     save_grid_png(path, images, nrow=8, scale=2, title=title)
 
 
 def plot_losses(path, logs, title):
     """Loss curves (and D's accuracies) of one or several digits: logs = {digit: rows}."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     logs = {d: rows for d, rows in logs.items() if rows}
     if not logs:
         return
     n = len(logs)
-    fig, axes = plt.subplots(2, n, figsize=(3.2 * n, 5), squeeze=False, sharex="col")
+    fig, axes = runs.pyplot().subplots(2, n, figsize=(3.2 * n, 5), squeeze=False, sharex="col")
     for col, (digit, rows) in enumerate(sorted(logs.items())):
         it = [r["iteration"] for r in rows]
         ax = axes[0, col]
@@ -252,11 +234,7 @@ def plot_losses(path, logs, title):
     axes[1, 0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    from common.files import atomic_write_bytes
-    atomic_write_bytes(path, buf.getvalue())
+    runs.save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- divergence
@@ -282,12 +260,12 @@ def check_health(row, history, stuck_iters):
 
 # ----------------------------------------------------------------------------- training
 
-def _write_status(folder, state, iteration, message=""):
-    atomic_write_json(folder / "status.json", {"state": state, "iteration": iteration, "message": message})
+def write_status(folder, state, iteration, message=""):
+    atomic_write_json(folder / STATUS_FILE, {"state": state, "iteration": iteration, "message": message})
 
 
 def read_status(run_dir, digit):
-    path = digit_dir(run_dir, digit) / "status.json"
+    path = digit_dir(run_dir, digit) / STATUS_FILE
     return json.loads(path.read_text()) if path.is_file() else {"state": "new", "iteration": 0, "message": ""}
 
 
@@ -297,7 +275,6 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
     Returns the digit's status dict: state "done" or "stopped" (NaN/inf loss or a stuck
     discriminator, with the reason in "message"; the line is also passed to `log`).
     """
-    from svhn.imageset import to_float
     folder = digit_dir(run_dir, digit)
     folder.mkdir(parents=True, exist_ok=True)
     status = read_status(run_dir, digit)
@@ -309,18 +286,18 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
     if len(real) == 0:
         raise ValueError(f"digit {digit}: no training images")
     gan = build_gan(config, digit)
-    ckpt = folder / "checkpoint.npz"
+    ckpt = checkpoint_path(run_dir, digit)
     if ckpt.is_file():
         rng, fixed_z = load_checkpoint(ckpt, gan)
     else:
         rng = np.random.default_rng(digit_seed(config.seed, digit) + 1)
         fixed_z = backend.asarray(rng.standard_normal((GRID_SIZE, Z_DIM)).astype(np.float32))
-    rows = read_log(folder / "log.csv", up_to=gan.iteration)
+    rows = read_log(log_path(run_dir, digit), up_to=gan.iteration)
 
     def checkpoint():
         save_checkpoint(ckpt, gan, rng, fixed_z)
-        write_log(folder / "log.csv", rows)
-        _write_status(folder, "running", gan.iteration)
+        write_log(log_path(run_dir, digit), rows)
+        write_status(folder, "running", gan.iteration)
 
     bar = _progress(total=config.iters, initial=min(gan.iteration, config.iters),
                     desc=f"digit {digit}", enabled=progress)
@@ -334,7 +311,7 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
             rows.append({"iteration": gan.iteration, **metrics, "seconds": time.perf_counter() - t0})
             check_health(rows[-1], rows, config.stuck_iters)
             if gan.iteration in FIGURE_ITERATIONS:
-                save_samples(folder / f"samples_{gan.iteration:04d}.png", gan.sampler, fixed_z,
+                save_samples(samples_path(run_dir, digit, gan.iteration), gan.sampler, fixed_z,
                              f"digit {digit}, iteration {gan.iteration}")
             if gan.iteration % config.checkpoint_every == 0:
                 checkpoint()
@@ -343,21 +320,20 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
                             acc=f"{metrics['acc_real']:.2f}/{metrics['acc_fake']:.2f}")
     except DivergedError as exc:
         bar.close()
-        write_log(folder / "log.csv", rows)
+        write_log(log_path(run_dir, digit), rows)
         message = str(exc)
         log(f"digit {digit}: stopped: {message}")
-        _write_status(folder, "stopped", gan.iteration, message)
+        write_status(folder, "stopped", gan.iteration, message)
         return read_status(run_dir, digit)
     bar.close()
     checkpoint()
-    save_samples(folder / "samples_final.png", gan.sampler, fixed_z, f"digit {digit}, iteration {gan.iteration} (final)")
+    save_samples(samples_path(run_dir, digit), gan.sampler, fixed_z, f"digit {digit}, iteration {gan.iteration} (final)")
     plot_losses(folder / "losses.png", {digit: rows}, f"DCGAN digit {digit}, loss {config.loss}")
-    _write_status(folder, "done", gan.iteration)
+    write_status(folder, "done", gan.iteration)
     return read_status(run_dir, digit)
 
 
 def _progress(total, initial, desc, enabled):
-    from tqdm import tqdm
     return tqdm(total=total, initial=initial, desc=desc, disable=not enabled, leave=True, dynamic_ncols=True)
 
 
@@ -387,11 +363,9 @@ def train_all(run_dir, config, digits=range(10), images=None, labels=None, progr
     A digit that stops (NaN/inf, stuck discriminator) is reported and the others go on.
     Returns {digit: status dict}.
     """
-    from common.files import check_output_path
     check_output_path(run_dir, "dir", "--out")
     config = resolve_config(run_dir, config, explicit)      # nothing is written before the data is read
     if images is None:
-        import svhn
         images, labels = svhn.load("train", config.data_dir)
     per_digit = {digit: images[np.asarray(labels) == digit] for digit in digits}
     for digit, mine in per_digit.items():
@@ -401,6 +375,19 @@ def train_all(run_dir, config, digits=range(10), images=None, labels=None, progr
     results = {}
     for digit, mine in per_digit.items():
         results[digit] = train_digit(mine, digit, run_dir, config, progress=progress, log=log)
-    logs = {d: read_log(digit_dir(run_dir, d) / "log.csv") for d in range(10)}
+    logs = {d: read_log(log_path(run_dir, d)) for d in range(10)}
     plot_losses(Path(run_dir) / "losses.png", logs, f"DCGAN per digit, loss {config.loss}")
     return results
+
+
+def copy_digit_run(run_dir, digit, target):
+    """Copy a run's config and one digit's checkpoint and status to the run folder `target`
+    (whole, or not at all): a snapshot that `sample` and `load_generator` read like the run."""
+    run_dir, target = Path(run_dir), Path(target)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    digit_dir(tmp, digit).mkdir(parents=True)
+    shutil.copy2(run_dir / runs.CONFIG_FILE, tmp / runs.CONFIG_FILE)
+    for path in (checkpoint_path(run_dir, digit), digit_dir(run_dir, digit) / STATUS_FILE):
+        shutil.copy2(path, digit_dir(tmp, digit) / path.name)
+    tmp.rename(target)

@@ -1,9 +1,15 @@
-"""`python -m gan`: train the ten DCGANs, sample image sets from them, measure label fidelity."""
+"""`python -m gan`: train the ten DCGANs and sample image sets from them."""
 import argparse
 import sys
 
-from common.cli import ArgumentParser, add_backend_options, apply_backend_options, number, whole
+import numpy as np
+
+from common.cli import ArgumentParser, add_backend_options, apply_backend_options, check_moved, number, whole
 from common.files import check_output_path
+from svhn.data import data_dir_for
+from svhn.imageset import save_grid_png, save_image_set
+from gan.dcgan.sampling import sample
+from gan.dcgan.train import GENERATOR_LR, Config, parse_digits, train_all
 
 DESCRIPTION = """\
 The paper's DCGANs: one per digit, each trained on the real SVHN training images of
@@ -12,7 +18,7 @@ paper's losses are D = |X1 - X| (X1 = 1 generated, 0 real) and G = 1 - D.
 
 train    train (or resume, when --out already holds a run) one DCGAN per digit
 sample   write generated images of each digit as an image set (.npz: x uint8, y int64)
-fidelity how often a ConvNet trained on the real images labels digit k's samples as k
+(label fidelity, which needs the classifier too: python -m classify fidelity)
 
 Errors print one line and exit with status 2."""
 
@@ -21,7 +27,7 @@ examples:
   python -m gan train --digits 0-9 --iters 300 --loss paper --data-dir DIR --out runs/paper
   python -m gan train --digits 1,5 --iters 700 --loss bce --out runs/bce     (resumes if runs/bce exists)
   python -m gan sample --run runs/paper --per-digit 7300 --out dcgan.npz --seed 0
-  python -m gan fidelity --run runs/paper --data-dir DIR
+  python -m classify fidelity --run runs/paper --data-dir DIR     (label fidelity)
 (DIR: a folder with SVHN's train_32x32.mat; default $SVHN_DIR, else the user cache)"""
 
 
@@ -35,7 +41,6 @@ def _common(backend_and_seed=True):
 
 
 def build_parser():
-    from gan.train import GENERATOR_LR, Config
     d = Config()
     parser = ArgumentParser(prog="python -m gan", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,17 +90,6 @@ def build_parser():
                         "averages (default: batch)")
     p.add_argument("--grid", metavar="FILE.png", help="also write a PNG grid of the first 10 images of each digit")
 
-    p = sub.add_parser("fidelity", parents=[_common()],
-                       help="label fidelity: a ConvNet trained on the real images labels the samples")
-    p.add_argument("--run", required=True, metavar="RUN_DIR", help="a run folder written by train")
-    p.add_argument("--data-dir", metavar="DIR", help="folder with train_32x32.mat (the classifier's training images)")
-    p.add_argument("--classifier", metavar="MODEL.npz",
-                   help="classify model to use; trained on the real training images and saved here when missing "
-                        "(default: RUN_DIR/fidelity_classifier.npz)")
-    p.add_argument("--classifier-steps", type=whole(1), metavar="N",
-                   help="when the classifier is trained here: at least N optimizer steps (default: classify's own)")
-    p.add_argument("--per-digit", type=whole(1), default=500, help="generated images per digit (default: 500)")
-    p.add_argument("--digits", default=None, help="digits to measure (default: every trained digit)")
     return parser
 
 
@@ -104,7 +98,6 @@ TRAIN_OPTIONS = ("iters", "loss", "upsample", "width", "batch_size", "lr", "lr_d
 
 
 def cmd_train(args):
-    from gan.train import Config, parse_digits, train_all
     digits = parse_digits(args.digits)
     given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     if "augment" in given:
@@ -112,7 +105,6 @@ def cmd_train(args):
     if args.seed is not None:
         given["seed"] = args.seed
     if args.data_dir is not None:
-        from svhn.data import data_dir_for
         data_dir_for(args.data_dir)                  # a missing folder is reported before anything is written
         given["data_dir"] = args.data_dir
     config = Config(**given).check()
@@ -126,10 +118,6 @@ def cmd_train(args):
 
 
 def cmd_sample(args):
-    from gan.synthesis import sample
-    from gan.train import parse_digits
-    from svhn.imageset import save_grid_png, save_image_set
-    import numpy as np
     digits = parse_digits(args.digits) if args.digits else None
     check_output_path(args.out, "file", "--out")
     if args.grid:
@@ -144,23 +132,12 @@ def cmd_sample(args):
     return 0
 
 
-def cmd_fidelity(args):
-    from gan.synthesis import fidelity
-    from gan.train import parse_digits
-    digits = parse_digits(args.digits) if args.digits else None
-    if args.data_dir is not None:
-        from svhn.data import data_dir_for
-        data_dir_for(args.data_dir)
-    result = fidelity(args.run, args.data_dir, args.classifier, args.per_digit, digits, seed=args.seed or 0,
-                      progress=not args.quiet, log=lambda line: print(line, file=sys.stderr),
-                      classifier_steps=args.classifier_steps)
-    for d, f in result["per_digit"].items():
-        print(f"digit {d}: {f:.3f}")
-    print(f"mean label fidelity: {result['mean']:.3f} ({result['per_digit_images']} images per digit)")
-    return 0
+MOVED = {"fidelity": "python -m classify fidelity"}
+"""Commands that moved to a package above `gan` (they need the classifier too)."""
 
 
 def main(argv=None):
+    check_moved(argv, "python -m gan", MOVED)
     args = build_parser().parse_args(argv)
     apply_backend_options(args)
-    return {"train": cmd_train, "sample": cmd_sample, "fidelity": cmd_fidelity}[args.command](args)
+    return {"train": cmd_train, "sample": cmd_sample}[args.command](args)
