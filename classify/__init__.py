@@ -14,13 +14,13 @@ Command line: `python -m classify train|eval|predict|fidelity|compare-simgan --h
 """
 from classify.augment import NONE, AugmentConfig
 from classify.data import ClassifyError, parse_spec, resolve_sets
-from classify.evaluate import evaluate, metrics_from_predictions, predict_labels, predict_proba
+from classify.evaluate import draw_confusion, evaluate, metrics_from_predictions, predict_labels, predict_proba
 from classify.model import ARCHS, build_model, load_model, save_model
 from classify.train import TrainConfig, did_not_learn, train_classifier, validation_size
 from classify.fidelity import fidelity, label_fidelity
 from classify.simgan_compare import compare as compare_simgan
 
-__all__ = ["NONE", "AugmentConfig", "ClassifyError", "parse_spec", "resolve_sets", "evaluate",
+__all__ = ["NONE", "AugmentConfig", "ClassifyError", "parse_spec", "resolve_sets", "draw_confusion", "evaluate",
            "metrics_from_predictions", "predict_labels", "predict_proba", "ARCHS", "build_model", "load_model",
            "save_model", "TrainConfig", "did_not_learn", "train_classifier", "validation_size", "fidelity",
            "label_fidelity", "compare_simgan"]

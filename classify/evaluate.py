@@ -82,6 +82,21 @@ def evaluate(model, x, y, tta=True, source="test set"):
     return metrics
 
 
+def draw_confusion(ax, C, fontsize=7):
+    """Draw the confusion matrix C (rows = true digit, columns = predicted) on a matplotlib axis:
+    each row's rates as shades of blue, the counts in the non-empty cells."""
+    C = np.asarray(C)
+    rates = C / np.maximum(C.sum(axis=1, keepdims=True), 1)
+    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+    for i, j in zip(*np.nonzero(C)):
+        ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=fontsize,
+                color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+
+
 def save_confusion_png(path, C, title="confusion matrix"):
     """Draw the confusion matrix C (rows = true digit, columns = predicted) as a PNG, counts in the cells."""
     import io
@@ -90,20 +105,8 @@ def save_confusion_png(path, C, title="confusion matrix"):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-
-    C = np.asarray(C)
     fig, ax = plt.subplots(figsize=(5.5, 5))
-    rates = C / np.maximum(C.sum(axis=1, keepdims=True), 1)
-    ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for i in range(C.shape[0]):
-        for j in range(C.shape[1]):
-            if C[i, j]:
-                ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=7,
-                        color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
+    draw_confusion(ax, C, fontsize=7)
     ax.set_title(title)
     fig.tight_layout()
     buf = io.BytesIO()

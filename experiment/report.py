@@ -21,7 +21,7 @@ import numpy as np
 from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from gan import FIGURE_ITERATIONS, log_path, plot_losses, read_log, samples_path
 from gan.simgan import LOSSES_FILE, PAIRS_FILE
-from classify import load_model, predict_labels
+from classify import draw_confusion, load_model, predict_labels
 from experiment.layout import TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, mixing_points
 from experiment.stages import publish
 
@@ -269,16 +269,7 @@ def figure_confusions(table, path):
     plt = _plt()
     fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 4.2), squeeze=False)
     for ax, t in zip(axes[0], table):
-        C = np.asarray(t["confusion_matrix"])
-        rates = C / np.maximum(C.sum(axis=1, keepdims=True), 1)
-        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-        for i, j in zip(*np.nonzero(C)):
-            ax.text(j, i, str(C[i, j]), ha="center", va="center", fontsize=6,
-                    color="white" if rates[i, j] > 0.5 else "black")
-        ax.set_xticks(range(10))
-        ax.set_yticks(range(10))
-        ax.set_xlabel("predicted digit")
-        ax.set_ylabel("true digit")
+        draw_confusion(ax, t["confusion_matrix"], fontsize=6)
         ax.set_title(f"{t['row']}: {pct(t['test_accuracy'])}", fontsize=10)
     fig.suptitle("Confusion matrices on the real test images (rows: true digit)")
     fig.tight_layout(rect=(0, 0, 1, 0.94))
