@@ -1,7 +1,7 @@
 """`Sequential`: a list of layers run one after another."""
 import numpy as np
 
-from nn import backend
+from nn import backend, data_parallel
 from nn.files import atomic_savez
 from nn.layers.base import num_params
 
@@ -13,15 +13,21 @@ class Sequential:
     dx = f_1'(... f_L'(dy)), each layer filling its own `grads`.
 
     `train()` / `eval()` set the mode that `forward` passes to every layer (BatchNorm, Dropout).
+    On the NumPy backend both passes run over chunks of the batch on every core (nn/data_parallel.py);
+    the result does not depend on the number of threads.
     """
 
     def __init__(self, *layers):
         self.layers = list(layers)
         self.training = True
+        self._run = None        # what a chunked forward left for backward (nn/data_parallel.py)
 
     # --- running -------------------------------------------------------------------------
     def forward(self, x, training=None):
         training = self.training if training is None else training
+        if data_parallel.applies(x):
+            return data_parallel.forward(self, x, training)
+        self._run = None
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -29,6 +35,8 @@ class Sequential:
     __call__ = forward
 
     def backward(self, dy):
+        if getattr(self, "_run", None) is not None:
+            return data_parallel.backward(self, dy)
         for layer in reversed(self.layers):
             dy = layer.backward(dy)
         return dy
@@ -46,6 +54,9 @@ class Sequential:
     def eval(self):
         self.training = False
         return self
+
+    def __getstate__(self):      # copies (copy.deepcopy) leave the last pass's caches behind
+        return {**self.__dict__, "_run": None}
 
     # --- parameters ----------------------------------------------------------------------
     def named_parameters(self):
