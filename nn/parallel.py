@@ -86,6 +86,11 @@ def _find_blas_setters():
     return setters
 
 
+def blas_threads():
+    """The BLAS thread count `nn` last set (None before it set one)."""
+    return _blas_now
+
+
 def set_blas_threads(n):
     """Let the BLAS library (OpenBLAS) use `n` threads for each matrix product from now on."""
     global _blas_setters, _blas_now

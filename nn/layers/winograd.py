@@ -51,13 +51,14 @@ Ghost tiles (k = TH or l = TW) read neighbouring data and compute garbage: the o
 them and backward gives them zero gradient, so they change nothing; they cost (TH+1)(TW+1)/(TH·TW)
 of the work (+13 % at 32×32, +27 % at 16×16, +56 % at 8×8).
 
-The products are M = U @ V with U (16, O, C) and V (16, C, N·(TH+1)·(TW+1)). On NumPy they are done
-per image (one `matmul` call with a batch axis of 16·N small products; for dU the N per-image
+The products are M = U @ V with U (16, O, C) and V (16, C, N·(TH+1)·(TW+1)): 16 large products
+("batched", what CuPy uses, and NumPy whenever BLAS runs on one thread — inside `nn`'s worker threads,
+nn/parallel.py). When BLAS may use several threads on NumPy (a layer called on its own), they are done
+per image instead (one `matmul` call with a batch axis of 16·N small products; for dU the N per-image
 products are then summed): OpenBLAS runs products that small on one thread, which keeps them fast on
 a machine whose cores are shared with other work — there every multi-threaded BLAS call waits for its
 second thread to be scheduled, and 16 large products per step measured up to 10–40× slower.
-`PRODUCTS = "batched"` makes them 16 large products instead (what CuPy always uses; on NumPy it is
-the faster choice only when BLAS has the cores to itself or runs on one thread).
+Set `PRODUCTS` to "per_image" or "batched" to force one.
 y is (O, N, OH, OW) memory returned as an NCHW view, as `Conv2D` does, so the next layer reads it
 without a transpose; dx likewise.
 
@@ -70,7 +71,7 @@ Everything uses `backend.xp`, so it runs unchanged on NumPy and CuPy, in the inp
 """
 import numpy as np
 
-from nn import backend
+from nn import backend, parallel
 
 # The F(2×2, 3×3) matrices (Lavin & Gray 2016, section 4.1). The input and output transforms below are
 # written out as the additions these matrices stand for; BT and AT are kept for readers and tests.
@@ -87,7 +88,7 @@ AT = np.array([[1, 1, 1, 0],
 
 BIAS_SLOT = 5          # ξ = (1, 1): Aᵀ[:, 1] = (1, 1), so M[5] + b adds b to all four outputs of a tile
 
-PRODUCTS = "auto"      # "per_image", "batched", or "auto" (per_image on NumPy, batched on CuPy)
+PRODUCTS = "auto"      # "per_image", "batched", or "auto" (per_image on NumPy while BLAS may use several threads)
 
 
 def _pair(v):
@@ -148,19 +149,29 @@ def _at_adjoint(d, out):
     xp.negative(d[1], out=out[3])
 
 
+# (G g Gᵀ)[a, b] = Σ_ij G[a, i] G[b, j] g[i, j]: for every kernel at once, one product with G ⊗ G (16 × 9)
+GG = np.kron(G, G)
+
+
 def _kernel_transform(W, dtype):
-    """(O, C, 3, 3) -> U (16, O, C):  U[4a + b] = (G g Gᵀ)[a, b]."""
+    """(O, C, 3, 3) -> U (16, O, C):  U[4a + b] = (G g Gᵀ)[a, b],  as (G ⊗ G) @ W reshaped (9, O·C)."""
     xp = backend.xp
-    Gx = xp.asarray(G, dtype=dtype)
     O, C = W.shape[:2]
-    U = Gx @ W.astype(dtype, copy=False) @ Gx.T                      # (O, C, 4, 4)
-    return xp.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, O, C)
+    return (xp.asarray(GG, dtype=dtype) @ W.astype(dtype, copy=False).reshape(O * C, 9).T).reshape(16, O, C)
+
+
+def _kernel_transform_adjoint(dU, dtype):
+    """The adjoint of `_kernel_transform`: dg = Gᵀ dU G for every kernel, (16, O, C) -> (O, C, 3, 3)."""
+    xp = backend.xp
+    _, O, C = dU.shape
+    return (dU.reshape(16, O * C).T @ xp.asarray(GG, dtype=dtype)).reshape(O, C, 3, 3)
 
 
 # --- the 16 products -----------------------------------------------------------------------------
 
 def _per_image():
-    return PRODUCTS == "per_image" or (PRODUCTS == "auto" and backend.name == "numpy")
+    return PRODUCTS == "per_image" or (PRODUCTS == "auto" and backend.name == "numpy"
+                                       and parallel.blas_threads() != 1)
 
 
 def _products(U, V, N):
@@ -300,9 +311,7 @@ def winograd_backward(dy, cache, W):
 
     # 2. Adjoints of the 16 products and of the kernel transform.
     U = _kernel_transform(W, dt)
-    Gx = xp.asarray(G, dtype=dt)
-    dU = _products_nt(dM, V, N)                                    # (16, O, C)
-    dW = Gx.T @ dU.reshape(4, 4, O, C).transpose(2, 3, 0, 1) @ Gx  # (O, C, 3, 3)
+    dW = _kernel_transform_adjoint(_products_nt(dM, V, N), dt)     # (O, C, 3, 3)
     dV = _products(U.transpose(0, 2, 1), dM, N).reshape(4, 4, F)   # (16, C, P)
 
     # 3. Adjoint of the input transform: columns j, then rows i (the forward's order reversed).
