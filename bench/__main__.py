@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from nn import backend, losses, optim
+from nn import backend, losses, optim, parallel
 from nn.files import run_cli
 from bench import nets
 
@@ -170,7 +170,11 @@ def main(argv=None):
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--conv-method", default="auto", choices=["auto", "im2col", "winograd"],
                    help="Conv2D algorithm for our nets (default auto: Winograd where it pays on NumPy)")
-    p.add_argument("--torch-threads", type=int, help="PyTorch's CPU threads (default: PyTorch's own choice)")
+    p.add_argument("--torch-threads", type=int,
+                   help="PyTorch's CPU threads (default: as many as nn uses, see --threads / NN_THREADS)")
+    p.add_argument("--threads", metavar="LIST",
+                   help="a thread sweep instead: e.g. 1,2 or all (1, 2, 4, ... every core); nn and PyTorch each on "
+                        "that many threads, images/s and the speed-up over one thread (numpy backend)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time with this process's CPU time instead of the wall clock: a fair single-core "
                         "comparison on a busy machine when run as OPENBLAS_NUM_THREADS=1 python -m bench "
@@ -184,9 +188,11 @@ def main(argv=None):
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
-    if args.torch_threads and torch_available():
+    if torch_available():
         import torch
-        torch.set_num_threads(args.torch_threads)
+        torch.set_num_threads(args.torch_threads or parallel.get_threads())
+    if args.threads:
+        return threads_main(args)
     if args.e2e:
         from bench import e2e
         return e2e.main(["--backend", args.backend, "--seed", str(args.seed)] + (["--json", args.json] if args.json else []))
@@ -211,7 +217,8 @@ def main(argv=None):
                 print("PyTorch has no CUDA here: no GPU comparison")
                 use_torch = False
             else:
-                print(f"PyTorch {torch.__version__} on {device}" + (f", {torch.get_num_threads()} threads" if device == "cpu" else ""))
+                print(f"PyTorch {torch.__version__} on {device}" + (f", {torch.get_num_threads()} threads" if device == "cpu" else "")
+                      + (f"; nn on {parallel.get_threads()} threads" if name == "numpy" else ""))
         for net, ours, theirs, batch in [
                 ("reference ConvNet train step", conv_step, torch_convnet_step_fn(128, device) if use_torch else None, 128),
                 ("DCGAN G+D iteration", dcgan_step_fn(64, args.conv_method), torch_dcgan_step_fn(64, device) if use_torch else None, 64)]:
@@ -226,6 +233,27 @@ def main(argv=None):
     if args.json:
         from nn.files import atomic_write_json
         atomic_write_json(args.json, results)
+    return 0
+
+
+def threads_main(args):
+    """--threads LIST: both nets on 1, 2, ... threads, nn beside PyTorch (see bench/threads.py)."""
+    from bench import threads
+    counts = threads.parse_thread_list(args.threads)
+    backend.set_backend("numpy")
+    use_torch = torch_available()
+    print(f"== thread sweep {counts} (numpy backend; this process may use {parallel.available_cores()} cores)"
+          + ("" if use_torch else "; PyTorch is not installed, nn only"))
+    nets_ = [("reference ConvNet train step", lambda: convnet_step_fn(128, args.conv_method)[0],
+              torch_convnet_step_fn if use_torch else None, 128),
+             ("DCGAN G+D iteration", lambda: dcgan_step_fn(64, args.conv_method),
+              torch_dcgan_step_fn if use_torch else None, 64)]
+    nets_ = [(n, ours, (lambda f=theirs, b=b: f(b)) if theirs else None, b) for n, ours, theirs, b in nets_]
+    rows = threads.sweep(counts, nets_, args.repeats, args.rounds, compare,
+                         torch_threads=not args.torch_threads)
+    if args.json:
+        from nn.files import atomic_write_json
+        atomic_write_json(args.json, rows)
     return 0
 
 
