@@ -50,7 +50,7 @@ def convnet_step_fn(batch, method="auto"):
 
     def step():
         loss.forward(model.forward(x), y)
-        model.backward(loss.backward())
+        model.backward(loss.backward(), input_grad=False)   # the images need no gradient
         opt.step()
     return step, model, x
 

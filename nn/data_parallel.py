@@ -145,29 +145,36 @@ def _batch_norm_forward(layer, chunks):
 
 # --- backward ----------------------------------------------------------------------------------------
 
-def backward(model, dy):
-    """The backward pass of the last chunked forward; fills every layer's grads, returns dx of the batch."""
+def backward(model, dy, input_grad=True):
+    """The backward pass of the last chunked forward; fills every layer's grads, returns dx of the batch
+    (None with input_grad=False: the first layer then computes only its parameters' gradients)."""
     xp = backend.xp
     run = model._run
     bounds = run.bounds
     grads = [dy[a:b] for a, b in bounds]
-    for kind, layers, replicas in reversed(run.steps):
+    for s, (kind, layers, replicas) in reversed(list(enumerate(run.steps))):
         if kind == "whole":
             dx = layers[0].backward(xp.concatenate(grads))
-            grads = [dx[a:b] for a, b in bounds]
+            grads = [dx[a:b] for a, b in bounds] if dx is not None else None
         elif kind == "batch_norm":
             grads = _batch_norm_backward(layers[0], [r[0] for r in replicas], grads)
         else:
-            def run_back(k, replicas=replicas, grads=grads):
+            first = s == 0 and not input_grad
+
+            def run_back(k, replicas=replicas, grads=grads, first=first):
                 g = grads[k]
-                for layer in reversed(replicas[k]):
-                    g = layer.backward(g)
+                for i in range(len(replicas[k]) - 1, -1, -1):
+                    if i == 0 and first:
+                        replicas[k][0].backward_params(g)
+                        return None
+                    g = replicas[k][i].backward(g)
                 return g
-            grads = parallel.map(run_back, range(len(grads)))
+            n = len(grads)
+            grads = parallel.map(run_back, range(n))
             for i, layer in enumerate(layers):
                 for key in layer.params:
-                    layer.grads[key] = _sum_in_order([replicas[k][i].grads[key] for k in range(len(grads))])
-    return xp.concatenate(grads)
+                    layer.grads[key] = _sum_in_order([replicas[k][i].grads[key] for k in range(n)])
+    return xp.concatenate(grads) if input_grad else None
 
 
 def _batch_norm_backward(layer, replicas, grads):

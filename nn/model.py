@@ -34,11 +34,16 @@ class Sequential:
 
     __call__ = forward
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
+        """Backpropagate dy; returns dx, or None with input_grad=False (the input needs no gradient, as a
+        batch of data: the first layer then computes only its parameters' gradients)."""
         if getattr(self, "_run", None) is not None:
-            return data_parallel.backward(self, dy)
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+            return data_parallel.backward(self, dy, input_grad)
+        for i in range(len(self.layers) - 1, -1, -1):
+            if i == 0 and not input_grad:
+                self.layers[0].backward_params(dy)
+                return None
+            dy = self.layers[i].backward(dy)
         return dy
 
     def predict(self, x, batch_size=512):

@@ -204,3 +204,27 @@ def test_upsample_strided_copies_equal_repeat(scale):
     np.testing.assert_array_equal(up.forward(x), x.repeat(scale, axis=2).repeat(scale, axis=3))
     dy = np.random.default_rng(1).standard_normal((2, 3, 4 * scale, 5 * scale))
     np.testing.assert_allclose(up.backward(dy), dy.reshape(2, 3, 4, scale, 5, scale).sum(axis=(3, 5)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("method", ["im2col", "winograd"])
+def test_first_layer_skips_the_input_gradient_with_the_same_parameter_gradients(threads, method):
+    parallel.set_threads(threads)
+    backend.seed(0)
+    model = Sequential(L.Conv2D(3, 5, 3, padding=1, method=method), L.ReLU(), L.Flatten(), L.Dense(5 * 36, 2))
+    rng = np.random.default_rng(0)
+    x, dy = rng.standard_normal((4, 3, 6, 6)).astype(np.float32), rng.standard_normal((4, 2)).astype(np.float32)
+    model.forward(x)
+    assert model.backward(dy) is not None
+    full = {name: host(g).copy() for name, _, g in model.named_parameters()}
+    model.forward(x)
+    assert model.backward(dy, input_grad=False) is None
+    for name, _, g in model.named_parameters():
+        np.testing.assert_array_equal(host(g), full[name], err_msg=name)
+    conv = model.layers[0]                               # the layer on its own, unchunked
+    conv.forward(x)
+    conv.backward_params(np.ones((4, 5, 6, 6), np.float32))
+    dW = conv.grads["W"].copy()
+    conv.forward(x)
+    conv.backward(np.ones((4, 5, 6, 6), np.float32))
+    np.testing.assert_array_equal(conv.grads["W"], dW)

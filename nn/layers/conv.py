@@ -137,10 +137,10 @@ class Conv2D(Layer):
         self.cache = ("im2col", (x.shape, cols))
         return _rows_to_nchw(y, N, OH, OW)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         method, cache = self.cache
         if method == "winograd":
-            dx, self.grads["W"], db = winograd_backward(dy, cache, self.params["W"])
+            dx, self.grads["W"], db = winograd_backward(dy, cache, self.params["W"], input_grad)
             if db is not None:
                 self.grads["b"] = db
             return dx
@@ -153,8 +153,14 @@ class Conv2D(Layer):
         self.grads["W"] = (cols2 @ dY.T).T.reshape(self.params["W"].shape)
         if "b" in self.params:
             self.grads["b"] = dY.sum(axis=1)
+        if not input_grad:
+            return None
         dcols = (W2.T @ dY).reshape(cols.shape)
         return col2im(dcols, x_shape, self.stride, self.padding)
+
+    def backward_params(self, dy):
+        """Only dW and db (the first layer of a net, whose input needs no gradient)."""
+        self.backward(dy, input_grad=False)
 
     def __repr__(self):
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

@@ -280,11 +280,12 @@ def winograd_forward(x, W, b, padding):
     return y.transpose(1, 0, 2, 3), cache
 
 
-def winograd_backward(dy, cache, W):
+def winograd_backward(dy, cache, W, input_grad=True):
     """Gradients of `winograd_forward`: (dx, dW, db) for the upstream gradient dy (N, O, OH, OW), any strides.
 
     W must be the weights the forward pass used. dx is an NCHW view of (C, N, H, W) memory in the input's
-    dtype; db is None when the forward pass had no bias.
+    dtype (None with input_grad=False: steps 2's dV and 3-4 are skipped); db is None when the forward pass
+    had no bias.
     """
     xp = backend.xp
     x_shape, (ph, pw), V, has_bias = cache
@@ -310,8 +311,10 @@ def winograd_backward(dy, cache, W):
     db = dM[BIAS_SLOT].sum(axis=1) if has_bias else None
 
     # 2. Adjoints of the 16 products and of the kernel transform.
+    dW = _kernel_transform_adjoint(_products_nt(dM, V, N), dt).astype(W.dtype, copy=False)   # (O, C, 3, 3)
+    if not input_grad:
+        return None, dW, db
     U = _kernel_transform(W, dt)
-    dW = _kernel_transform_adjoint(_products_nt(dM, V, N), dt)     # (O, C, 3, 3)
     dV = _products(U.transpose(0, 2, 1), dM, N).reshape(4, 4, F)   # (16, C, P)
 
     # 3. Adjoint of the input transform: columns j, then rows i (the forward's order reversed).
@@ -324,4 +327,4 @@ def winograd_backward(dy, cache, W):
     dx = xp.empty((C, N, H, Wd), dtype=dt)
     for q, (h0, k0, nh) in enumerate(_row_phases(H, ph)):
         dx[:, :, h0::2, :] = dXr[q, :2 * F].reshape(C, N, TH + 1, Wp)[:, :, k0:k0 + nh, pw:pw + Wd]
-    return dx.transpose(1, 0, 2, 3), dW.astype(W.dtype, copy=False), db
+    return dx.transpose(1, 0, 2, 3), dW, db
