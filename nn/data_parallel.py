@@ -96,6 +96,7 @@ class _Run:
 def forward(model, x, training):
     """model's forward pass over the chunks of x; returns the output of the whole batch."""
     xp = backend.xp
+    model._run = None                    # the last pass's caches go first: less memory in use at once
     bounds = chunk_bounds(len(x))
     chunks = [x[a:b] for a, b in bounds]
     steps = []
