@@ -158,6 +158,7 @@ class DCGAN:
         if int(d_every) < 1:
             raise ValueError(f"d_every must be >= 1, got {d_every}")
         self.G, self.D = G, D
+        self.D_body = Sequential(*D.layers[:-1])   # D without its last layer (Sigmoid): the same layer objects
         self.loss = make_loss(loss)
         self.opt_G = optim.Adam(G, lr=lr, betas=(beta1, 0.999))
         self.opt_D = optim.Adam(D, lr=lr if lr_d is None else lr_d, betas=(beta1, 0.999))
@@ -178,8 +179,7 @@ class DCGAN:
     def _d_forward(self, x):
         """Returns (X, what the loss takes): X = sigmoid(z) is the belief "synthetic"; BCE takes z."""
         h = self.augment.forward(x, self.rng) if self.augment else x
-        for layer in self.D.layers[:-1]:
-            h = layer.forward(h, True)
+        h = self.D_body.forward(h, True)
         X = self.D.layers[-1].forward(h, True)
         return X, (h if getattr(self.loss, "takes_logits", False) else X)
 
@@ -187,8 +187,7 @@ class DCGAN:
         """Backpropagate dLoss/d(what the loss took) through D; returns dLoss/d(image)."""
         if not getattr(self.loss, "takes_logits", False):
             d_out = self.D.layers[-1].backward(d_out)
-        for layer in reversed(self.D.layers[:-1]):
-            d_out = layer.backward(d_out)
+        d_out = self.D_body.backward(d_out)
         return self.augment.backward(d_out) if self.augment else d_out
 
     def discriminator_step(self, real, fake, update=True):

@@ -293,6 +293,7 @@ class SimGAN:
         if lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {lambda_reg}")
         self.R, self.D = R, D
+        self.D_body = Sequential(*D.layers[:-1])   # D up to its logits: the same layer objects
         self.lambda_reg = float(lambda_reg)
         self.opt_R = optim.Adam(R, lr=lr_r, betas=(beta1, 0.999))
         self.opt_D = optim.Adam(D, lr=lr_d, betas=(beta1, 0.999))
@@ -303,15 +304,11 @@ class SimGAN:
     # --- D up to its logits (the final Sigmoid is applied by the loss, stably)
     def d_logits(self, x):
         """z with X = sigmoid(z), D's per-patch belief "refined"."""
-        for layer in self.D.layers[:-1]:
-            x = layer.forward(x, True)
-        return x
+        return self.D_body.forward(x, True)
 
     def d_backward(self, dz):
         """dLoss/dz back through D (filling D's grads); returns dLoss/d(image)."""
-        for layer in reversed(self.D.layers[:-1]):
-            dz = layer.backward(dz)
-        return dz
+        return self.D_body.backward(dz)
 
     # --- the refiner
     def refiner_loss(self, refined, x):
