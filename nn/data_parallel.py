@@ -172,9 +172,10 @@ def backward(model, dy, input_grad=True):
                 return g
             n = len(grads)
             grads = parallel.map(run_back, range(n))
-            for i, layer in enumerate(layers):
-                for key in layer.params:
-                    layer.grads[key] = _sum_in_order([replicas[k][i].grads[key] for k in range(n)])
+            sums = [(layer, i, key) for i, layer in enumerate(layers) for key in layer.params]
+            totals = parallel.map(lambda t: _sum_in_order([replicas[k][t[1]].grads[t[2]] for k in range(n)]), sums)
+            for (layer, _, key), total in zip(sums, totals):
+                layer.grads[key] = total
     return xp.concatenate(grads) if input_grad else None
 
 

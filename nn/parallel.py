@@ -9,6 +9,7 @@ the layers a student reads never deal with threads. The CuPy backend ignores it.
 """
 import math
 import os
+import threading
 
 _threads = None   # set by set_threads(); None means: NN_THREADS, else all cores
 
@@ -116,6 +117,8 @@ def map(fn, items):
     it gets get_threads() threads for the matrix products the main thread does on its own.
     """
     items = list(items)
+    if threading.current_thread().name.startswith("nn-worker"):   # called from a worker: run here, in order
+        return [fn(item) for item in items]
     threads = min(get_threads(), len(items))
     if threads <= 1:
         set_blas_threads(get_threads())

@@ -228,3 +228,9 @@ def test_first_layer_skips_the_input_gradient_with_the_same_parameter_gradients(
     conv.forward(x)
     conv.backward(np.ones((4, 5, 6, 6), np.float32))
     np.testing.assert_array_equal(conv.grads["W"], dW)
+
+
+def test_map_inside_a_worker_runs_in_place():
+    parallel.set_threads(2)
+    assert parallel.map(lambda i: parallel.map(lambda j: 10 * i + j, range(3)), range(4)) == \
+        [[10 * i + j for j in range(3)] for i in range(4)]
