@@ -177,7 +177,7 @@ def main(argv=None):
                         "that many threads, images/s and the speed-up over one thread (numpy backend)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time with this process's CPU time instead of the wall clock: a fair single-core "
-                        "comparison on a busy machine when run as OPENBLAS_NUM_THREADS=1 python -m bench "
+                        "comparison on a busy machine when run as NN_THREADS=1 python -m bench "
                         "--vs-torch --torch-threads 1 --cpu-time")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--seed", type=int, default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")

@@ -1,11 +1,16 @@
-"""How many CPU threads `nn` may use on the NumPy backend.
+"""How many CPU threads `nn` may use on the NumPy backend, and the machinery that uses them.
 
     from nn import parallel
     parallel.set_threads(4)      # or NN_THREADS=4, or --threads 4 on any command
     parallel.get_threads()       # what is in force: set_threads, else NN_THREADS, else every core we may use
 
-This module is the one place for the speed machinery that runs NumPy work on several cores;
-the layers a student reads never deal with threads. The CuPy backend ignores it.
+This module is the one place for the speed machinery that runs NumPy work on several cores; the layers
+a student reads never deal with threads. The CuPy backend ignores it.
+- `map(fn, items)` runs fn over items on get_threads() worker threads (NumPy releases the interpreter
+  lock in its loops, copies and matrix products, so they really run at once);
+- the BLAS library (OpenBLAS) is held to one thread inside each worker and to get_threads() outside,
+  so `nn` never runs more threads than it was given (`set_blas_threads`);
+- nn/data_parallel.py uses `map` to run a `Sequential` over chunks of the batch.
 """
 import math
 import os
