@@ -84,14 +84,17 @@ def dcgan_step_fn(batch, method="auto"):
 
 
 def layer_times(model, x, repeats):
-    """Forward and backward time of each layer of `model` for input x (training mode)."""
+    """Forward and backward time of each layer of `model` for input x (training mode), each run as the
+    train step runs it: as a one-layer Sequential (on NumPy: in chunks of the batch, on nn's threads)."""
+    from nn import Sequential
     rows = []
     for layer in model.layers:
-        y = layer.forward(x)
+        one = Sequential(layer)
+        y = one.forward(x)
         dy = backend.xp.ones_like(y)
-        f = _timeit(lambda: layer.forward(x), repeats)
-        layer.forward(x)
-        b = _timeit(lambda: layer.backward(dy), repeats)
+        f = _timeit(lambda: one.forward(x), repeats)
+        one.forward(x)
+        b = _timeit(lambda: one.backward(dy), repeats)
         rows.append((repr(layer), tuple(y.shape), f * 1e3, b * 1e3))
         x = y
     return rows
