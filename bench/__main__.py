@@ -70,10 +70,10 @@ def dcgan_step_fn(batch, method="auto"):
     def step():
         fake = G.forward(z)
         d_loss.forward(D.forward(real), zeros)          # X1 = 0: real
-        D.backward(d_loss.backward())
+        D.backward(d_loss.backward(), input_grad=False)  # (PyTorch: no gradient for the images either)
         grads = {k: g.copy() for k, _, g in D.named_parameters()}
         d_loss.forward(D.forward(fake), ones)           # X1 = 1: synthetic
-        D.backward(d_loss.backward())
+        D.backward(d_loss.backward(), input_grad=False)
         for (k, _, g) in D.named_parameters():
             g += grads[k]
         opt_d.step()

@@ -183,11 +183,14 @@ class DCGAN:
         X = self.D.layers[-1].forward(h, True)
         return X, (h if getattr(self.loss, "takes_logits", False) else X)
 
-    def _d_backward(self, d_out):
-        """Backpropagate dLoss/d(what the loss took) through D; returns dLoss/d(image)."""
+    def _d_backward(self, d_out, input_grad=True):
+        """Backpropagate dLoss/d(what the loss took) through D; returns dLoss/d(image) (with input_grad=False
+        only D's gradients are filled and None is returned)."""
         if not getattr(self.loss, "takes_logits", False):
             d_out = self.D.layers[-1].backward(d_out)
-        d_out = self.D_body.backward(d_out)
+        d_out = self.D_body.backward(d_out, input_grad)
+        if not input_grad:
+            return None
         return self.augment.backward(d_out) if self.augment else d_out
 
     def discriminator_step(self, real, fake, update=True):
@@ -199,12 +202,12 @@ class DCGAN:
         X1_real = xp.full(X_real.shape, self.label_smoothing, dtype=X_real.dtype)
         loss_real, d_out = self.loss.discriminator(out, X1_real)
         if update:
-            self._d_backward(d_out * 0.5)
+            self._d_backward(d_out * 0.5, input_grad=False)
             grads_real = [g.copy() for _, g in self.D.parameters()]
         X_fake, out = self._d_forward(fake)
         loss_fake, d_out = self.loss.discriminator(out, xp.ones_like(X_fake))
         if update:   # the layers keep one batch's gradients: add the real batch's back in
-            self._d_backward(d_out * 0.5)
+            self._d_backward(d_out * 0.5, input_grad=False)
             for (_, g), g_real in zip(self.D.parameters(), grads_real):
                 g += g_real
             self.opt_D.step()
