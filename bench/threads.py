@@ -50,7 +50,8 @@ def sweep(counts, nets, repeats, rounds, compare, torch_threads=True):
                 def fmt(key, width, spec):
                     return f"{row[key]:>{width}{spec}}" if key in row else f"{'-':>{width}}"
                 print(f"  {t:>7}{fmt('nn_images_per_s', 11, '.1f')}{fmt('nn_speedup', 9, '.2f')}x"
-                      f"{fmt('torch_images_per_s', 15, '.1f')}{fmt('torch_speedup', 9, '.2f')}x{fmt('ratio', 7, '.2f')}x")
+                      f"{fmt('torch_images_per_s', 15, '.1f')}{fmt('torch_speedup', 9, '.2f')}x"
+                      f"{fmt('ratio', 7, '.2f')}x")
     finally:
         parallel.set_threads(saved)
     return rows

@@ -62,7 +62,8 @@ class _BatchNorm(Layer):
         """running ← (1 - momentum)·running + momentum·batch statistic (the variance made unbiased)."""
         r, dtype = self.momentum, mu.dtype
         self.buffers["running_mean"] = ((1 - r) * self.buffers["running_mean"] + r * mu.ravel()).astype(dtype)
-        self.buffers["running_var"] = ((1 - r) * self.buffers["running_var"] + r * var.ravel() * (m / (m - 1))).astype(dtype)
+        unbiased = var.ravel() * (m / (m - 1))
+        self.buffers["running_var"] = ((1 - r) * self.buffers["running_var"] + r * unbiased).astype(dtype)
 
     def normalize(self, xc, var, training=True):
         """y = gamma · x̂ + beta with x̂ = xc / sqrt(var + eps), for the centred input xc = x - mu."""

@@ -68,7 +68,7 @@ class MaxPool2D(_Pool2D):
               is remembered (the first one on ties).
     Backward: the gradient flows only to the winner:  dx[n, c, p·s + i*, q·s + j*] += dy[n,c,p,q].
 
-    The common 2×2 window with stride 2 (no padding, even height and width) has a shorter path: with
+    On NumPy the common 2×2 window with stride 2 (no padding, even height and width) has a shorter path: with
     a, b, c, d the four offsets (0,0), (0,1), (1,0), (1,1), y = max(max(a, b), max(c, d)) remembers
     the winner as three comparisons (b > a, d > c, max(c, d) > max(a, b)), and backward writes each
     of dx's four offsets exactly once (no zero-filled array, no +=).
@@ -102,7 +102,8 @@ class MaxPool2D(_Pool2D):
         return self._unpad(dx_pad, x_shape)
 
     def _is_2x2(self, x):
-        return (self.kernel_size == (2, 2) and self.stride == (2, 2) and self.padding == (0, 0) and x.ndim == 4
+        return (backend.name == "numpy" and self.kernel_size == (2, 2) and self.stride == (2, 2)
+                and self.padding == (0, 0) and x.ndim == 4
                 and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0 and x.shape[2] > 0 and x.shape[3] > 0)
 
     def _forward_2x2(self, x):
