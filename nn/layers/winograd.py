@@ -116,14 +116,15 @@ def _bt(d, out):
 
 
 def _bt_adjoint(g, e):
-    """The adjoint of `_bt`: e[i] += Σ_a Bᵀ[a, i] · g[a]. The views e[i] overlap (neighbouring tiles
-    share pixels), so each is added in turn with += on its strided slice."""
+    """The adjoint of `_bt`: e[i] = Σ_a Bᵀ[a, i] · g[a], summed where the views overlap. The views e[i]
+    overlap (neighbouring tiles share pixels), but e[0] and e[1] do not overlap each other: they are
+    written (=), then e[2] and e[3] are added (+=) on their strided slices. Memory under e[2] or e[3]
+    that e[0] and e[1] do not cover must start at zero."""
     xp = backend.xp
-    e[0] += g[0]                                   # Bᵀ[:, 0] = ( 1, 0,  0,  0)
-    t = g[1] - g[2]
-    t += g[3]
-    e[1] += t                                      # Bᵀ[:, 1] = ( 0, 1, -1,  1)
-    xp.add(g[1], g[2], out=t)
+    xp.copyto(e[0], g[0])                          # Bᵀ[:, 0] = ( 1, 0,  0,  0)
+    xp.subtract(g[1], g[2], out=e[1])
+    e[1] += g[3]                                   # Bᵀ[:, 1] = ( 0, 1, -1,  1)
+    t = g[1] + g[2]
     t -= g[0]
     e[2] += t                                      # Bᵀ[:, 2] = (-1, 1,  1,  0)
     e[3] -= g[3]                                   # Bᵀ[:, 3] = ( 0, 0,  0, -1)
@@ -318,9 +319,13 @@ def winograd_backward(dy, cache, W, input_grad=True):
     dV = _products(U.transpose(0, 2, 1), dM, N).reshape(4, 4, F)   # (16, C, P)
 
     # 3. Adjoint of the input transform: columns j, then rows i (the forward's order reversed).
-    dR = xp.zeros((4, 2 * F + 2), dtype=dt)
+    #    j = 0, 1 (even and odd entries) and i = 0, 1 (one plane each) cover what they write once: only the
+    #    tails beyond them start at zero.
+    dR = xp.empty((4, 2 * F + 2), dtype=dt)
+    dR[:, 2 * F:] = 0
     _bt_adjoint([dV[:, b] for b in range(4)], [dR[:, j:j + 2 * F:2] for j in range(4)])
-    dXr = xp.zeros((2, 2 * F + Wp + 2), dtype=dt)
+    dXr = xp.empty((2, 2 * F + Wp + 2), dtype=dt)
+    dXr[:, 2 * F + 2:] = 0
     _bt_adjoint(dR, [dXr[i % 2, (i // 2) * Wp:(i // 2) * Wp + 2 * F + 2] for i in range(4)])
 
     # 4. Row planes back to the image (the padding's gradient is dropped).
