@@ -85,7 +85,8 @@ def dcgan_step_fn(batch, method="auto"):
 
 def layer_times(model, x, repeats):
     """Forward and backward time of each layer of `model` for input x (training mode), each run as the
-    train step runs it: as a one-layer Sequential (on NumPy: in chunks of the batch, on nn's threads)."""
+    train step runs it: as a one-layer Sequential (on NumPy: in chunks of the batch, on nn's threads; the
+    times include joining the chunks' outputs, a copy the whole step makes only once)."""
     from nn import Sequential
     rows = []
     for layer in model.layers:
