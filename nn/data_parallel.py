@@ -6,7 +6,7 @@ themselves know nothing of it. The scheme:
 - The batch is cut into `CHUNKS` pieces of (nearly) equal size, rows [N·k/K, N·(k+1)/K). The cut depends
   only on the batch size, never on the thread count, so every sum below is taken in the same order
   and the results are the same, bit for bit, on 1, 2 or 64 threads.
-- Each layer gets one shallow copy per chunk (`_replica`): it shares the layer's `params` and `buffers`
+- Each layer gets one shallow copy per chunk (`replica`): it shares the layer's `params` and `buffers`
   but keeps its own forward cache and `grads`. The worker threads (nn.parallel.map, one BLAS thread
   each) run a whole run of consecutive per-sample layers on their chunk without waiting for each other.
 - BatchNorm in training mode needs the statistics of the whole batch, so it is a meeting point: each
@@ -47,8 +47,12 @@ def chunk_bounds(n):
     return [(n * i // k, n * (i + 1) // k) for i in range(k)]
 
 
-def _replica(layer):
-    """A copy of `layer` for one chunk: the same params and buffers (dicts shared), its own grads."""
+def replica(layer):
+    """A copy of `layer` for one chunk: the same params and buffers (dicts shared), its own grads.
+    A layer made of other layers (or with other state) is chunked only if it has a `replica()` method
+    of its own, which builds such a copy (with this function for its parts); it then counts as per-sample."""
+    if callable(getattr(layer, "replica", None)):
+        return layer.replica()
     r = copy.copy(layer)
     r.grads = {}
     return r
@@ -56,7 +60,8 @@ def _replica(layer):
 
 def _kind(layer, training):
     t = type(layer)
-    if t in PER_SAMPLE or (t in BATCH_NORM and not training) or (t is Dropout and not training):
+    if (t in PER_SAMPLE or callable(getattr(layer, "replica", None)) or (t in BATCH_NORM and not training)
+            or (t is Dropout and not training)):
         return "per_sample"
     if t in BATCH_NORM:
         return "batch_norm"
@@ -109,7 +114,7 @@ def forward(model, x, training):
             replicas, chunks = _batch_norm_forward(layers[0], chunks)
             replicas = [[r] for r in replicas]
         else:
-            replicas = [[_replica(layer) for layer in layers] for _ in chunks]
+            replicas = [[replica(layer) for layer in layers] for _ in chunks]
 
             def run(k, kind=kind, replicas=replicas, chunks=chunks):
                 h = chunks[k]
@@ -139,7 +144,7 @@ def _batch_norm_forward(layer, chunks):
     centred = parallel.map(centre, chunks)
     var = _sum_in_order([sq for _, sq in centred]) / m
     layer.update_running(mu, var, m)
-    replicas = [_replica(layer) for _ in chunks]
+    replicas = [replica(layer) for _ in chunks]
     out = parallel.map(lambda k: replicas[k].normalize(centred[k][0], var), range(len(chunks)))
     return replicas, out
 

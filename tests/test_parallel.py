@@ -234,3 +234,22 @@ def test_map_inside_a_worker_runs_in_place():
     parallel.set_threads(2)
     assert parallel.map(lambda i: parallel.map(lambda j: 10 * i + j, range(3)), range(4)) == \
         [[10 * i + j for j in range(3)] for i in range(4)]
+
+
+def test_a_composite_layer_with_its_own_replica_runs_chunked_and_equals_the_whole_batch():
+    from gan.simgan_nets import ResBlock
+    backend.seed(0)
+    model = Sequential(L.Conv2D(3, 6, 3, padding=1), ResBlock(6), L.ReLU(), L.Conv2D(6, 3, 1)).astype(np.float64)
+    rng = np.random.default_rng(3)
+    x, dy = rng.standard_normal((10, 3, 6, 6)), rng.standard_normal((10, 3, 6, 6))
+    parallel.set_threads(2)
+    y = model.forward(x)
+    assert model._run.steps[0][0] == "per_sample" and len(model._run.steps) == 1   # no whole-batch step
+    dx = model.backward(dy)
+    grads = {name: host(g).copy() for name, _, g in model.named_parameters()}
+    assert any(name.startswith("1.conv1") for name in grads)
+    y_ref, dx_ref, grads_ref = _plain_forward_backward(model, x, dy)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
+    for name in grads_ref:
+        np.testing.assert_allclose(grads[name], grads_ref[name], rtol=1e-10, atol=1e-12, err_msg=name)
