@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from nn import backend, losses, optim
+from nn import backend, losses, optim, parallel
 from common.cli import ArgumentParser, backend_name, run_cli, whole
 from common.files import check_output_path
 from bench import nets
@@ -53,7 +53,7 @@ def convnet_step_fn(batch, method="auto"):
 
     def step():
         loss.forward(model.forward(x), y)
-        model.backward(loss.backward())
+        model.backward(loss.backward(), input_grad=False)   # the images need no gradient
         opt.step()
     return step, model, x
 
@@ -73,10 +73,10 @@ def dcgan_step_fn(batch, method="auto"):
     def step():
         fake = G.forward(z)
         d_loss.forward(D.forward(real), zeros)          # X1 = 0: real
-        D.backward(d_loss.backward())
+        D.backward(d_loss.backward(), input_grad=False)  # (PyTorch: no gradient for the images either)
         grads = {k: g.copy() for k, _, g in D.named_parameters()}
         d_loss.forward(D.forward(fake), ones)           # X1 = 1: synthetic
-        D.backward(d_loss.backward())
+        D.backward(d_loss.backward(), input_grad=False)
         for (k, _, g) in D.named_parameters():
             g += grads[k]
         opt_d.step()
@@ -87,14 +87,18 @@ def dcgan_step_fn(batch, method="auto"):
 
 
 def layer_times(model, x, repeats):
-    """Forward and backward time of each layer of `model` for input x (training mode)."""
+    """Forward and backward time of each layer of `model` for input x (training mode), each run as the
+    train step runs it: as a one-layer Sequential (on NumPy: in chunks of the batch, on nn's threads; the
+    times include joining the chunks' outputs, a copy the whole step makes only once)."""
+    from nn import Sequential
     rows = []
     for layer in model.layers:
-        y = layer.forward(x)
+        one = Sequential(layer)
+        y = one.forward(x)
         dy = backend.xp.ones_like(y)
-        f = _timeit(lambda: layer.forward(x), repeats)
-        layer.forward(x)
-        b = _timeit(lambda: layer.backward(dy), repeats)
+        f = _timeit(lambda: one.forward(x), repeats)
+        one.forward(x)
+        b = _timeit(lambda: one.backward(dy), repeats)
         rows.append((repr(layer), tuple(y.shape), f * 1e3, b * 1e3))
         x = y
     return rows
@@ -173,10 +177,14 @@ def main(argv=None):
     p.add_argument("--no-layers", action="store_true", help="skip the per-layer table")
     p.add_argument("--conv-method", default="auto", choices=["auto", "im2col", "winograd"],
                    help="Conv2D algorithm for our nets (default auto: Winograd where it pays on NumPy)")
-    p.add_argument("--torch-threads", type=whole(1), help="PyTorch's CPU threads (default: PyTorch's own choice)")
+    p.add_argument("--torch-threads", type=whole(1),
+                   help="PyTorch's CPU threads (default: as many as nn uses, see --threads / NN_THREADS)")
+    p.add_argument("--threads", metavar="LIST",
+                   help="a thread sweep instead: e.g. 1,2 or all (1, 2, 4, ... every core); nn and PyTorch each on "
+                        "that many threads, images/s and the speed-up over one thread (numpy backend)")
     p.add_argument("--cpu-time", action="store_true",
                    help="time with this process's CPU time instead of the wall clock: a fair single-core "
-                        "comparison on a busy machine when run as OPENBLAS_NUM_THREADS=1 python -m bench "
+                        "comparison on a busy machine when run as NN_THREADS=1 python -m bench "
                         "--vs-torch --torch-threads 1 --cpu-time")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--seed", type=whole(0), default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
@@ -196,9 +204,11 @@ def main(argv=None):
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
-    if args.torch_threads and torch_available():
+    if torch_available():
         import torch
-        torch.set_num_threads(args.torch_threads)
+        torch.set_num_threads(args.torch_threads or parallel.get_threads())
+    if args.threads:
+        return threads_main(args)
     if args.e2e:
         return e2e.main(["--backend", args.backend, "--seed", str(args.seed)] + (["--json", args.json] if args.json else []))
     results = []
@@ -222,7 +232,8 @@ def main(argv=None):
                 print("PyTorch has no CUDA here: no GPU comparison")
                 use_torch = False
             else:
-                print(f"PyTorch {torch.__version__} on {device}" + (f", {torch.get_num_threads()} threads" if device == "cpu" else ""))
+                print(f"PyTorch {torch.__version__} on {device}" + (f", {torch.get_num_threads()} threads" if device == "cpu" else "")
+                      + (f"; nn on {parallel.get_threads()} threads" if name == "numpy" else ""))
         for net, ours, theirs, batch in [
                 ("reference ConvNet train step", conv_step, torch_convnet_step_fn(128, device) if use_torch else None, 128),
                 ("DCGAN G+D iteration", dcgan_step_fn(64, args.conv_method), torch_dcgan_step_fn(64, device) if use_torch else None, 64)]:
@@ -236,6 +247,27 @@ def main(argv=None):
             print(f"{net:<30} nn {row['nn_images_per_s']:8.1f} images/s ({row['nn_ms_per_step']} ms/step){extra}")
     if args.json:
         atomic_write_json(args.json, results)
+    return 0
+
+
+def threads_main(args):
+    """--threads LIST: both nets on 1, 2, ... threads, nn beside PyTorch (see bench/threads.py)."""
+    from bench import threads
+    counts = threads.parse_thread_list(args.threads)
+    backend.set_backend("numpy")
+    use_torch = torch_available()
+    print(f"== thread sweep {counts} (numpy backend; this process may use {parallel.available_cores()} cores)"
+          + ("" if use_torch else "; PyTorch is not installed, nn only"))
+    nets_ = [("reference ConvNet train step", lambda: convnet_step_fn(128, args.conv_method)[0],
+              torch_convnet_step_fn if use_torch else None, 128),
+             ("DCGAN G+D iteration", lambda: dcgan_step_fn(64, args.conv_method),
+              torch_dcgan_step_fn if use_torch else None, 64)]
+    nets_ = [(n, ours, (lambda f=theirs, b=b: f(b)) if theirs else None, b) for n, ours, theirs, b in nets_]
+    rows = threads.sweep(counts, nets_, args.repeats, args.rounds, compare,
+                         torch_threads=not args.torch_threads)
+    if args.json:
+        from common.files import atomic_write_json
+        atomic_write_json(args.json, rows)
     return 0
 
 

@@ -194,7 +194,7 @@ def train_step(model, loss_fn, opt, xb, yb):
     """One SGD step on the batch (xb, yb); returns (loss, accuracy on the batch)."""
     z = model.forward(xb, training=True)
     loss = loss_fn.forward(z, yb)
-    model.backward(loss_fn.backward())
+    model.backward(loss_fn.backward(), input_grad=False)
     opt.step()
     return loss, float((z.argmax(axis=1) == yb).mean())
 

@@ -45,5 +45,5 @@ def dcgan_config(ctx):
 
 
 def dcgan_run(ctx, digit):
-    """gan.train's run folder of one digit's DCGAN (it holds digit_K/: checkpoint, log, sample grids)."""
+    """gan.dcgan's run folder of one digit's DCGAN (it holds digit_K/: checkpoint, log, sample grids)."""
     return ctx.stage_dir(f"dcgan_digit_{digit}") / "run"

@@ -140,10 +140,13 @@ def _worker_ignores_ctrl_c():
     tqdm.set_lock(threading.RLock())
 
 
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NN_THREADS")
+
+
 def _limit_threads():
-    """Worker processes: one BLAS thread each, so N workers use N cores (the variables are read
-    when NumPy loads, which happens after this in a spawned worker)."""
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    """Worker processes: one thread each (BLAS's and nn's), so N workers use N cores (the variables are
+    read when NumPy loads and when nn first runs, both after this in a spawned worker)."""
+    for name in _THREAD_VARIABLES:
         os.environ[name] = "1"
 
 
@@ -255,7 +258,7 @@ class Runner:
         # the workers show no bars of their own (they would interleave): one bar counts finished stages
         bar = tqdm(total=len(stages), desc=f"stages ({jobs} at a time)", unit="stage", disable=not self.progress)
         log, self.log = self.log, (lambda line: bar.write(line) if self.progress else log(line))
-        saved = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        saved = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
         _limit_threads()                         # inherited by the spawned workers
         pool = ProcessPoolExecutor(jobs, mp_context=mp.get_context("spawn"), initializer=_worker_ignores_ctrl_c)
         error = None                             # the first stage that failed; the running ones still finish

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nn import backend
+from nn import backend, data_parallel
 from nn.layers.base import num_params
 
 ARCH_KEY = "__architecture__"
@@ -15,24 +15,37 @@ class Sequential:
     dx = f_1'(... f_L'(dy)), each layer filling its own `grads`.
 
     `train()` / `eval()` set the mode that `forward` passes to every layer (BatchNorm, Dropout).
+    On the NumPy backend both passes run over chunks of the batch on every core (nn/data_parallel.py);
+    the result does not depend on the number of threads.
     """
 
     def __init__(self, *layers):
         self.layers = list(layers)
         self.training = True
+        self._run = None        # what a chunked forward left for backward (nn/data_parallel.py)
 
     # --- running -------------------------------------------------------------------------
     def forward(self, x, training=None):
         training = self.training if training is None else training
+        if data_parallel.applies(x):
+            return data_parallel.forward(self, x, training)
+        self._run = None
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
     __call__ = forward
 
-    def backward(self, dy):
-        for layer in reversed(self.layers):
-            dy = layer.backward(dy)
+    def backward(self, dy, input_grad=True):
+        """Backpropagate dy; returns dx, or None with input_grad=False (the input needs no gradient, as a
+        batch of data: the first layer then computes only its parameters' gradients)."""
+        if getattr(self, "_run", None) is not None:
+            return data_parallel.backward(self, dy, input_grad)
+        for i in range(len(self.layers) - 1, -1, -1):
+            if i == 0 and not input_grad:
+                self.layers[0].backward_params(dy)
+                return None
+            dy = self.layers[i].backward(dy)
         return dy
 
     def predict(self, x, batch_size=512):
@@ -48,6 +61,9 @@ class Sequential:
     def eval(self):
         self.training = False
         return self
+
+    def __getstate__(self):      # copies (copy.deepcopy) leave the last pass's caches behind
+        return {**self.__dict__, "_run": None}
 
     # --- parameters ----------------------------------------------------------------------
     def named_parameters(self):

@@ -1,14 +1,20 @@
-"""How many CPU threads `nn` may use on the NumPy backend.
+"""How many CPU threads `nn` may use on the NumPy backend, and the machinery that uses them.
 
     from nn import parallel
     parallel.set_threads(4)      # or NN_THREADS=4, or --threads 4 on any command
     parallel.get_threads()       # what is in force: set_threads, else NN_THREADS, else every core we may use
 
-This module is the one place for the speed machinery that runs NumPy work on several cores;
-the layers a student reads never deal with threads. The CuPy backend ignores it.
+This module is the one place for the speed machinery that runs NumPy work on several cores; the layers
+a student reads never deal with threads. The CuPy backend ignores it.
+- `map(fn, items)` runs fn over items on get_threads() worker threads (NumPy releases the interpreter
+  lock in its loops, copies and matrix products, so they really run at once);
+- the BLAS library (OpenBLAS) is held to one thread inside each worker and to get_threads() outside,
+  so `nn` never runs more threads than it was given (`set_blas_threads`);
+- nn/data_parallel.py uses `map` to run a `Sequential` over chunks of the batch.
 """
 import math
 import os
+import threading
 
 _threads = None   # set by set_threads(); None means: NN_THREADS, else all cores
 
@@ -50,3 +56,87 @@ def get_threads():
     if env:
         return parse_threads(env, source="NN_THREADS")
     return available_cores()
+
+
+# --- the BLAS library's own threads ---------------------------------------------------------------
+
+_SET_NUM_THREADS = ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                    "openblas_set_num_threads64_", "openblas_set_num_threads")
+_blas_setters = None     # the set-thread-count functions of every OpenBLAS loaded, found on first use
+_blas_now = None         # the count we last gave them
+
+
+def _find_blas_setters():
+    """The thread-count setters of the OpenBLAS copies loaded in this process (NumPy's, SciPy's), by
+    reading the process's own memory map (Linux). Elsewhere, or for another BLAS: none, and BLAS keeps
+    its own threads (OPENBLAS_NUM_THREADS and the like still work)."""
+    import ctypes
+    paths = set()
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "openblas" in line.lower() and "/" in line}
+    except OSError:
+        return []
+    setters = []
+    for path in sorted(paths):
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for name in _SET_NUM_THREADS:
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn.argtypes, fn.restype = [ctypes.c_int], None
+                setters.append(fn)
+                break
+    return setters
+
+
+def blas_threads():
+    """The BLAS thread count `nn` last set (None before it set one)."""
+    return _blas_now
+
+
+def set_blas_threads(n):
+    """Let the BLAS library (OpenBLAS) use `n` threads for each matrix product from now on."""
+    global _blas_setters, _blas_now
+    if _blas_setters is None:
+        _blas_setters = _find_blas_setters()
+    if n != _blas_now:
+        for fn in _blas_setters:
+            fn(int(n))
+        _blas_now = n
+
+
+# --- the worker pool --------------------------------------------------------------------------------
+
+_pool = None             # a ThreadPoolExecutor, made on first use, remade when the thread count changes
+_pool_threads = 0
+
+
+def map(fn, items):
+    """[fn(item) for item in items], run on get_threads() worker threads, results in the items' order.
+
+    NumPy releases the interpreter lock in its loops, copies and BLAS calls, so the workers really run
+    at once. BLAS is held to one thread per worker meanwhile (never more threads than cores); outside,
+    it gets get_threads() threads for the matrix products the main thread does on its own.
+    """
+    items = list(items)
+    if threading.current_thread().name.startswith("nn-worker"):   # called from a worker: run here, in order
+        return [fn(item) for item in items]
+    threads = min(get_threads(), len(items))
+    if threads <= 1:
+        set_blas_threads(get_threads())
+        return [fn(item) for item in items]
+    global _pool, _pool_threads
+    if _pool is None or _pool_threads != get_threads():
+        from concurrent.futures import ThreadPoolExecutor
+        if _pool is not None:
+            _pool.shutdown(wait=True)
+        _pool_threads = get_threads()
+        _pool = ThreadPoolExecutor(max_workers=_pool_threads, thread_name_prefix="nn-worker")
+    set_blas_threads(1)
+    try:
+        return list(_pool.map(fn, items))
+    finally:
+        set_blas_threads(get_threads())

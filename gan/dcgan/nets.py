@@ -206,9 +206,12 @@ class DCGAN:
         z = self.D.forward(h, True)
         return sigmoid(z), z
 
-    def _d_backward(self, dz):
-        """Backpropagate dLoss/dz through D; returns dLoss/d(image)."""
-        d_out = self.D.backward(dz)
+    def _d_backward(self, dz, input_grad=True):
+        """Backpropagate dLoss/dz through D; returns dLoss/d(image) (with input_grad=False only D's
+        gradients are filled and None is returned)."""
+        d_out = self.D.backward(dz, input_grad)
+        if not input_grad:
+            return None
         return self.augment.backward(d_out) if self.augment else d_out
 
     def discriminator_step(self, real, fake, update=True):
@@ -220,12 +223,12 @@ class DCGAN:
         X1_real = xp.full(X_real.shape, self.label_smoothing, dtype=X_real.dtype)
         loss_real, d_out = self.loss.discriminator(out, X1_real)
         if update:
-            self._d_backward(d_out * 0.5)
+            self._d_backward(d_out * 0.5, input_grad=False)
             grads_real = [g.copy() for _, g in self.D.parameters()]
         X_fake, out = self._d_forward(fake)
         loss_fake, d_out = self.loss.discriminator(out, xp.ones_like(X_fake))
         if update:   # the layers keep one batch's gradients: add the real batch's back in
-            self._d_backward(d_out * 0.5)
+            self._d_backward(d_out * 0.5, input_grad=False)
             for (_, g), g_real in zip(self.D.parameters(), grads_real):
                 g += g_real
             self.opt_D.step()

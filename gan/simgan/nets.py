@@ -21,11 +21,12 @@ over the P patches of the map and the batch):
 The first term of L_R asks D to call every refined patch real; the second, the self-regularisation,
 keeps R(x) close to x so the digit (and its label) survive.
 """
+import copy
 from collections.abc import MutableMapping
 
 import numpy as np
 
-from nn import Sequential, backend, layers, losses, optim
+from nn import Sequential, backend, data_parallel, layers, losses, optim
 from nn.layers.activations import sigmoid
 from nn.layers.base import Layer
 
@@ -96,6 +97,15 @@ class ResBlock(Layer):
 
     def backward(self, dy):
         return dy + self.conv1.backward(self.relu.backward(self.conv2.backward(dy)))
+
+    def replica(self):
+        """A copy for one chunk of the batch (nn/data_parallel.py runs each chunk on its own thread):
+        the same weights, its own caches and gradients."""
+        r = copy.copy(self)
+        r.conv1, r.relu, r.conv2 = (data_parallel.replica(layer) for layer in (self.conv1, self.relu, self.conv2))
+        parts = {"conv1": r.conv1, "conv2": r.conv2}
+        r.params, r.grads, r.buffers = (_Joined(parts, a) for a in ("params", "grads", "buffers"))
+        return r
 
     def astype(self, dtype):
         self.conv1.astype(dtype)

@@ -2,6 +2,7 @@
 
     y  = layer.forward(x, training=True)   # caches what backward needs
     dx = layer.backward(dy)                # fills layer.grads[name] for every layer.params[name]
+    layer.backward_params(dy)              # the same without dx (for a net's first layer)
 
 `params` and `grads` are dicts of arrays with the same keys; `buffers` holds state that is
 saved but not trained (BatchNorm's running statistics). Parameters are updated in place.
@@ -27,6 +28,11 @@ class Layer:
 
     def backward(self, dy):
         raise NotImplementedError
+
+    def backward_params(self, dy):
+        """Fill `grads` only, for a layer whose input needs no gradient (the first of a net); layers that
+        can skip computing dx then (Conv2D) do so."""
+        self.backward(dy)
 
     def __call__(self, x, training=True):
         return self.forward(x, training)

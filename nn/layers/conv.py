@@ -78,8 +78,9 @@ class Conv2D(Layer):
     `method` picks the algorithm: "im2col" (above, any configuration), "winograd" (F(2×2, 3×3),
     nn/layers/winograd.py: 3×3, stride 1 only; same result with 2.25× fewer multiplications), or "auto":
     Winograd on the NumPy backend for 3×3 stride-1 layers with at least 16 input channels and inputs of
-    at least 16×16 (where it measured faster), im2col everywhere else. The default is the im2col
-    above; the applications (the ConvNet, the GANs, the benchmark) ask for "auto".
+    at least 8×8 (where it measured faster: on one BLAS thread per chunk of 8-16 images, as `Sequential`
+    runs it, also at 8×8 with 64-256 channels, 0.8-0.97× im2col's time), im2col everywhere else. The
+    default is the im2col above; the applications (the ConvNet, the GANs, the benchmark) ask for "auto".
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, method="im2col"):
@@ -116,7 +117,7 @@ class Conv2D(Layer):
         if self.method != "auto":
             return self.method == "winograd"
         return (backend.name == "numpy" and winograd_supported(self.kernel_size, self.stride, self.padding)
-                and self.in_channels >= 16 and min(x.shape[2], x.shape[3]) >= 16)
+                and self.in_channels >= 16 and min(x.shape[2], x.shape[3]) >= 8)
 
     def forward(self, x, training=True):
         self._check_input(x)
@@ -134,10 +135,10 @@ class Conv2D(Layer):
         self.cache = ("im2col", (x.shape, cols))
         return _rows_to_nchw(y, N, OH, OW)
 
-    def backward(self, dy):
+    def backward(self, dy, input_grad=True):
         method, cache = self.cache
         if method == "winograd":
-            dx, self.grads["W"], db = winograd_backward(dy, cache, self.params["W"])
+            dx, self.grads["W"], db = winograd_backward(dy, cache, self.params["W"], input_grad)
             if db is not None:
                 self.grads["b"] = db
             return dx
@@ -150,8 +151,14 @@ class Conv2D(Layer):
         self.grads["W"] = (cols2 @ dY.T).T.reshape(self.params["W"].shape)
         if "b" in self.params:
             self.grads["b"] = dY.sum(axis=1)
+        if not input_grad:
+            return None
         dcols = (W2.T @ dY).reshape(cols.shape)
         return col2im(dcols, x_shape, self.stride, self.padding)
+
+    def backward_params(self, dy):
+        """Only dW and db (the first layer of a net, whose input needs no gradient)."""
+        self.backward(dy, input_grad=False)
 
     def __repr__(self):
         return (f"Conv2D({self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "

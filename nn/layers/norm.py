@@ -35,38 +35,60 @@ class _BatchNorm(Layer):
         return v.reshape((1, -1) + (1,) * (self.ndim - 2))
 
     def forward(self, x, training=True):
-        if x.ndim != self.ndim or x.shape[1] != self.num_features:
+        self.check_input(x.shape)
+        if not training:
+            return self.normalize(x - self._bcast(self.buffers["running_mean"]),
+                                  self._bcast(self.buffers["running_var"]), training=False)
+        m = self.values_per_channel(x.shape)
+        mu = x.mean(axis=self.axes, keepdims=True)
+        xc = x - mu
+        var = (xc * xc).mean(axis=self.axes, keepdims=True)
+        self.update_running(mu, var, m)
+        return self.normalize(xc, var)
+
+    def check_input(self, shape):
+        if len(shape) != self.ndim or shape[1] != self.num_features:
             raise ValueError(f"{self!r}: expected input with {self.ndim} dimensions and {self.num_features} "
-                             f"channels on axis 1, got shape {tuple(x.shape)}")
-        gamma, beta = self._bcast(self.params["gamma"]), self._bcast(self.params["beta"])
-        if training:
-            m = x.size // x.shape[1]
-            if m < 2:
-                raise ValueError(f"{self!r}: training mode needs more than one value per channel, got shape {tuple(x.shape)}")
-            mu = x.mean(axis=self.axes, keepdims=True)
-            xc = x - mu
-            var = (xc * xc).mean(axis=self.axes, keepdims=True)
-            r = self.momentum
-            self.buffers["running_mean"] = ((1 - r) * self.buffers["running_mean"] + r * mu.ravel()).astype(x.dtype)
-            self.buffers["running_var"] = ((1 - r) * self.buffers["running_var"] + r * var.ravel() * (m / (m - 1))).astype(x.dtype)
-        else:
-            xc = x - self._bcast(self.buffers["running_mean"])
-            var = self._bcast(self.buffers["running_var"])
+                             f"channels on axis 1, got shape {tuple(shape)}")
+
+    def values_per_channel(self, shape):
+        """m, the number of values each channel's statistics average over (at least 2 in training)."""
+        m = int(np.prod(shape)) // shape[1]
+        if m < 2:
+            raise ValueError(f"{self!r}: training mode needs more than one value per channel, got shape {tuple(shape)}")
+        return m
+
+    def update_running(self, mu, var, m):
+        """running ← (1 - momentum)·running + momentum·batch statistic (the variance made unbiased)."""
+        r, dtype = self.momentum, mu.dtype
+        self.buffers["running_mean"] = ((1 - r) * self.buffers["running_mean"] + r * mu.ravel()).astype(dtype)
+        unbiased = var.ravel() * (m / (m - 1))
+        self.buffers["running_var"] = ((1 - r) * self.buffers["running_var"] + r * unbiased).astype(dtype)
+
+    def normalize(self, xc, var, training=True):
+        """y = gamma · x̂ + beta with x̂ = xc / sqrt(var + eps), for the centred input xc = x - mu."""
         inv_std = 1.0 / backend.xp.sqrt(var + self.eps)
         x_hat = xc * inv_std
         self.cache = (x_hat, inv_std, training)
-        return x_hat * gamma + beta
+        return x_hat * self._bcast(self.params["gamma"]) + self._bcast(self.params["beta"])
 
     def backward(self, dy):
-        x_hat, inv_std, training = self.cache
-        gamma = self._bcast(self.params["gamma"])
-        dbeta = dy.sum(axis=self.axes)
-        dgamma = (dy * x_hat).sum(axis=self.axes)
+        dbeta, dgamma = self.parameter_grads(dy)
         self.grads["gamma"], self.grads["beta"] = dgamma, dbeta
+        return self.input_grad(dy, dbeta, dgamma, dy.size // dy.shape[1])
+
+    def parameter_grads(self, dy):
+        """(dbeta, dgamma) = (sum(dy), sum(dy · x̂)) over the averaged axes."""
+        x_hat = self.cache[0]
+        return dy.sum(axis=self.axes), (dy * x_hat).sum(axis=self.axes)
+
+    def input_grad(self, dy, dbeta, dgamma, m):
+        """dx from dy and the batch's dbeta, dgamma (m values per channel), as in the class docstring."""
+        x_hat, inv_std, training = self.cache
+        scale = self._bcast(self.params["gamma"]) * inv_std
         if not training:
-            return dy * (gamma * inv_std)
-        m = dy.size // dy.shape[1]
-        return (gamma * inv_std) * (dy - self._bcast(dbeta) / m - x_hat * self._bcast(dgamma) / m)
+            return dy * scale
+        return scale * (dy - self._bcast(dbeta) / m - x_hat * self._bcast(dgamma) / m)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.num_features})"

@@ -17,6 +17,12 @@ def _window_slice(i, j, stride, out_hw):
     return (slice(None), slice(None), slice(i, i + sh * OH, sh), slice(j, j + sw * OW, sw))
 
 
+def _empty_cnhw(shape, dtype):
+    """An uninitialised array of NCHW shape laid out (C, N, H, W) in memory (see _zeros_cnhw)."""
+    N, C, H, W = shape
+    return backend.xp.empty((C, N, H, W), dtype=dtype).transpose(1, 0, 2, 3)
+
+
 def _zeros_cnhw(shape, dtype):
     """Zeros of NCHW shape whose memory is laid out (C, N, H, W), the layout convolutions read fastest."""
     N, C, H, W = shape
@@ -61,10 +67,17 @@ class MaxPool2D(_Pool2D):
     Forward:  y[n,c,p,q] = max_{i,j} x_pad[n, c, p·s + i, q·s + j];  the winning offset k = i·kw + j
               is remembered (the first one on ties).
     Backward: the gradient flows only to the winner:  dx[n, c, p·s + i*, q·s + j*] += dy[n,c,p,q].
+
+    On NumPy the common 2×2 window with stride 2 (no padding, even height and width) has a shorter path: with
+    a, b, c, d the four offsets (0,0), (0,1), (1,0), (1,1), y = max(max(a, b), max(c, d)) remembers
+    the winner as three comparisons (b > a, d > c, max(c, d) > max(a, b)), and backward writes each
+    of dx's four offsets exactly once (no zero-filled array, no +=).
     """
 
     def forward(self, x, training=True):
         xp = backend.xp
+        if self._is_2x2(x):
+            return self._forward_2x2(x)
         x_pad = self._padded(x, -np.inf)
         (kh, kw) = self.kernel_size
         out_hw = self.output_shape(x.shape[1:])[1:]
@@ -79,12 +92,41 @@ class MaxPool2D(_Pool2D):
         return y
 
     def backward(self, dy):
+        if self.cache[0] == "2x2":
+            return self._backward_2x2(dy)
         x_shape, pad_shape, winner = self.cache
         kh, kw = self.kernel_size
         dx_pad = _zeros_cnhw(pad_shape, dy.dtype)
         for k in range(kh * kw):
             dx_pad[_window_slice(k // kw, k % kw, self.stride, dy.shape[2:])] += dy * (winner == k)
         return self._unpad(dx_pad, x_shape)
+
+    def _is_2x2(self, x):
+        return (backend.name == "numpy" and self.kernel_size == (2, 2) and self.stride == (2, 2)
+                and self.padding == (0, 0) and x.ndim == 4
+                and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0 and x.shape[2] > 0 and x.shape[3] > 0)
+
+    def _forward_2x2(self, x):
+        xp = backend.xp
+        a, b, c, d = (x[:, :, i::2, j::2] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        right_top, right_bottom = b > a, d > c          # the winner within each row of the window
+        top, bottom = xp.maximum(a, b), xp.maximum(c, d)
+        lower = bottom > top                            # ... and which row wins (the top one on ties)
+        self.cache = ("2x2", x.shape, right_top, right_bottom, lower)
+        return xp.maximum(top, bottom, out=top)
+
+    def _backward_2x2(self, dy):
+        xp = backend.xp
+        _, x_shape, right_top, right_bottom, lower = self.cache
+        dx = _empty_cnhw(x_shape, dy.dtype)
+        da, db, dc, dd = (dx[:, :, i::2, j::2] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        bottom = dy * lower                             # dy where the bottom row won, else 0
+        xp.multiply(bottom, right_bottom, out=dd)
+        xp.subtract(bottom, dd, out=dc)
+        top = xp.subtract(dy, bottom, out=bottom)       # dy where the top row won
+        xp.multiply(top, right_top, out=db)
+        xp.subtract(top, db, out=da)
+        return dx
 
 
 class AvgPool2D(_Pool2D):
@@ -136,13 +178,21 @@ class Upsample2D(Layer):
         self._check_ndim(x, 4, "input (N, C, H, W)")
         N, C, H, W = x.shape
         s = self.scale
-        y = backend.xp.broadcast_to(x[:, :, :, None, :, None], (N, C, H, s, W, s))
-        return y.reshape(N, C, H * s, W * s)
+        y = _empty_cnhw((N, C, H * s, W * s), x.dtype)
+        for a in range(s):                 # one strided copy per offset (a, b)
+            for b in range(s):
+                y[:, :, a::s, b::s] = x
+        return y
 
     def backward(self, dy):
-        N, C, H, W = dy.shape
         s = self.scale
-        return dy.reshape(N, C, H // s, s, W // s, s).sum(axis=(3, 5))
+        rows = dy[:, :, :, 0::s].copy()    # sum over b, then over a, as strided slices
+        for b in range(1, s):
+            rows += dy[:, :, :, b::s]
+        dx = rows[:, :, 0::s].copy()
+        for a in range(1, s):
+            dx += rows[:, :, a::s]
+        return dx
 
     def __repr__(self):
         return f"Upsample2D(scale={self.scale})"

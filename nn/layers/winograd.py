@@ -51,13 +51,14 @@ Ghost tiles (k = TH or l = TW) read neighbouring data and compute garbage: the o
 them and backward gives them zero gradient, so they change nothing; they cost (TH+1)(TW+1)/(TH·TW)
 of the work (+13 % at 32×32, +27 % at 16×16, +56 % at 8×8).
 
-The products are M = U @ V with U (16, O, C) and V (16, C, N·(TH+1)·(TW+1)). On NumPy they are done
-per image (one `matmul` call with a batch axis of 16·N small products; for dU the N per-image
+The products are M = U @ V with U (16, O, C) and V (16, C, N·(TH+1)·(TW+1)): 16 large products
+("batched", what CuPy uses, and NumPy whenever BLAS runs on one thread — inside `nn`'s worker threads,
+nn/parallel.py). When BLAS may use several threads on NumPy (a layer called on its own), they are done
+per image instead (one `matmul` call with a batch axis of 16·N small products; for dU the N per-image
 products are then summed): OpenBLAS runs products that small on one thread, which keeps them fast on
 a machine whose cores are shared with other work — there every multi-threaded BLAS call waits for its
 second thread to be scheduled, and 16 large products per step measured up to 10–40× slower.
-`PRODUCTS = "batched"` makes them 16 large products instead (what CuPy always uses; on NumPy it is
-the faster choice only when BLAS has the cores to itself or runs on one thread).
+Set `PRODUCTS` to "per_image" or "batched" to force one.
 y is (O, N, OH, OW) memory returned as an NCHW view, as `Conv2D` does, so the next layer reads it
 without a transpose; dx likewise.
 
@@ -70,7 +71,7 @@ Everything uses `backend.xp`, so it runs unchanged on NumPy and CuPy, in the inp
 """
 import numpy as np
 
-from nn import backend
+from nn import backend, parallel
 from nn.layers.base import _pair
 
 # The F(2×2, 3×3) matrices (Lavin & Gray 2016, section 4.1). The input and output transforms below are
@@ -88,7 +89,7 @@ AT = np.array([[1, 1, 1, 0],
 
 BIAS_SLOT = 5          # ξ = (1, 1): Aᵀ[:, 1] = (1, 1), so M[5] + b adds b to all four outputs of a tile
 
-PRODUCTS = "auto"      # "per_image", "batched", or "auto" (per_image on NumPy, batched on CuPy)
+PRODUCTS = "auto"      # "per_image", "batched", or "auto" (per_image on NumPy while BLAS may use several threads)
 
 
 def winograd_supported(kernel_size, stride, padding):
@@ -112,14 +113,15 @@ def _bt(d, out):
 
 
 def _bt_adjoint(g, e):
-    """The adjoint of `_bt`: e[i] += Σ_a Bᵀ[a, i] · g[a]. The views e[i] overlap (neighbouring tiles
-    share pixels), so each is added in turn with += on its strided slice."""
+    """The adjoint of `_bt`: e[i] = Σ_a Bᵀ[a, i] · g[a], summed where the views overlap. The views e[i]
+    overlap (neighbouring tiles share pixels), but e[0] and e[1] do not overlap each other: they are
+    written (=), then e[2] and e[3] are added (+=) on their strided slices. Memory under e[2] or e[3]
+    that e[0] and e[1] do not cover must start at zero."""
     xp = backend.xp
-    e[0] += g[0]                                   # Bᵀ[:, 0] = ( 1, 0,  0,  0)
-    t = g[1] - g[2]
-    t += g[3]
-    e[1] += t                                      # Bᵀ[:, 1] = ( 0, 1, -1,  1)
-    xp.add(g[1], g[2], out=t)
+    xp.copyto(e[0], g[0])                          # Bᵀ[:, 0] = ( 1, 0,  0,  0)
+    xp.subtract(g[1], g[2], out=e[1])
+    e[1] += g[3]                                   # Bᵀ[:, 1] = ( 0, 1, -1,  1)
+    t = g[1] + g[2]
     t -= g[0]
     e[2] += t                                      # Bᵀ[:, 2] = (-1, 1,  1,  0)
     e[3] -= g[3]                                   # Bᵀ[:, 3] = ( 0, 0,  0, -1)
@@ -145,19 +147,29 @@ def _at_adjoint(d, out):
     xp.negative(d[1], out=out[3])
 
 
+# (G g Gᵀ)[a, b] = Σ_ij G[a, i] G[b, j] g[i, j]: for every kernel at once, one product with G ⊗ G (16 × 9)
+GG = np.kron(G, G)
+
+
 def _kernel_transform(W, dtype):
-    """(O, C, 3, 3) -> U (16, O, C):  U[4a + b] = (G g Gᵀ)[a, b]."""
+    """(O, C, 3, 3) -> U (16, O, C):  U[4a + b] = (G g Gᵀ)[a, b],  as (G ⊗ G) @ W reshaped (9, O·C)."""
     xp = backend.xp
-    Gx = xp.asarray(G, dtype=dtype)
     O, C = W.shape[:2]
-    U = Gx @ W.astype(dtype, copy=False) @ Gx.T                      # (O, C, 4, 4)
-    return xp.ascontiguousarray(U.transpose(2, 3, 0, 1)).reshape(16, O, C)
+    return (xp.asarray(GG, dtype=dtype) @ W.astype(dtype, copy=False).reshape(O * C, 9).T).reshape(16, O, C)
+
+
+def _kernel_transform_adjoint(dU, dtype):
+    """The adjoint of `_kernel_transform`: dg = Gᵀ dU G for every kernel, (16, O, C) -> (O, C, 3, 3)."""
+    xp = backend.xp
+    _, O, C = dU.shape
+    return (dU.reshape(16, O * C).T @ xp.asarray(GG, dtype=dtype)).reshape(O, C, 3, 3)
 
 
 # --- the 16 products -----------------------------------------------------------------------------
 
 def _per_image():
-    return PRODUCTS == "per_image" or (PRODUCTS == "auto" and backend.name == "numpy")
+    return PRODUCTS == "per_image" or (PRODUCTS == "auto" and backend.name == "numpy"
+                                       and parallel.blas_threads() != 1)
 
 
 def _products(U, V, N):
@@ -266,11 +278,12 @@ def winograd_forward(x, W, b, padding):
     return y.transpose(1, 0, 2, 3), cache
 
 
-def winograd_backward(dy, cache, W):
+def winograd_backward(dy, cache, W, input_grad=True):
     """Gradients of `winograd_forward`: (dx, dW, db) for the upstream gradient dy (N, O, OH, OW), any strides.
 
     W must be the weights the forward pass used. dx is an NCHW view of (C, N, H, W) memory in the input's
-    dtype; db is None when the forward pass had no bias.
+    dtype (None with input_grad=False: steps 2's dV and 3-4 are skipped); db is None when the forward pass
+    had no bias.
     """
     xp = backend.xp
     x_shape, (ph, pw), V, has_bias = cache
@@ -296,20 +309,24 @@ def winograd_backward(dy, cache, W):
     db = dM[BIAS_SLOT].sum(axis=1) if has_bias else None
 
     # 2. Adjoints of the 16 products and of the kernel transform.
+    dW = _kernel_transform_adjoint(_products_nt(dM, V, N), dt).astype(W.dtype, copy=False)   # (O, C, 3, 3)
+    if not input_grad:
+        return None, dW, db
     U = _kernel_transform(W, dt)
-    Gx = xp.asarray(G, dtype=dt)
-    dU = _products_nt(dM, V, N)                                    # (16, O, C)
-    dW = Gx.T @ dU.reshape(4, 4, O, C).transpose(2, 3, 0, 1) @ Gx  # (O, C, 3, 3)
     dV = _products(U.transpose(0, 2, 1), dM, N).reshape(4, 4, F)   # (16, C, P)
 
     # 3. Adjoint of the input transform: columns j, then rows i (the forward's order reversed).
-    dR = xp.zeros((4, 2 * F + 2), dtype=dt)
+    #    j = 0, 1 (even and odd entries) and i = 0, 1 (one plane each) cover what they write once: only the
+    #    tails beyond them start at zero.
+    dR = xp.empty((4, 2 * F + 2), dtype=dt)
+    dR[:, 2 * F:] = 0
     _bt_adjoint([dV[:, b] for b in range(4)], [dR[:, j:j + 2 * F:2] for j in range(4)])
-    dXr = xp.zeros((2, 2 * F + Wp + 2), dtype=dt)
+    dXr = xp.empty((2, 2 * F + Wp + 2), dtype=dt)
+    dXr[:, 2 * F + 2:] = 0
     _bt_adjoint(dR, [dXr[i % 2, (i // 2) * Wp:(i // 2) * Wp + 2 * F + 2] for i in range(4)])
 
     # 4. Row planes back to the image (the padding's gradient is dropped).
     dx = xp.empty((C, N, H, Wd), dtype=dt)
     for q, (h0, k0, nh) in enumerate(_row_phases(H, ph)):
         dx[:, :, h0::2, :] = dXr[q, :2 * F].reshape(C, N, TH + 1, Wp)[:, :, k0:k0 + nh, pw:pw + Wd]
-    return dx.transpose(1, 0, 2, 3), dW.astype(W.dtype, copy=False), db
+    return dx.transpose(1, 0, 2, 3), dW, db
