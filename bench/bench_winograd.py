@@ -1,7 +1,7 @@
 """python bench/bench_winograd.py — im2col Conv2D vs Winograd F(2×2, 3×3), layer by layer.
 
 Times forward and backward of the reference ConvNet's 3×3 layers (batch 128, float32) with the
-im2col `Conv2D` and with `nn.layers.winograd`, interleaved round by round so that machine noise hits
+im2col `Conv2D` and with `nn.layers.winograd_fast`, interleaved round by round so that machine noise hits
 both, and prints the medians and the speed-ups (im2col time / Winograd time; > 1: Winograd is faster).
 Inputs and upstream gradients are NCHW views of channel-major (C, N, H, W) memory, as the layers of
 `nn` hand them to each other (the network's first layer gets plain NCHW images).
@@ -46,13 +46,12 @@ def main(argv=None):
 
     import numpy as np
     from nn import backend, layers
-    from nn.layers import winograd
+    from nn.layers import winograd_fast as winograd
 
     from common.cli import backend_name
     args.backend = backend_name(args.backend)          # --backend, else NN_BACKEND (checked), else numpy
     backend.reuse_freed_memory()            # the allocator tweak the applications opt into
     backend.set_backend(args.backend)
-    winograd.PRODUCTS = args.products
     xp = backend.xp
 
     def channel_major(a):
@@ -90,10 +89,10 @@ def main(argv=None):
         W, b = conv.params["W"], conv.params["b"]
 
         y_ref = conv.forward(x)                                 # warm-up, and the correctness check
-        y, cache = winograd.winograd_forward(x, W, b, 1)
+        y, cache = winograd.winograd_forward(x, W, b, 1, products=args.products)
         diff = float(xp.abs(y - y_ref).max() / xp.abs(y_ref).max())
         conv.backward(dy)
-        winograd.winograd_backward(dy, cache, W)
+        winograd.winograd_backward(dy, cache, W, products=args.products)
         del y, y_ref, cache
 
         t = [[], [], [], []]                                    # im2col fwd, wino fwd, im2col bwd, wino bwd
@@ -103,9 +102,9 @@ def main(argv=None):
                 t[0].append(dt)
                 dt, _ = timed(lambda: conv.backward(dy))
                 t[2].append(dt)
-                dt, (_, cache) = timed(lambda: winograd.winograd_forward(x, W, b, 1))
+                dt, (_, cache) = timed(lambda: winograd.winograd_forward(x, W, b, 1, products=args.products))
                 t[1].append(dt)
-                dt, _ = timed(lambda: winograd.winograd_backward(dy, cache, W))
+                dt, _ = timed(lambda: winograd.winograd_backward(dy, cache, W, products=args.products))
                 t[3].append(dt)
                 del cache
         m = np.array([np.median(v) * 1e3 for v in t])

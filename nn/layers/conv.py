@@ -14,7 +14,8 @@ import numpy as np
 
 from nn import backend, init
 from nn.layers.base import Layer, _pair
-from nn.layers.winograd import winograd_backward, winograd_forward, winograd_supported
+from nn.layers.winograd import winograd_supported
+from nn.layers.winograd_fast import winograd_backward, winograd_forward
 
 
 def conv_output_size(size, kernel, stride, padding):
@@ -76,7 +77,8 @@ class Conv2D(Layer):
     W has PyTorch's layout (out_channels, in_channels, kh, kw); He-normal initialisation.
 
     `method` picks the algorithm: "im2col" (above, any configuration), "winograd" (F(2×2, 3×3),
-    nn/layers/winograd.py: 3×3, stride 1 only; same result with 2.25× fewer multiplications), or "auto":
+    maths in nn/layers/winograd.py, fast layout in nn/layers/winograd_fast.py: 3×3, stride 1 only; same
+    result with 2.25× fewer multiplications), or "auto":
     Winograd on the NumPy backend for 3×3 stride-1 layers with at least 16 input channels and inputs of
     at least 8×8 (where it measured faster: on one BLAS thread per chunk of 8-16 images, as `Sequential`
     runs it, also at 8×8 with 64-256 channels, 0.8-0.97× im2col's time), im2col everywhere else. The

@@ -1,11 +1,13 @@
-"""3×3 convolution (stride 1, any padding) by Winograd's minimal filtering F(2×2, 3×3).
+"""3×3 convolution (stride 1, any padding) by Winograd's minimal filtering F(2×2, 3×3): the maths, and a
+short per-tile reference that follows it line by line.
 
 Lavin & Gray (2016), "Fast Algorithms for Convolutional Neural Networks". The result is the same
-cross-correlation as `Conv2D` (im2col), computed with 16 multiplications per 2×2 output tile instead
-of 36 — 2.25× fewer.
+cross-correlation as `Conv2D` (im2col). `Conv2D(method="winograd")` runs the fast layout of the same
+algorithm, nn/layers/winograd_fast.py (every tile at once); tests/test_winograd.py checks each against
+the other and against im2col.
 
-The math, for one channel and one 2×2 output tile
--------------------------------------------------
+The math, for one 2×2 output tile
+---------------------------------
 A 2×2 output tile Y needs a 4×4 input tile d (rows 2k..2k+3, columns 2l..2l+3 of the padded input);
 neighbouring tiles overlap by 2 rows / columns. With
 
@@ -14,68 +16,32 @@ neighbouring tiles overlap by 2 rows / columns. With
          ⎢0 -1  1  0⎥             ⎢1/2 -1/2  1/2⎥              ⎣0  1 -1 -1⎦
          ⎣0  1  0 -1⎦             ⎣ 0    0    1 ⎦
 
-    V = Bᵀ d B          4×4, the input transform (additions only)
-    U = G g Gᵀ          4×4, the transform of the 3×3 kernel g
-    Y = Aᵀ (U ⊙ V) A    2×2, the output transform (additions only)
+    U = G g Gᵀ              4×4, the transform of each 3×3 kernel g (once per kernel, not per tile)
+    V = Bᵀ d B              4×4, the input transform of each channel's tile (additions only)
+    M = Σ_c U_c ⊙ V_c       4×4, element-wise products, summed over the input channels c
+    Y = Aᵀ M A  (+ b)       2×2, the output transform (additions only)
 
-is exactly the 3×3 cross-correlation Y[r, s] = Σ_{i,j} g[i, j] · d[r + i, s + j].
-Summed over input channels c, the element-wise product becomes one matrix product for each of the
-16 positions ξ = (a, b) = 4a + b of the 4×4 tile:
+is exactly the 3×3 cross-correlation Y[r, s] = Σ_c Σ_{i,j} g_c[i, j] · d_c[r + i, s + j] (+ b).
 
-    M[ξ][o, t] = Σ_c U[ξ][o, c] · V[ξ][c, t]        16 products (O, C) @ (C, tiles)
-    y_tile[o, t] = Aᵀ M[·][o, t] A  (+ bias)
+Why 16 multiplications instead of 36: computed directly, each of the 4 outputs of a tile needs 9
+multiplications (36 per tile and channel). Here the only multiplications that involve both the data and
+the kernel are the 16 of U ⊙ V; Bᵀ and Aᵀ hold only 0 and ±1 (additions), and U is computed once per
+kernel and reused by every tile. 36 / 16 = 2.25× fewer multiplications, paid for with additions and
+with more rounding (the transforms' sums), which float32 keeps well below 1e-4 relative (tested).
 
-The bias is added to M[5] (ξ = (1, 1)): column 1 of Aᵀ is (1, 1), so b there reaches all four outputs.
+Backward is the adjoint (transpose) of each linear step, in reverse order:
 
-Backward is the adjoint (transpose) of every linear step, in reverse order:
+    dM = A dY Aᵀ,    dU_c = Σ_tiles dM ⊙ V_c,    dV_c = dM ⊙ U_c,
+    dg = Gᵀ dU G,    dd_c = B dV_c Bᵀ  (added onto the overlapping tiles),    db = Σ dY
 
-    dM[ξ] = A dY Aᵀ                     adjoint of the output transform (per tile)
-    dU[ξ] = dM[ξ] @ V[ξ]ᵀ,  dV[ξ] = U[ξ]ᵀ @ dM[ξ]
-    dg    = Gᵀ dU G                     adjoint of the kernel transform
-    dd    = B dV Bᵀ, added (+=) back onto the overlapping input tiles
-    db    = Σ_tiles dM[5]               (= Σ dy: the adjoint of adding b to M[5])
-
-Layout: every tile at once, as flat strided slices
---------------------------------------------------
-The padded input is split by row parity into two "row planes", Xr[q][c, n, k, w] = x_pad[n, c, 2k + q, w]
-(k = 0..TH, w = 0..2·TW+1: one ghost tile row and column beyond the TH×TW tiles that are needed).
-Number the tiles t = ((c·N + n)·(TH + 1) + k)·(TW + 1) + l; then pixel (i, j) of tile t sits at
-
-    Xr[i % 2].ravel()[2t + (i // 2)·Wp + j]        (Wp = 2·(TW + 1), the plane's row length)
-
-so component (i, j) of *all* tiles of all channels and images is the single 1-D slice
-Xr[i % 2].ravel()[(i // 2)·Wp + j :: 2]. Each transform is a few whole-array additions on such slices,
-in two passes: over the rows i (contiguous slices), then over the columns j (step-2 slices);
-Bᵀ d B = (Bᵀ d) B. The output is built the same way, in two row planes of y, copied into y at the end.
-Ghost tiles (k = TH or l = TW) read neighbouring data and compute garbage: the output never reads
-them and backward gives them zero gradient, so they change nothing; they cost (TH+1)(TW+1)/(TH·TW)
-of the work (+13 % at 32×32, +27 % at 16×16, +56 % at 8×8).
-
-The products are M = U @ V with U (16, O, C) and V (16, C, N·(TH+1)·(TW+1)): 16 large products
-("batched", what CuPy uses, and NumPy whenever BLAS runs on one thread — inside `nn`'s worker threads,
-nn/parallel.py). When BLAS may use several threads on NumPy (a layer called on its own), they are done
-per image instead (one `matmul` call with a batch axis of 16·N small products; for dU the N per-image
-products are then summed): OpenBLAS runs products that small on one thread, which keeps them fast on
-a machine whose cores are shared with other work — there every multi-threaded BLAS call waits for its
-second thread to be scheduled, and 16 large products per step measured up to 10–40× slower.
-Set `PRODUCTS` to "per_image" or "batched" to force one.
-y is (O, N, OH, OW) memory returned as an NCHW view, as `Conv2D` does, so the next layer reads it
-without a transpose; dx likewise.
-
-When it pays (NumPy, batch 128, float32, 2 shared cores; see bench/bench_winograd.py): the transforms
-are memory-bound passes, so Winograd wins where the products dominate — C, O ≥ 32 at 16×16 and 32×32
-(1.2–1.6× forward+backward) — is about even at 8×8 (ghost tiles) and loses clearly when C is small
-(3 → 32: 0.3–0.4× forward), where im2col's product is cheap anyway.
-
-Everything uses `backend.xp`, so it runs unchanged on NumPy and CuPy, in the input's dtype.
+The reference below does exactly this, one tile at a time, with plain loops (slow: it is for reading
+and for testing the fast layout). It computes in float64 on NumPy arrays.
 """
 import numpy as np
 
-from nn import backend, parallel
 from nn.layers.base import _pair
 
-# The F(2×2, 3×3) matrices (Lavin & Gray 2016, section 4.1). The input and output transforms below are
-# written out as the additions these matrices stand for; BT and AT are kept for readers and tests.
+# The F(2×2, 3×3) matrices (Lavin & Gray 2016, section 4.1).
 BT = np.array([[1, 0, -1, 0],
                [0, 1, 1, 0],
                [0, -1, 1, 0],
@@ -87,13 +53,9 @@ G = np.array([[1.0, 0.0, 0.0],
 AT = np.array([[1, 1, 1, 0],
                [0, 1, -1, -1]], dtype=np.float64)
 
-BIAS_SLOT = 5          # ξ = (1, 1): Aᵀ[:, 1] = (1, 1), so M[5] + b adds b to all four outputs of a tile
-
-PRODUCTS = "auto"      # "per_image", "batched", or "auto" (per_image on NumPy while BLAS may use several threads)
-
 
 def winograd_supported(kernel_size, stride, padding):
-    """True where `winograd_forward` computes the convolution: 3×3 kernels, stride 1, any padding ≥ 0."""
+    """True where Winograd F(2×2, 3×3) computes the convolution: 3×3 kernels, stride 1, any padding ≥ 0."""
     try:
         (kh, kw), (sh, sw), (ph, pw) = _pair(kernel_size), _pair(stride), _pair(padding)
     except (TypeError, ValueError, IndexError):
@@ -101,232 +63,74 @@ def winograd_supported(kernel_size, stride, padding):
     return (kh, kw) == (3, 3) and (sh, sw) == (1, 1) and ph >= 0 and pw >= 0
 
 
-# --- the transforms, on lists of whole-array slices ----------------------------------------------
-
-def _bt(d, out):
-    """Input transform along one axis: out[a] = Σ_i Bᵀ[a, i] · d[i]."""
-    xp = backend.xp
-    xp.subtract(d[0], d[2], out=out[0])
-    xp.add(d[1], d[2], out=out[1])
-    xp.subtract(d[2], d[1], out=out[2])
-    xp.subtract(d[1], d[3], out=out[3])
-
-
-def _bt_adjoint(g, e):
-    """The adjoint of `_bt`: e[i] = Σ_a Bᵀ[a, i] · g[a], summed where the views overlap. The views e[i]
-    overlap (neighbouring tiles share pixels), but e[0] and e[1] do not overlap each other: they are
-    written (=), then e[2] and e[3] are added (+=) on their strided slices. Memory under e[2] or e[3]
-    that e[0] and e[1] do not cover must start at zero."""
-    xp = backend.xp
-    xp.copyto(e[0], g[0])                          # Bᵀ[:, 0] = ( 1, 0,  0,  0)
-    xp.subtract(g[1], g[2], out=e[1])
-    e[1] += g[3]                                   # Bᵀ[:, 1] = ( 0, 1, -1,  1)
-    t = g[1] + g[2]
-    t -= g[0]
-    e[2] += t                                      # Bᵀ[:, 2] = (-1, 1,  1,  0)
-    e[3] -= g[3]                                   # Bᵀ[:, 3] = ( 0, 0,  0, -1)
-
-
-def _at(m, out):
-    """Output transform along one axis: out[r] = Σ_a Aᵀ[r, a] · m[a]."""
-    xp = backend.xp
-    xp.add(m[0], m[1], out=out[0])
-    out[0] += m[2]
-    xp.subtract(m[1], m[2], out=out[1])
-    out[1] -= m[3]
-
-
-def _at_adjoint(d, out):
-    """The adjoint of `_at`: out[a] = Σ_r A[a, r] · d[r] with A = (Aᵀ)ᵀ = [[1, 0], [1, 1], [1, -1], [0, -1]].
-    out[0] may be d[0] itself and out[3] may be d[1] itself (done in place)."""
-    xp = backend.xp
-    xp.add(d[0], d[1], out=out[1])
-    xp.subtract(d[0], d[1], out=out[2])
-    if out[0] is not d[0]:
-        xp.copyto(out[0], d[0])
-    xp.negative(d[1], out=out[3])
-
-
-# (G g Gᵀ)[a, b] = Σ_ij G[a, i] G[b, j] g[i, j]: for every kernel at once, one product with G ⊗ G (16 × 9)
-GG = np.kron(G, G)
-
-
-def _kernel_transform(W, dtype):
-    """(O, C, 3, 3) -> U (16, O, C):  U[4a + b] = (G g Gᵀ)[a, b],  as (G ⊗ G) @ W reshaped (9, O·C)."""
-    xp = backend.xp
-    O, C = W.shape[:2]
-    return (xp.asarray(GG, dtype=dtype) @ W.astype(dtype, copy=False).reshape(O * C, 9).T).reshape(16, O, C)
-
-
-def _kernel_transform_adjoint(dU, dtype):
-    """The adjoint of `_kernel_transform`: dg = Gᵀ dU G for every kernel, (16, O, C) -> (O, C, 3, 3)."""
-    xp = backend.xp
-    _, O, C = dU.shape
-    return (dU.reshape(16, O * C).T @ xp.asarray(GG, dtype=dtype)).reshape(O, C, 3, 3)
-
-
-# --- the 16 products -----------------------------------------------------------------------------
-
-def _per_image():
-    return PRODUCTS == "per_image" or (PRODUCTS == "auto" and backend.name == "numpy"
-                                       and parallel.blas_threads() != 1)
-
-
-def _products(U, V, N):
-    """M[ξ] = U[ξ] @ V[ξ]: (16, O, C) @ (16, C, N·L) -> (16, O, N·L)."""
-    xp = backend.xp
-    if not _per_image():
-        return xp.matmul(U, V)
-    (_, O, C), P = U.shape, V.shape[2]
-    M = xp.empty((16, O, P), dtype=V.dtype)
-    xp.matmul(U[:, None], V.reshape(16, C, N, P // N).transpose(0, 2, 1, 3),     # (16, N, C, L) views
-              out=M.reshape(16, O, N, P // N).transpose(0, 2, 1, 3))
-    return M
-
-
-def _products_nt(dM, V, N):
-    """dU[ξ] = dM[ξ] @ V[ξ]ᵀ: (16, O, N·L) @ (16, N·L, C) -> (16, O, C)."""
-    xp = backend.xp
-    if not _per_image():
-        return xp.matmul(dM, V.transpose(0, 2, 1))
-    (_, O, P), C = dM.shape, V.shape[1]
-    per_image = xp.matmul(dM.reshape(16, O, N, P // N).transpose(0, 2, 1, 3),
-                          V.reshape(16, C, N, P // N).transpose(0, 2, 3, 1))   # (16, N, O, C)
-    return per_image.sum(axis=1)
-
-
-# --- geometry ------------------------------------------------------------------------------------
-
-def _geometry(x_shape, padding):
-    N, C, H, W = x_shape
-    ph, pw = padding
-    OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
-    TH, TW = (OH + 1) // 2, (OW + 1) // 2         # tiles needed; the last is cropped when OH/OW is odd
-    Wp = 2 * (TW + 1)                             # row length of a row plane (ghost tile column included)
-    P = N * (TH + 1) * (TW + 1)                   # tiles per channel, ghost row and column included
-    return OH, OW, TH, TW, Wp, P
-
-
-def _row_phases(size, pad):
-    """For each parity q of the padded row h + pad = 2k + q: (first row h0, its k0, number of rows)."""
-    out = []
-    for q in (0, 1):
-        h0 = (q - pad) % 2
-        out.append((h0, (h0 + pad) // 2, len(range(h0, size, 2))))
-    return out
-
-
-def _check(x, W, padding):
+def check_arguments(x, W, padding, who):
+    """Raise ValueError (naming `who`) unless x is (N, C, H, W), W is (O, C, 3, 3) and the padded input
+    holds a 3×3 kernel; return the padding as (ph, pw)."""
     if x.ndim != 4:
-        raise ValueError(f"winograd_forward: expected input (N, C, H, W) (4-D), got shape {tuple(x.shape)}")
+        raise ValueError(f"{who}: expected input (N, C, H, W) (4-D), got shape {tuple(x.shape)}")
     if W.ndim != 4 or tuple(W.shape[2:]) != (3, 3) or W.shape[1] != x.shape[1]:
-        raise ValueError(f"winograd_forward: expected weights (O, {x.shape[1]}, 3, 3), got shape {tuple(W.shape)}")
+        raise ValueError(f"{who}: expected weights (O, {x.shape[1]}, 3, 3), got shape {tuple(W.shape)}")
     ph, pw = _pair(padding)
     if ph < 0 or pw < 0:
-        raise ValueError(f"winograd_forward: padding must be >= 0, got {(ph, pw)}")
+        raise ValueError(f"{who}: padding must be >= 0, got {(ph, pw)}")
     if x.shape[2] + 2 * ph < 3 or x.shape[3] + 2 * pw < 3:
-        raise ValueError(f"winograd_forward: kernel 3x3 is larger than the padded input "
+        raise ValueError(f"{who}: kernel 3x3 is larger than the padded input "
                          f"{x.shape[2] + 2 * ph}x{x.shape[3] + 2 * pw} (input shape {tuple(x.shape)})")
     return ph, pw
 
 
-# --- forward and backward ------------------------------------------------------------------------
+def _tiles(x_shape, padding):
+    """The output size (OH, OW) and the 2×2 tiles (k, l) that cover it: tile (k, l) writes output rows
+    2k, 2k+1 and columns 2l, 2l+1 (the last row / column of tiles is cropped when OH / OW is odd)."""
+    (_, _, H, W), (ph, pw) = x_shape, padding
+    OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
+    return OH, OW, [(k, l) for k in range((OH + 1) // 2) for l in range((OW + 1) // 2)]
 
-def winograd_forward(x, W, b, padding):
-    """y = conv3×3(x, W) + b, stride 1, zero padding `padding` (int or (ph, pw)).
 
-    x: (N, C, H, W) float32/float64, any strides; W: (O, C, 3, 3) (PyTorch layout); b: (O,) or None.
-    Returns (y, cache): y (N, O, OH, OW) in x's dtype, an NCHW view of (O, N, OH, OW) memory.
-    """
-    xp = backend.xp
-    ph, pw = _check(x, W, padding)
-    N, C, H, Wd = x.shape
-    O, dt = W.shape[0], x.dtype
-    OH, OW, TH, TW, Wp, P = _geometry(x.shape, (ph, pw))
-    F = C * P                                      # tiles in all channels
+def _pad(x, padding, OH, OW):
+    """Zero padding, plus one more zero row / column where OH / OW is odd, so that every tile is 4×4."""
+    (ph, pw) = padding
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph + OH % 2), (pw, pw + OW % 2)))
 
-    # 1. The two row planes of the padded input, flat, with Wp + 2 zeros of tail for the shifted slices.
-    Xr = xp.zeros((2, 2 * F + Wp + 2), dtype=dt)
-    x_cnhw = x.transpose(1, 0, 2, 3)
-    for q, (h0, k0, nh) in enumerate(_row_phases(H, ph)):
-        plane = Xr[q, :2 * F].reshape(C, N, TH + 1, Wp)
-        plane[:, :, k0:k0 + nh, pw:pw + Wd] = x_cnhw[:, :, h0::2, :]
 
-    # 2. Input transform V = (Bᵀ d) B: rows i (contiguous slices), then columns j (step-2 slices).
-    R = xp.empty((4, 2 * F + 2), dtype=dt)        # R[a][2t + j] = Σ_i Bᵀ[a, i] d_ij(t)
-    _bt([Xr[i % 2, (i // 2) * Wp:(i // 2) * Wp + 2 * F + 2] for i in range(4)], R)
-    V = xp.empty((4, 4, F), dtype=dt)             # V[a, b][t] = Σ_j Bᵀ[b, j] R[a][2t + j]
-    _bt([R[:, j:j + 2 * F:2] for j in range(4)], V.transpose(1, 0, 2))
-    V = V.reshape(16, C, P)
-
-    # 3. Kernel transform and the 16 products M[ξ] = U[ξ] @ V[ξ]; bias into M[5].
-    M = _products(_kernel_transform(W, dt), V, N)  # (16, O, P)
+def reference_forward(x, W, b, padding):
+    """y = conv3×3(x, W) + b by F(2×2, 3×3), one tile at a time. x (N, C, H, W), W (O, C, 3, 3), b (O,)
+    or None. Returns (y, cache): y (N, O, OH, OW) float64."""
+    ph, pw = check_arguments(x, W, padding, "reference_forward")
+    x, W = np.asarray(x, dtype=np.float64), np.asarray(W, dtype=np.float64)
+    OH, OW, tiles = _tiles(x.shape, (ph, pw))
+    xpad = _pad(x, (ph, pw), OH, OW)
+    U = G @ W @ G.T                                          # (O, C, 4, 4): G g Gᵀ for every kernel
+    y = np.zeros((x.shape[0], W.shape[0], OH + OH % 2, OW + OW % 2))
+    for n in range(x.shape[0]):
+        for k, l in tiles:
+            d = xpad[n, :, 2 * k:2 * k + 4, 2 * l:2 * l + 4]  # (C, 4, 4): this tile in every channel
+            V = BT @ d @ BT.T                                 # (C, 4, 4)
+            M = (U * V).sum(axis=1)                           # (O, 4, 4): Σ_c U ⊙ V
+            y[n, :, 2 * k:2 * k + 2, 2 * l:2 * l + 2] = AT @ M @ AT.T
+    y = y[:, :, :OH, :OW]
     if b is not None:
-        M[BIAS_SLOT] += b.astype(dt, copy=False)[:, None]
-
-    # 4. Output transform Aᵀ M A: rows a, then columns b into the two row planes of y, then into y.
-    M = M.reshape(4, 4, O * P)
-    T = xp.empty((2, 4, O * P), dtype=dt)         # T[r, b] = Σ_a Aᵀ[r, a] M[a, b]
-    _at(M, T)
-    Yr = xp.empty((2, 2 * O * P), dtype=dt)       # Yr[r][2t + s] = Σ_b Aᵀ[s, b] T[r, b][t]
-    _at(T.transpose(1, 0, 2), [Yr[:, 0::2], Yr[:, 1::2]])
-    y = xp.empty((O, N, OH, OW), dtype=dt)
-    for r in (0, 1):
-        nr = len(range(r, OH, 2))
-        y[:, :, r::2, :] = Yr[r].reshape(O, N, TH + 1, Wp)[:, :, :nr, :OW]
-    cache = (tuple(x.shape), (ph, pw), V, b is not None)
-    return y.transpose(1, 0, 2, 3), cache
+        y = y + np.asarray(b, dtype=np.float64)[:, None, None]
+    return y, (xpad, (ph, pw), x.shape, b is not None)
 
 
-def winograd_backward(dy, cache, W, input_grad=True):
-    """Gradients of `winograd_forward`: (dx, dW, db) for the upstream gradient dy (N, O, OH, OW), any strides.
-
-    W must be the weights the forward pass used. dx is an NCHW view of (C, N, H, W) memory in the input's
-    dtype (None with input_grad=False: steps 2's dV and 3-4 are skipped); db is None when the forward pass
-    had no bias.
-    """
-    xp = backend.xp
-    x_shape, (ph, pw), V, has_bias = cache
-    N, C, H, Wd = x_shape
-    O, dt = W.shape[0], V.dtype
-    OH, OW, TH, TW, Wp, P = _geometry(x_shape, (ph, pw))
-    F = C * P
-    if tuple(dy.shape) != (N, O, OH, OW):
-        raise ValueError(f"winograd_backward: expected dy of shape {(N, O, OH, OW)}, got {tuple(dy.shape)}")
-
-    # 1. Adjoint of the output transform, dM = A dY Aᵀ: dy into two row planes (ghost tiles stay zero),
-    #    columns s (step-2 slices) into dM[0] and dM[3], then rows r.
-    dYr = xp.zeros((2, 2 * O * P), dtype=dt)
-    dy_cnhw = dy.transpose(1, 0, 2, 3)
-    for r in (0, 1):
-        nr = len(range(r, OH, 2))
-        dYr[r].reshape(O, N, TH + 1, Wp)[:, :, :nr, :OW] = dy_cnhw[:, :, r::2, :]
-    dM = xp.empty((4, 4, O * P), dtype=dt)
-    _at_adjoint([dYr[:, 0::2], dYr[:, 1::2]], dM[::3].transpose(1, 0, 2))   # E[r, b] -> dM[3r, b]
-    e = [dM[0], dM[3]]
-    _at_adjoint(e, [e[0], dM[1], dM[2], e[1]])                              # rows: dM[a] = Σ_r A[a, r] E[r]
-    dM = dM.reshape(16, O, P)
-    db = dM[BIAS_SLOT].sum(axis=1) if has_bias else None
-
-    # 2. Adjoints of the 16 products and of the kernel transform.
-    dW = _kernel_transform_adjoint(_products_nt(dM, V, N), dt).astype(W.dtype, copy=False)   # (O, C, 3, 3)
-    if not input_grad:
-        return None, dW, db
-    U = _kernel_transform(W, dt)
-    dV = _products(U.transpose(0, 2, 1), dM, N).reshape(4, 4, F)   # (16, C, P)
-
-    # 3. Adjoint of the input transform: columns j, then rows i (the forward's order reversed).
-    #    j = 0, 1 (even and odd entries) and i = 0, 1 (one plane each) cover what they write once: only the
-    #    tails beyond them start at zero.
-    dR = xp.empty((4, 2 * F + 2), dtype=dt)
-    dR[:, 2 * F:] = 0
-    _bt_adjoint([dV[:, b] for b in range(4)], [dR[:, j:j + 2 * F:2] for j in range(4)])
-    dXr = xp.empty((2, 2 * F + Wp + 2), dtype=dt)
-    dXr[:, 2 * F + 2:] = 0
-    _bt_adjoint(dR, [dXr[i % 2, (i // 2) * Wp:(i // 2) * Wp + 2 * F + 2] for i in range(4)])
-
-    # 4. Row planes back to the image (the padding's gradient is dropped).
-    dx = xp.empty((C, N, H, Wd), dtype=dt)
-    for q, (h0, k0, nh) in enumerate(_row_phases(H, ph)):
-        dx[:, :, h0::2, :] = dXr[q, :2 * F].reshape(C, N, TH + 1, Wp)[:, :, k0:k0 + nh, pw:pw + Wd]
-    return dx.transpose(1, 0, 2, 3), dW, db
+def reference_backward(dy, cache, W):
+    """Gradients (dx, dW, db) of `reference_forward` for dy (N, O, OH, OW), by the transposed transforms,
+    one tile at a time. db is None when the forward pass had no bias."""
+    xpad, (ph, pw), x_shape, has_bias = cache
+    W = np.asarray(W, dtype=np.float64)
+    OH, OW, tiles = _tiles(x_shape, (ph, pw))
+    dy = np.asarray(dy, dtype=np.float64)
+    dy_tiled = np.pad(dy, ((0, 0), (0, 0), (0, OH % 2), (0, OW % 2)))   # the cropped outputs get dY = 0
+    U = G @ W @ G.T
+    dU, dxpad = np.zeros_like(U), np.zeros_like(xpad)
+    for n in range(x_shape[0]):
+        for k, l in tiles:
+            V = BT @ xpad[n, :, 2 * k:2 * k + 4, 2 * l:2 * l + 4] @ BT.T          # (C, 4, 4), as forward
+            dM = AT.T @ dy_tiled[n, :, 2 * k:2 * k + 2, 2 * l:2 * l + 2] @ AT     # (O, 4, 4): A dY Aᵀ
+            dU += dM[:, None] * V                                                  # (O, C, 4, 4)
+            dV = (dM[:, None] * U).sum(axis=0)                                     # (C, 4, 4)
+            dxpad[n, :, 2 * k:2 * k + 4, 2 * l:2 * l + 4] += BT.T @ dV @ BT        # B dV Bᵀ
+    dW = G.T @ dU @ G                                        # (O, C, 3, 3)
+    dx = dxpad[:, :, ph:ph + x_shape[2], pw:pw + x_shape[3]]
+    return dx, dW, (dy.sum(axis=(0, 2, 3)) if has_bias else None)
