@@ -1,11 +1,13 @@
-"""Winograd F(2×2, 3×3) convolution (nn/layers/winograd.py) against the im2col Conv2D: forward,
-backward (dx, dW, db), central-difference gradient checks, dtypes, memory layout, bad input."""
+"""Winograd F(2×2, 3×3) convolution: the per-tile reference (nn/layers/winograd.py) and the fast layout
+(nn/layers/winograd_fast.py), each against the other and against the im2col Conv2D: forward, backward
+(dx, dW, db), central-difference gradient checks, dtypes, memory layout, bad input."""
 import numpy as np
 import pytest
 
 from nn import backend, gradcheck, layers
 from nn.layers import winograd
-from nn.layers.winograd import winograd_backward, winograd_forward, winograd_supported
+from nn.layers.winograd import reference_backward, reference_forward, winograd_supported
+from nn.layers.winograd_fast import winograd_backward, winograd_forward
 
 RTOL = 1e-10
 
@@ -23,9 +25,8 @@ SHAPES = [  # (N, C, O, H, W, padding)
 
 
 @pytest.fixture(params=["per_image", "batched"])
-def products(request, monkeypatch):
-    """Run a test with both ways of doing the 16 products."""
-    monkeypatch.setattr(winograd, "PRODUCTS", request.param)
+def products(request):
+    """Run a test with both ways of doing the 16 products (the fast functions' keyword `products`)."""
     return request.param
 
 
@@ -48,21 +49,22 @@ def assert_close(a, b, rtol=RTOL):
 
 
 class WinogradConv(layers.Layer):
-    """A tiny layer around the two functions, for nn.gradcheck."""
+    """A tiny layer around a forward and a backward function (fast or reference), for nn.gradcheck."""
 
-    def __init__(self, W, b, padding):
+    def __init__(self, W, b, padding, forward=winograd_forward, backward=winograd_backward, **kwargs):
         super().__init__()
         self.params["W"] = W
         if b is not None:
             self.params["b"] = b
         self.padding = padding
+        self.functions, self.kwargs = (forward, backward), kwargs
 
     def forward(self, x, training=True):
-        y, self.cache = winograd_forward(x, self.params["W"], self.params.get("b"), self.padding)
+        y, self.cache = self.functions[0](x, self.params["W"], self.params.get("b"), self.padding, **self.kwargs)
         return y
 
     def backward(self, dy):
-        dx, dW, db = winograd_backward(dy, self.cache, self.params["W"])
+        dx, dW, db = self.functions[1](dy, self.cache, self.params["W"], **self.kwargs)
         self.grads["W"] = dW
         if db is not None:
             self.grads["b"] = db
@@ -79,11 +81,65 @@ def test_the_matrices_compute_a_3x3_correlation():
     np.testing.assert_allclose(Y, expected, rtol=1e-12, atol=1e-12)
 
 
+# --- the per-tile reference against im2col, and the fast layout against the reference ------------
+
+@pytest.mark.parametrize("N,C,O,H,W,p", SHAPES)
+def test_reference_matches_im2col(N, C, O, H, W, p):
+    conv = im2col_conv(C, O, p)
+    x = rand(N, C, H, W, seed=3)
+    y_ref = conv.forward(x)
+    dy = rand(*y_ref.shape, seed=4)
+    dx_ref = conv.backward(dy)
+    y, cache = reference_forward(x, conv.params["W"], conv.params["b"], p)
+    dx, dW, db = reference_backward(dy, cache, conv.params["W"])
+    assert_close(y, y_ref)
+    assert_close(dx, dx_ref)
+    assert_close(dW, conv.grads["W"])
+    assert_close(db, conv.grads["b"])
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("N,C,O,H,W,p", SHAPES)
+def test_fast_layout_matches_reference(N, C, O, H, W, p, bias, products):
+    """Forward and backward of winograd_fast equal the per-tile reference (float64), ghost tiles,
+    odd sizes and asymmetric padding included."""
+    x, Wt = rand(N, C, H, W, seed=15), rand(O, C, 3, 3, seed=16)
+    b = rand(O, seed=17) if bias else None
+    y_ref, cache_ref = reference_forward(x, Wt, b, p)
+    y, cache = winograd_forward(x, Wt, b, p, products=products)
+    assert_close(y, y_ref)
+    dy = rand(*y_ref.shape, seed=18)
+    got, ref = winograd_backward(dy, cache, Wt, products=products), reference_backward(dy, cache_ref, Wt)
+    for g, r in zip(got[:2], ref[:2]):
+        assert_close(g, r)
+    if bias:
+        assert_close(got[2], ref[2])
+    else:
+        assert got[2] is None and ref[2] is None
+
+
+@pytest.mark.parametrize("N,C,O,H,W,p", [(2, 3, 4, 5, 5, 1), (1, 2, 3, 6, 7, 0), (1, 1, 2, 3, 8, (0, 2))])
+def test_reference_gradcheck(N, C, O, H, W, p):
+    layer = WinogradConv(rand(O, C, 3, 3, seed=7), rand(O, seed=8), p, reference_forward, reference_backward)
+    assert gradcheck(layer, rand(N, C, H, W, seed=9)) < 1e-6
+
+
+def test_reference_rejects_bad_input_and_the_fast_path_a_bad_products_value():
+    with pytest.raises(ValueError, match="reference_forward: expected weights"):
+        reference_forward(rand(1, 2, 5, 5), rand(3, 2, 5, 5), None, 1)
+    with pytest.raises(ValueError, match="larger than the padded input"):
+        reference_forward(rand(1, 2, 2, 5), rand(3, 2, 3, 3), None, 0)
+    with pytest.raises(ValueError, match="products"):
+        winograd_forward(rand(1, 2, 5, 5), rand(3, 2, 3, 3), None, 1, products="fast")
+
+
+# --- the fast layout against im2col ----------------------------------------------------------------
+
 @pytest.mark.parametrize("N,C,O,H,W,p", SHAPES)
 def test_forward_matches_im2col(N, C, O, H, W, p, products):
     conv = im2col_conv(C, O, p)
     x = rand(N, C, H, W, seed=3)
-    y, _ = winograd_forward(x, conv.params["W"], conv.params["b"], p)
+    y, _ = winograd_forward(x, conv.params["W"], conv.params["b"], p, products=products)
     assert_close(y, conv.forward(x))
 
 
@@ -94,8 +150,8 @@ def test_backward_matches_im2col(N, C, O, H, W, p, products):
     y_ref = conv.forward(x)
     dy = rand(*y_ref.shape, seed=4)
     dx_ref = conv.backward(dy)
-    _, cache = winograd_forward(x, conv.params["W"], conv.params["b"], p)
-    dx, dW, db = winograd_backward(dy, cache, conv.params["W"])
+    _, cache = winograd_forward(x, conv.params["W"], conv.params["b"], p, products=products)
+    dx, dW, db = winograd_backward(dy, cache, conv.params["W"], products=products)
     assert_close(dx, dx_ref)
     assert_close(dW, conv.grads["W"])
     assert_close(db, conv.grads["b"])
@@ -117,7 +173,7 @@ def test_without_bias():
 
 @pytest.mark.parametrize("N,C,O,H,W,p", [(2, 3, 4, 5, 5, 1), (1, 2, 3, 6, 7, 0), (3, 2, 2, 4, 3, 2), (1, 1, 2, 3, 8, (0, 2))])
 def test_gradcheck(N, C, O, H, W, p, products):
-    layer = WinogradConv(rand(O, C, 3, 3, seed=7), rand(O, seed=8), p)
+    layer = WinogradConv(rand(O, C, 3, 3, seed=7), rand(O, seed=8), p, products=products)
     assert gradcheck(layer, rand(N, C, H, W, seed=9)) < 1e-6
 
 
