@@ -47,6 +47,7 @@ MIN_EPOCHS = 20
 VAL_FRACTION = 0.1
 MAX_VAL = 5000
 VALIDATIONS = 40
+LOG_EVERY = 25      # steps between reads of the losses and accuracies from the device (progress bar)
 PEAK_LR = {"bn": 0.05, "paper": 0.02}    # the plain net diverges at BatchNorm's learning rate
 
 
@@ -191,12 +192,13 @@ def settings_dict(cfg):
 
 
 def train_step(model, loss_fn, opt, xb, yb):
-    """One SGD step on the batch (xb, yb); returns (loss, accuracy on the batch)."""
+    """One SGD step on the batch (xb, yb); returns (loss, accuracy on the batch) as 0-d device
+    values, so the step never waits for the GPU (`float()` or a `backend.ScalarLog` reads them)."""
     z = model.forward(xb, training=True)
     loss = loss_fn.forward(z, yb)
     model.backward(loss_fn.backward(), input_grad=False)
     opt.step()
-    return loss, float((z.argmax(axis=1) == yb).mean())
+    return loss, (z.argmax(axis=1) == yb).mean()
 
 
 def batches(x, y, batch, rng, cfg):
@@ -220,22 +222,35 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     model = build_model(cfg.arch, cfg.seed, cfg.widths)
     average = copy.deepcopy(model) if cfg.ema_decay else model      # the weights that are validated and kept
     opt = optim.SGD(model, lr=peak, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    loss_fn = losses.SoftmaxCrossEntropy(label_smoothing=cfg.label_smoothing)
+    if len(y) and (int(y.min()) < 0 or int(y.max()) > 9):           # once per data set, on the host
+        raise ClassifyError(f"training labels must be digits 0..9, got range {int(y.min())}..{int(y.max())}")
+    loss_fn = losses.SoftmaxCrossEntropy(label_smoothing=cfg.label_smoothing, check_labels=False)
     every = max(1, epochs // VALIDATIONS)
     history, best, best_state = [], {"val_accuracy": None, "best_epoch": epochs}, None
     step, run = 0, None                                   # run: running (loss, accuracy), averaged over ~20 steps
+    pending = backend.ScalarLog()                         # the steps' (loss, accuracy), still on the device
     bar = tqdm(total=total, desc=f"train {cfg.arch}", unit="step", disable=not progress, leave=False)
+
+    def catch_up(epoch):                                  # one device -> host read for all pending steps
+        nonlocal run
+        for row in pending.flush():
+            now = (row["loss"], row["acc"])
+            run = now if run is None else tuple(0.95 * r + 0.05 * n for r, n in zip(run, now))
+        bar.set_postfix(epoch=epoch, loss=f"{run[0]:.3f}", acc=f"{run[1]:.3f}", refresh=False)
+
     for epoch in range(1, epochs + 1):
         for xb, yb in batches(x, y, batch, rng, cfg):
             opt.lr = learning_rate(step, total, peak, cfg.warmup)
-            now = train_step(model, loss_fn, opt, xb, yb)
+            loss, acc = train_step(model, loss_fn, opt, xb, yb)
+            pending.add({"loss": loss, "acc": acc})
             if average is not model:
                 ema_update(average, model, ema_decay(step, cfg.ema_decay))
-            run = now if run is None else tuple(0.95 * r + 0.05 * n for r, n in zip(run, now))
             step += 1
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{run[0]:.3f}", acc=f"{run[1]:.3f}", refresh=False)
+            if len(pending) >= LOG_EVERY:
+                catch_up(epoch)
         if epoch % every == 0 or epoch == epochs:
+            catch_up(epoch)
             record = {"epoch": epoch, "step": step, "train_loss": round(run[0], 4), "train_accuracy": round(run[1], 4)}
             if len(x_val):
                 record["val_accuracy"] = val_acc = validation_accuracy(average, x_val, y_val)

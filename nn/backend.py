@@ -121,11 +121,102 @@ def asarray(a, dtype=None):
     return xp.asarray(a, dtype=dtype)
 
 
-def to_numpy(a):
-    """Bring an array back to the host as a NumPy array (works for both backends and scalars)."""
+_host_reads = 0      # how many times to_host ran (device -> host transfers, each a synchronisation on a GPU)
+
+
+def to_host(a):
+    """Bring an array back to the host as a NumPy array (works for both backends and scalars).
+    Every device -> host read of `nn` and of the training loops goes through here, and is counted
+    (`host_reads()`): on a GPU each one waits for all queued work, so a training step should make none."""
+    global _host_reads
+    _host_reads += 1
     if hasattr(a, "get"):
         return a.get()
     return numpy.asarray(a)
+
+
+to_numpy = to_host   # the older name
+
+
+def host_reads():
+    """How many device -> host reads (`to_host` calls) the process has made so far."""
+    return _host_reads
+
+
+def read_scalars(values):
+    """Many 0-d device values (losses, metrics; Python numbers pass too) as Python floats, in one
+    device -> host copy: they are stacked as float64 (exact for float32 values) and read at once."""
+    values = list(values)
+    if not values:
+        return []
+    stacked = xp.stack([xp.asarray(v, dtype=xp.float64) for v in values])
+    return [float(v) for v in to_host(stacked)]
+
+
+class ScalarLog:
+    """Per-step scalars kept on the device and brought to the host in one copy when asked.
+
+        log = ScalarLog()
+        log.add({"loss": loss, "acc": acc})     # 0-d device arrays: no synchronisation
+        rows = log.flush()                      # every N steps: [{"loss": 0.69, "acc": 0.5}, ...]
+
+    Strings and Python ints (a phase name, an iteration number) pass through unread; every other
+    value comes back as a Python float, equal to float(value)."""
+
+    def __init__(self):
+        self.rows = []
+
+    def __len__(self):
+        return len(self.rows)
+
+    def add(self, row):
+        self.rows.append(dict(row))
+
+    def flush(self):
+        """The rows added since the last flush, read to the host (one transfer), oldest first."""
+        rows, self.rows = self.rows, []
+        keys = [(i, k) for i, r in enumerate(rows) for k, v in r.items()
+                if not isinstance(v, (str, int)) or isinstance(v, bool)]
+        for (i, k), value in zip(keys, read_scalars(rows[i][k] for i, k in keys)):
+            rows[i][k] = value
+        return rows
+
+
+# ----------------------------------------------------------------------------- precision
+
+_tf32 = False
+
+
+def set_tf32(enabled):
+    """Allow TF32 matrix products on the GPU (inputs rounded to a 10-bit mantissa, float32
+    accumulation: tensor-core speed, ~1e-3 relative rounding) or keep strict FP32 (the default).
+
+    CuPy's documented switch is the environment variable CUPY_TF32=1: CuPy reads it the first time
+    it needs the cuBLAS compute type for float32 products, and keeps that choice. So this sets (or
+    removes) CUPY_TF32 for the process and, where CuPy is already imported, also resets its cached
+    compute type for float32 (cupy._core._routines_linalg.set_compute_type, the function the
+    variable feeds) so that a change after the first product takes effect too. On NumPy it is a no-op;
+    `precision()` says what is in force."""
+    global _tf32
+    _tf32 = bool(enabled)
+    if _tf32:
+        os.environ["CUPY_TF32"] = "1"
+    else:
+        os.environ.pop("CUPY_TF32", None)
+    linalg = sys.modules.get("cupy._core._routines_linalg")
+    compute_type = getattr(linalg, "COMPUTE_TYPE_TF32" if _tf32 else "COMPUTE_TYPE_DEFAULT", None)
+    if compute_type is not None and hasattr(linalg, "set_compute_type"):
+        linalg.set_compute_type(numpy.float32, compute_type)
+
+
+def tf32_enabled():
+    """True when set_tf32(True) is in force (whatever the backend)."""
+    return _tf32
+
+
+def precision():
+    """"tf32" where TF32 matrix products are in force (CuPy with set_tf32(True)), else "fp32"."""
+    return "tf32" if _tf32 and name == "cupy" else "fp32"
 
 
 def synchronize():

@@ -1,5 +1,6 @@
-"""Losses. Each has `forward(...) -> float` (the mean over the batch) and `backward() -> gradient`
-with respect to its first input.
+"""Losses. Each has `forward(...) -> value` (the mean over the batch, a 0-d value on the current
+device: `float(value)` reads it, `backend.ScalarLog` reads many at once, so a training step never
+waits for the GPU) and `backward() -> gradient` with respect to its first input.
 
 The GAN losses follow the paper (Grbić): the discriminator outputs X, "the probability that the
 image is synthetic"; the desired output is X1 = 1 for synthetic (generated) and X1 = 0 for real
@@ -25,9 +26,13 @@ class SoftmaxCrossEntropy:
     With label_smoothing ε > 0 the targets are q = (1 - ε)·onehot(y) + ε/K (Szegedy et al. 2016):
     Forward:   L = -1/N · sum_n sum_k q_nk · log p_nk
     Backward:  dL/dz = (p - q) / N
+
+    check_labels=False skips the per-call check that labels lie in 0..K-1 (it reads the labels back
+    from the device, a synchronisation): for training loops that checked their whole data set once.
     """
 
-    def __init__(self, label_smoothing=0.0):
+    def __init__(self, label_smoothing=0.0, check_labels=True):
+        self.check_labels = bool(check_labels)
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"SoftmaxCrossEntropy: label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
@@ -38,7 +43,7 @@ class SoftmaxCrossEntropy:
             raise ValueError(f"SoftmaxCrossEntropy: expected logits (N, K) and labels (N,), "
                              f"got shapes {tuple(logits.shape)} and {tuple(labels.shape)}")
         K = logits.shape[1]
-        if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= K):
+        if self.check_labels and labels.size and (int(labels.min()) < 0 or int(labels.max()) >= K):
             raise ValueError(f"SoftmaxCrossEntropy: labels must be in 0..{K - 1}, "
                              f"got range {int(labels.min())}..{int(labels.max())}")
         shifted = logits - logits.max(axis=1, keepdims=True)
@@ -50,9 +55,9 @@ class SoftmaxCrossEntropy:
             q = xp.full((N, K), eps / K, dtype=logits.dtype)
             q[n, labels] += 1 - eps
             self.cache = (xp.exp(log_p), q)
-            return float(-(q * log_p).sum() / N)
+            return -(q * log_p).sum() / N
         self.cache = (xp.exp(log_p), labels)
-        return float(-log_p[n, labels].mean())
+        return -log_p[n, labels].mean()
 
     def backward(self):
         xp = backend.xp
@@ -79,7 +84,7 @@ class BCE:
         _check_same_shape("BCE", p, target)
         pc = xp.clip(p, self.eps, 1 - self.eps)
         self.cache = (pc, target)
-        return float(-(target * xp.log(pc) + (1 - target) * xp.log(1 - pc)).mean())
+        return -(target * xp.log(pc) + (1 - target) * xp.log(1 - pc)).mean()
 
     def backward(self):
         pc, t = self.cache
@@ -97,7 +102,7 @@ class BCEWithLogits:
         xp = backend.xp
         _check_same_shape("BCEWithLogits", z, target)
         self.cache = (z, target)
-        return float((xp.maximum(z, 0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))).mean())
+        return (xp.maximum(z, 0) - z * target + xp.log1p(xp.exp(-xp.abs(z)))).mean()
 
     def backward(self):
         z, t = self.cache
@@ -117,7 +122,7 @@ class PaperDiscriminatorLoss:
         xp = backend.xp
         _check_same_shape("PaperDiscriminatorLoss", X, X1)
         self.cache = (X, X1)
-        return float(xp.abs(X1 - X).mean())
+        return xp.abs(X1 - X).mean()
 
     def backward(self):
         X, X1 = self.cache
@@ -138,7 +143,7 @@ class PaperGeneratorLoss:
         xp = backend.xp
         self.X = X
         D = xp.abs(1 - X).mean()
-        return float(1 - D)
+        return 1 - D
 
     def backward(self):
         X = self.X

@@ -232,7 +232,8 @@ class DCGAN:
             for (_, g), g_real in zip(self.D.parameters(), grads_real):
                 g += g_real
             self.opt_D.step()
-        return 0.5 * (loss_real + loss_fake), X_real, X_fake
+        # the mean in float64, as Python floats would add them (exact for float32 losses)
+        return 0.5 * (xp.asarray(loss_real, dtype=xp.float64) + xp.asarray(loss_fake, dtype=xp.float64)), X_real, X_fake
 
     def generator_step(self, fake):
         """One update of G: the loss of D's verdict on `fake` (the output of G's last forward),
@@ -248,8 +249,9 @@ class DCGAN:
 
         real: (N, 3, 32, 32) in [-1, 1] on the current device; z: (M, z_dim); rng: a NumPy Generator
         for the augmentation's random transforms (needed only with augment=True).
-        Returns a dict of floats: loss_D, loss_G, acc_real, acc_fake (D's accuracy: X < 0.5 on real,
-        X >= 0.5 on generated), X_real, X_fake (mean beliefs).
+        Returns a dict of 0-d device values (no synchronisation with the host; `float()` reads one,
+        `backend.ScalarLog` many at once): loss_D, loss_G, acc_real, acc_fake (D's accuracy: X < 0.5
+        on real, X >= 0.5 on generated), X_real, X_fake (mean beliefs).
         """
         if self.augment and rng is None:
             raise ValueError("DCGAN.train_step: augmentation needs a random generator (rng=...)")
@@ -261,9 +263,8 @@ class DCGAN:
         loss_G, _ = self.generator_step(fake)
         if self.G_ema is not None:
             optim.ema_update(self.G_ema, self.G, optim.ema_decay(self.iteration, self.ema_decay))
-        return {"loss_D": float(loss_D), "loss_G": float(loss_G),
-                "acc_real": float((X_real < 0.5).mean()), "acc_fake": float((X_fake >= 0.5).mean()),
-                "X_real": float(X_real.mean()), "X_fake": float(X_fake.mean())}
+        return {"loss_D": loss_D, "loss_G": loss_G, "acc_real": (X_real < 0.5).mean(), "acc_fake": (X_fake >= 0.5).mean(),
+                "X_real": X_real.mean(), "X_fake": X_fake.mean()}
 
     # --- state for checkpoints
     def state_dict(self):

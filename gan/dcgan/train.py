@@ -33,6 +33,7 @@ from gan import runs
 from gan.dcgan.nets import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
 
 FIGURE_ITERATIONS = (1, 51, 76, 201, 401, 701)   # the paper's Figures 7 and 8
+LOG_EVERY = 25      # iterations between reads of the metrics from the device (log, health check, progress bar)
 LOG_FIELDS = ("iteration", "loss_D", "loss_G", "acc_real", "acc_fake", "X_real", "X_fake", "seconds")
 STATUS_FILE = "status.json"
 GRID_SIZE = 64                                   # images in each fixed-noise grid
@@ -301,29 +302,44 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
 
     bar = _progress(total=config.iters, initial=min(gan.iteration, config.iters),
                     desc=f"digit {digit}", enabled=progress)
+    pending = backend.ScalarLog()          # the iterations' metrics, still on the device
+    clock = [time.perf_counter()]
+
+    def catch_up():
+        """Read the pending metrics in one copy, log and health-check them (the check raises
+        DivergedError with the log cut at the first bad row); each row's `seconds` is the mean
+        wall time per iteration since the last read."""
+        new = pending.flush()
+        now = time.perf_counter()
+        for row in new:
+            rows.append({**row, "seconds": (now - clock[0]) / len(new)})
+            check_health(rows[-1], rows, config.stuck_iters)
+        clock[0] = now
+        if new:
+            m = new[-1]
+            bar.set_postfix(D=f"{m['loss_D']:.3f}", G=f"{m['loss_G']:.3f}", acc=f"{m['acc_real']:.2f}/{m['acc_fake']:.2f}")
+
     try:
         while gan.iteration < config.iters:
             idx = rng.choice(len(real), size=config.batch_size, replace=len(real) < config.batch_size)
             z = backend.asarray(rng.standard_normal((config.batch_size, Z_DIM)).astype(np.float32))
-            t0 = time.perf_counter()
             metrics = gan.train_step(real[backend.asarray(idx)], z, rng)
-            backend.synchronize()
-            rows.append({"iteration": gan.iteration, **metrics, "seconds": time.perf_counter() - t0})
-            check_health(rows[-1], rows, config.stuck_iters)
+            pending.add({"iteration": gan.iteration, **metrics})
             if gan.iteration in FIGURE_ITERATIONS:
                 save_samples(samples_path(run_dir, digit, gan.iteration), gan.sampler, fixed_z,
                              f"digit {digit}, iteration {gan.iteration}")
+            if gan.iteration % config.checkpoint_every == 0 or len(pending) >= LOG_EVERY:
+                catch_up()
             if gan.iteration % config.checkpoint_every == 0:
                 checkpoint()
             bar.update(1)
-            bar.set_postfix(D=f"{metrics['loss_D']:.3f}", G=f"{metrics['loss_G']:.3f}",
-                            acc=f"{metrics['acc_real']:.2f}/{metrics['acc_fake']:.2f}")
+        catch_up()
     except DivergedError as exc:
         bar.close()
         write_log(log_path(run_dir, digit), rows)
         message = str(exc)
         log(f"digit {digit}: stopped: {message}")
-        write_status(folder, "stopped", gan.iteration, message)
+        write_status(folder, "stopped", rows[-1]["iteration"], message)
         return read_status(run_dir, digit)
     bar.close()
     checkpoint()

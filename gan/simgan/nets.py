@@ -205,7 +205,7 @@ class SelfRegularisationL1:
             raise ValueError(f"SelfRegularisationL1: refined shape {tuple(refined.shape)} and input shape "
                              f"{tuple(x.shape)} differ")
         self.diff = refined - x
-        return float(backend.xp.abs(self.diff).mean())
+        return backend.xp.abs(self.diff).mean()
 
     def backward(self):
         return backend.xp.sign(self.diff) / self.diff.size
@@ -300,7 +300,8 @@ class SimGAN:
     history buffer: what one run trains, checkpoints and resumes.
 
     Images are float (N, 3, H, W) in [-1, 1] on the current device; every step returns a dict of
-    floats for the log.
+    0-d device values for the log (read to the host by the training loop every few steps, never
+    inside a step).
     """
 
     def __init__(self, R, D, lambda_reg=10.0, lr_r=1e-4, lr_d=1e-3, beta1=0.5, buffer_size=512):
@@ -323,7 +324,8 @@ class SimGAN:
         d_refined = self.D.backward(self.patch.backward())
         reg = self.l1.forward(refined, x)
         d_refined = d_refined + self.lambda_reg * self.l1.backward()
-        return adv + self.lambda_reg * reg, adv, reg, d_refined
+        xp = backend.xp      # L_R in float64, as Python floats would add it (exact for float32 terms)
+        return xp.asarray(adv, dtype=xp.float64) + self.lambda_reg * xp.asarray(reg, dtype=xp.float64), adv, reg, d_refined
 
     def refiner_pretrain_step(self, x):
         """One update of R on the self-regularisation alone, L = mean|R(x) - x| (teaches R the identity)."""
@@ -366,8 +368,8 @@ class SimGAN:
         self.buffer.push(refined[backend.asarray(rng.permutation(len(refined))[:half])])
         X = sigmoid(z)
         X_real, X_fake = X[:len(real)], X[len(real):]
-        return {"loss_D": loss, "acc_real": float((X_real < 0.5).mean()), "acc_refined": float((X_fake >= 0.5).mean()),
-                "X_real": float(X_real.mean()), "X_refined": float(X_fake.mean())}
+        return {"loss_D": loss, "acc_real": (X_real < 0.5).mean(), "acc_refined": (X_fake >= 0.5).mean(),
+                "X_real": X_real.mean(), "X_refined": X_fake.mean()}
 
     # --- checkpoints
     def state_dict(self):

@@ -35,6 +35,8 @@ from svhn.imageset import IMAGE_SHAPE, check_image_set, save_grid_png, save_imag
 from gan import runs
 from gan.simgan.nets import SimGAN, build_patch_discriminator, build_refiner
 
+LOG_EVERY = 25      # iterations between reads of the log rows from the device
+
 PHASES = ("pretrain_R", "pretrain_D", "adversarial")
 LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_D", "acc_real", "acc_refined",
               "X_real", "X_refined", "seconds")
@@ -290,20 +292,36 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     started = time.perf_counter()
     bar = tqdm(total=config.total, initial=min(iteration, config.total), desc="simgan", disable=not progress,
                dynamic_ncols=True)
+    pending = backend.ScalarLog()          # the iterations' log rows, their numbers still on the device
+    clock = [time.perf_counter()]
+
+    def catch_up():
+        """Read the pending rows in one copy, check them and log them; `seconds` is the mean wall
+        time per iteration since the last read."""
+        new = pending.flush()
+        now = time.perf_counter()
+        for row in new:
+            row["seconds"] = (now - clock[0]) / len(new)
+            rows.append(row)
+            _check_finite(row)
+        clock[0] = now
+        if new:
+            bar.set_postfix({k: f"{new[-1][k]:.3f}" for k in ("loss_reg", "loss_adv", "loss_D", "acc_real", "acc_refined")
+                             if k in new[-1]}, refresh=False)
+
     while iteration < config.total:
         phase = config.phase(iteration)
-        t0 = time.perf_counter()
         row = train_iteration(sg, config, phase, real_x, proc_x, rng)
-        backend.synchronize()
         iteration += 1
-        row.update(iteration=iteration, seconds=time.perf_counter() - t0)
-        rows.append(row)
-        _check_finite(row)
+        row.update(iteration=iteration)
+        pending.add(row)
         if iteration % config.checkpoint_every == 0 or config.phase(iteration) != phase:
+            catch_up()
             checkpoint()
+        elif len(pending) >= LOG_EVERY:
+            catch_up()
         bar.update(1)
-        bar.set_postfix({k: f"{row[k]:.3f}" for k in ("loss_reg", "loss_adv", "loss_D", "acc_real", "acc_refined")
-                         if k in row}, refresh=False)
+    catch_up()
     bar.close()
     checkpoint()
     title = (f"SimGAN lambda={config.lambda_reg:g}, Kg={config.kg}, iteration {iteration}: "
