@@ -12,7 +12,7 @@ import time
 import numpy as np
 
 from nn import backend, losses, optim, parallel
-from common.cli import ArgumentParser, backend_name, run_cli, whole
+from common.cli import ArgumentParser, backend_name, run_cli, tf32_setting, whole
 from common.files import check_output_path
 from bench import nets
 from bench import e2e
@@ -165,6 +165,28 @@ def compare(name, ours, theirs, batch, repeats, rounds):
     return row
 
 
+def set_torch_tf32(torch, enabled):
+    """PyTorch's CUDA matrix products and cuDNN convolutions in TF32 or strict FP32, to match nn
+    (PyTorch's own default lets cuDNN convolutions use TF32)."""
+    torch.backends.cuda.matmul.allow_tf32 = bool(enabled)
+    torch.backends.cudnn.allow_tf32 = bool(enabled)
+
+
+def torch_precision(device):
+    """"tf32" where PyTorch on `device` may use TF32 for float32 products, else "fp32"."""
+    import torch
+    allowed = torch.backends.cuda.matmul.allow_tf32 or torch.backends.cudnn.allow_tf32
+    return "tf32" if device == "cuda" and allowed else "fp32"
+
+
+def result_line(net, row):
+    """One benchmark line: images/s of nn (and PyTorch), each with its precision (fp32 / tf32)."""
+    extra = (f"   PyTorch {row['torch_images_per_s']:8.1f} images/s [{row['torch_precision']}]   ratio {row['ratio']:.2f}x"
+             if "ratio" in row else "")
+    return (f"{net:<30} nn {row['nn_images_per_s']:8.1f} images/s ({row['nn_ms_per_step']} ms/step) "
+            f"[{row['precision']}]{extra}")
+
+
 def main(argv=None):
     p = ArgumentParser(prog="python -m bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,6 +208,12 @@ def main(argv=None):
                    help="time with this process's CPU time instead of the wall clock: a fair single-core "
                         "comparison on a busy machine when run as NN_THREADS=1 python -m bench "
                         "--vs-torch --torch-threads 1 --cpu-time")
+    p.add_argument("--tf32", action="store_true",
+                   help="TF32 matrix products on the GPU, for nn and PyTorch alike (default: strict FP32 on both, "
+                        "or $NN_TF32=1); every result line states the precision")
+    p.add_argument("--count", action="store_true",
+                   help="instead, count per step the device->host reads (and, on CuPy, the kernel launches where "
+                        "measurable) of one ConvNet train step and one DCGAN iteration (bench/counts.py)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--seed", type=whole(0), default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
     p.add_argument("--e2e", action="store_true",
@@ -195,9 +223,11 @@ def main(argv=None):
     names = [backend_name(b.strip()) for b in args.backend.split(",")] if args.backend is not None \
         else [backend_name()]
     args.backend = ",".join(names)
+    tf32 = tf32_setting(args.tf32)
     if args.json:
         check_output_path(args.json, "file", "--json")
     backend.reuse_freed_memory()         # the allocator tweak the applications opt into
+    backend.set_tf32(tf32)               # before CuPy's first matrix product
     if not args.e2e:
         for name in names:               # a missing CuPy or GPU is found before any timing
             backend.set_backend(name)
@@ -207,6 +237,10 @@ def main(argv=None):
     if torch_available():
         import torch
         torch.set_num_threads(args.torch_threads or parallel.get_threads())
+        set_torch_tf32(torch, tf32)
+    if args.count:
+        from bench import counts
+        return counts.main(names, args.json)
     if args.threads:
         return threads_main(args)
     if args.e2e:
@@ -238,13 +272,11 @@ def main(argv=None):
                 ("reference ConvNet train step", conv_step, torch_convnet_step_fn(128, device) if use_torch else None, 128),
                 ("DCGAN G+D iteration", dcgan_step_fn(64, args.conv_method), torch_dcgan_step_fn(64, device) if use_torch else None, 64)]:
             row = compare(net, ours, theirs, batch, args.repeats, args.rounds if use_torch else 1)
-            row["backend"] = name
+            row["backend"], row["precision"] = name, backend.precision()
             if use_torch:
-                row["torch_device"] = device
+                row["torch_device"], row["torch_precision"] = device, torch_precision(device)
             results.append(row)
-            extra = (f"   PyTorch {row['torch_images_per_s']:8.1f} images/s   ratio {row['ratio']:.2f}x"
-                     if "ratio" in row else "")
-            print(f"{net:<30} nn {row['nn_images_per_s']:8.1f} images/s ({row['nn_ms_per_step']} ms/step){extra}")
+            print(result_line(net, row))
     if args.json:
         atomic_write_json(args.json, results)
     return 0

@@ -1,10 +1,10 @@
 """The command-line conventions every package shares.
 
     run_cli(main)                       # errors: one line on stderr, exit status 2, no traceback
-    add_backend_options(parser)         # --backend NAME and --threads N
-    apply_backend_options(args)         # check both and put them in force (before any long work)
+    add_backend_options(parser)         # --backend NAME, --threads N and --tf32
+    apply_backend_options(args)         # check them and put them in force (before any long work)
 
-The environment variables NN_BACKEND and NN_THREADS give the defaults. They are read when a
+The environment variables NN_BACKEND, NN_THREADS and NN_TF32 give the defaults. They are read when a
 command needs them, never at import, so `--help` and `--backend numpy` work whatever they hold.
 """
 import argparse
@@ -88,6 +88,20 @@ def backend_name(given=None):
     return name
 
 
+def tf32_setting(given=False):
+    """Whether TF32 matrix products are asked for: --tf32 (given=True), else NN_TF32 (1/0, on/off,
+    true/false, yes/no; unset or empty: off). A bad NN_TF32 raises a one-line ValueError."""
+    if given:
+        return True
+    text = os.environ.get("NN_TF32", "").strip().lower()
+    if text in ("", "0", "off", "false", "no"):
+        return False
+    if text in ("1", "on", "true", "yes"):
+        return True
+    raise ValueError(f"NN_TF32={text!r} is not a switch; set it to 1 (TF32 matrix products on the GPU) "
+                     f"or 0 (strict FP32), or unset it")
+
+
 def add_backend_options(parser, threads=True):
     """--backend (default: $NN_BACKEND or numpy) and, with `threads`, --threads (default: $NN_THREADS
     or every core). Both are checked by `apply_backend_options`, not by argparse, so a bad
@@ -97,13 +111,17 @@ def add_backend_options(parser, threads=True):
     if threads:
         parser.add_argument("--threads", default=None, metavar="N",
                             help="CPU threads for the NumPy backend (default: $NN_THREADS or every core)")
+    parser.add_argument("--tf32", action="store_true",
+                        help="TF32 matrix products on the GPU (faster, ~1e-3 relative rounding; default: "
+                             "strict FP32, or $NN_TF32=1); no effect on NumPy")
     return parser
 
 
 def check_backend_options(args):
-    """Check --backend / NN_BACKEND and --threads / NN_THREADS without importing `nn`'s backend
-    machinery; returns (backend name, thread count or None for the default)."""
+    """Check --backend / NN_BACKEND, --threads / NN_THREADS and --tf32 / NN_TF32 without importing
+    `nn`'s backend machinery; returns (backend name, thread count or None for the default)."""
     name = backend_name(getattr(args, "backend", None))
+    tf32_setting(getattr(args, "tf32", False))
     from nn.parallel import get_threads, parse_threads
     given = getattr(args, "threads", None)
     threads = None if given is None else parse_threads(given, source="--threads")
@@ -113,11 +131,12 @@ def check_backend_options(args):
 
 
 def apply_backend_options(args):
-    """Check the backend and thread options (see `check_backend_options`) and put them in force;
-    a missing CuPy or GPU is a one-line error. Returns the backend's name."""
+    """Check the backend, thread and precision options (see `check_backend_options`) and put them
+    in force; a missing CuPy or GPU is a one-line error. Returns the backend's name."""
     name, threads = check_backend_options(args)
     from nn import backend, parallel
     backend.reuse_freed_memory()           # the process-wide allocator tweak nn leaves to applications
+    backend.set_tf32(tf32_setting(getattr(args, "tf32", False)))    # before CuPy's first matrix product
     backend.set_backend(name)
     parallel.set_threads(threads)
     return name

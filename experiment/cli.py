@@ -2,7 +2,7 @@
 import argparse
 import sys
 
-from common.cli import ArgumentParser, add_backend_options, check_backend_options, whole
+from common.cli import ArgumentParser, add_backend_options, check_backend_options, tf32_setting, whole
 from common.files import check_output_path
 from experiment.settings import apply_overrides, describe, preset
 from experiment.pipeline import default_jobs, run_experiment
@@ -82,6 +82,7 @@ def main(argv=None):
     # everything is checked before the first stage: backend, threads, data folder, output folder
     # (run_experiment checks the settings and --redo patterns against the packages and the plan)
     args.backend, threads = check_backend_options(args)
+    tf32 = tf32_setting(args.tf32)
     if args.data_dir is not None:
         data_dir_for(args.data_dir)
     check_output_path(args.out, "dir", "--out")
@@ -94,5 +95,5 @@ def main(argv=None):
         f"{jobs} job(s)")
     run_experiment(settings, out=args.out, data_dir=args.data_dir, backend_name=args.backend, seed=args.seed,
                    preset=args.preset, progress=not args.quiet and sys.stderr.isatty(), log=log, redo=args.redo,
-                   jobs=jobs, threads=threads)
+                   jobs=jobs, threads=threads, tf32=tf32)
     return 0

@@ -55,6 +55,7 @@ class Context:
     data_dir: str = None
     backend: str = "numpy"
     threads: int = None                                    # nn.parallel's thread count (None: its default)
+    tf32: bool = False                                     # TF32 matrix products on the GPU
     seed: int = 0
     preset: str = "custom"
     progress: bool = True
@@ -72,6 +73,7 @@ class Context:
         """In a worker process: the same array backend (and thread count) as the main process."""
         self.__dict__.update(state)
         backend.reuse_freed_memory()
+        backend.set_tf32(self.tf32)
         backend.set_backend(self.backend)
         parallel.set_threads(self.threads)
 
@@ -362,11 +364,12 @@ def check_settings(ctx, redo=()):
 
 
 def run_experiment(settings, out="results", data_dir=None, backend_name="numpy", seed=0, preset="custom",
-                   progress=True, log=print, redo=(), jobs=1, threads=None):
+                   progress=True, log=print, redo=(), jobs=1, threads=None, tf32=False):
     """Run (or resume) the whole experiment into `out`; returns the Runner (its `manifests` and
     `actions`: {stage: "ran" | "skipped"}). `redo`: stage names or patterns (classify_*) to redo.
     jobs: stages run at once, in worker processes (1: all in this process, in order). threads:
-    nn.parallel's thread count in every stage (None: its default). Every setting and pattern is
+    nn.parallel's thread count in every stage (None: its default). tf32: TF32 matrix products on
+    the GPU in every stage. Every setting and pattern is
     checked before the first stage runs; a run that fails leaves no empty folders behind."""
     started = time.perf_counter()
     if not isinstance(jobs, int) or jobs < 1:
@@ -374,9 +377,10 @@ def run_experiment(settings, out="results", data_dir=None, backend_name="numpy",
     if int(seed) < 0:
         raise ValueError(f"--seed must be >= 0, got {seed}")
     ctx = Context(settings=settings, out=Path(out), data_dir=data_dir, backend=backend_name, seed=int(seed),
-                  preset=preset, progress=progress, log=log, jobs=jobs, threads=threads)
+                  preset=preset, progress=progress, log=log, jobs=jobs, threads=threads, tf32=bool(tf32))
     check_settings(ctx, redo)
     backend.reuse_freed_memory()
+    backend.set_tf32(tf32)
     backend.set_backend(backend_name)
     parallel.set_threads(threads)
     created = [p for p in (ctx.out, ctx.out / "stages") if not p.exists()]

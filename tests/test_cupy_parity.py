@@ -66,7 +66,7 @@ def _train(name, steps=5):
     loss, opt = losses.SoftmaxCrossEntropy(), optim.SGD(model, lr=0.05, momentum=0.9)
     values = []
     for _ in range(steps):
-        values.append(loss.forward(model.forward(x), y))
+        values.append(float(loss.forward(model.forward(x), y)))
         model.backward(loss.backward())
         opt.step()
     state = model.state_dict()

@@ -443,7 +443,7 @@ def test_cupy_training_step_matches_numpy():
         gan = DCGAN(build_generator("nearest", 4), build_discriminator(4), "paper")
         metrics = gan.train_step(backend.asarray(real), backend.asarray(z))
         results[name] = (metrics, params_of(gan.G))
-    assert results["cupy"][0]["loss_D"] == pytest.approx(results["numpy"][0]["loss_D"], rel=1e-4)
+    assert float(results["cupy"][0]["loss_D"]) == pytest.approx(float(results["numpy"][0]["loss_D"]), rel=1e-4)
     for k, p in results["numpy"][1].items():
         np.testing.assert_allclose(results["cupy"][1][k], p, rtol=1e-3, atol=1e-5, err_msg=k)
 

@@ -28,7 +28,7 @@ def test_softmax_cross_entropy_value_and_gradient():
     labels = np.array([0, 3, 1, 2, 2, 0])
     loss = losses.SoftmaxCrossEntropy()
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
-    assert loss.forward(dev(logits), dev(labels)) == pytest.approx(-np.log(p[np.arange(6), labels]).mean(), rel=1e-12)
+    assert float(loss.forward(dev(logits), dev(labels))) == pytest.approx(-np.log(p[np.arange(6), labels]).mean(), rel=1e-12)
     assert gradcheck_loss(losses.SoftmaxCrossEntropy(), logits, dev(labels)) < TOL
 
 
@@ -41,19 +41,19 @@ def test_softmax_cross_entropy_with_label_smoothing_value_and_gradient():
     q = np.full((6, 10), eps / 10)
     q[np.arange(6), labels] += 1 - eps
     loss = losses.SoftmaxCrossEntropy(label_smoothing=eps)
-    assert loss.forward(dev(logits), dev(labels)) == pytest.approx(-(q * np.log(p)).sum() / 6, rel=1e-12)
+    assert float(loss.forward(dev(logits), dev(labels))) == pytest.approx(-(q * np.log(p)).sum() / 6, rel=1e-12)
     np.testing.assert_allclose(host(loss.backward()), (p - q) / 6, rtol=1e-10)
     assert gradcheck_loss(losses.SoftmaxCrossEntropy(label_smoothing=eps), logits, dev(labels)) < TOL
     # ε = 0 is the ordinary cross-entropy
-    plain = losses.SoftmaxCrossEntropy().forward(dev(logits), dev(labels))
-    assert losses.SoftmaxCrossEntropy(label_smoothing=0.0).forward(dev(logits), dev(labels)) == plain
+    plain = float(losses.SoftmaxCrossEntropy().forward(dev(logits), dev(labels)))
+    assert float(losses.SoftmaxCrossEntropy(label_smoothing=0.0).forward(dev(logits), dev(labels))) == plain
     with pytest.raises(ValueError, match="label_smoothing"):
         losses.SoftmaxCrossEntropy(label_smoothing=1.0)
 
 
 def test_softmax_cross_entropy_is_stable():
     loss = losses.SoftmaxCrossEntropy()
-    value = loss.forward(dev(np.array([[1000.0, 0.0], [0.0, -1000.0]], np.float32)), dev(np.array([0, 1])))
+    value = float(loss.forward(dev(np.array([[1000.0, 0.0], [0.0, -1000.0]], np.float32)), dev(np.array([0, 1]))))
     assert np.isfinite(value) and value == pytest.approx(500.0)
     assert np.all(np.isfinite(host(loss.backward())))
 
@@ -63,7 +63,7 @@ def test_bce_on_probabilities_and_logits_agree():
     t = (rng(2).uniform(size=(5, 3)) > 0.5).astype(float)
     p = 1 / (1 + np.exp(-z))
     a, b = losses.BCE(), losses.BCEWithLogits()
-    assert a.forward(dev(p), dev(t)) == pytest.approx(b.forward(dev(z), dev(t)), rel=1e-9)
+    assert float(a.forward(dev(p), dev(t))) == pytest.approx(float(b.forward(dev(z), dev(t))), rel=1e-9)
     # chain rule through the sigmoid: dL/dz = dL/dp * p(1-p)
     np.testing.assert_allclose(host(a.backward()) * p * (1 - p), host(b.backward()), rtol=1e-7)
     assert gradcheck_loss(losses.BCE(), p, dev(t)) < TOL
@@ -71,9 +71,9 @@ def test_bce_on_probabilities_and_logits_agree():
 
 
 def test_bce_clips_and_logits_are_stable():
-    assert np.isfinite(losses.BCE().forward(dev(np.array([0.0, 1.0])), dev(np.array([1.0, 0.0]))))
+    assert np.isfinite(float(losses.BCE().forward(dev(np.array([0.0, 1.0])), dev(np.array([1.0, 0.0])))))
     b = losses.BCEWithLogits()
-    assert b.forward(dev(np.array([500.0, -500.0])), dev(np.array([1.0, 0.0]))) == pytest.approx(0.0, abs=1e-12)
+    assert float(b.forward(dev(np.array([500.0, -500.0])), dev(np.array([1.0, 0.0])))) == pytest.approx(0.0, abs=1e-12)
 
 
 def test_paper_discriminator_loss_values_and_gradient():
@@ -81,7 +81,7 @@ def test_paper_discriminator_loss_values_and_gradient():
     X = np.array([[0.9], [0.2], [0.7], [0.4]])
     X1 = np.array([[1.0], [1.0], [0.0], [0.0]])          # two synthetic, two real
     loss = losses.PaperDiscriminatorLoss()
-    assert loss.forward(dev(X), dev(X1)) == pytest.approx((0.1 + 0.8 + 0.7 + 0.4) / 4)
+    assert float(loss.forward(dev(X), dev(X1))) == pytest.approx((0.1 + 0.8 + 0.7 + 0.4) / 4)
     np.testing.assert_allclose(host(loss.backward()).ravel(), [-0.25, -0.25, 0.25, 0.25])
     assert gradcheck_loss(losses.PaperDiscriminatorLoss(), rng().uniform(0.05, 0.95, (6, 1)), dev(X1.repeat(2, 0)[:6])) < TOL
 

@@ -79,7 +79,7 @@ def _train(threads, steps=3, batch=13, dtype=np.float32):
     loss, opt = losses.SoftmaxCrossEntropy(), optim.Adam(model, 1e-2)
     values = []
     for _ in range(steps):
-        values.append(loss.forward(model.forward(x), y))
+        values.append(float(loss.forward(model.forward(x), y)))
         model.backward(loss.backward())
         opt.step()
     return values, model.state_dict()
