@@ -314,6 +314,9 @@ def test_divergence_stops_one_digit_and_the_others_go_on(tmp_path, monkeypatch):
     assert len(lines) == 1 and lines[0].startswith("digit 4: stopped:") and "nan" in lines[0]
     assert "\n" not in lines[0]
     assert results[4]["iteration"] == 1
+    # the health check runs before anything is drawn: no sample grid of the poisoned generator
+    assert not gtrain.samples_path(tmp_path / "run", 4, 1).exists()
+    assert gtrain.samples_path(tmp_path / "run", 2, 1).exists()
 
 
 def test_stuck_discriminator_is_detected():

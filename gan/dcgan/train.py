@@ -325,11 +325,12 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
             z = backend.asarray(rng.standard_normal((config.batch_size, Z_DIM)).astype(np.float32))
             metrics = gan.train_step(real[backend.asarray(idx)], z, rng)
             pending.add({"iteration": gan.iteration, **metrics})
-            if gan.iteration in FIGURE_ITERATIONS:
+            figure = gan.iteration in FIGURE_ITERATIONS
+            if figure or gan.iteration % config.checkpoint_every == 0 or len(pending) >= LOG_EVERY:
+                catch_up()                 # health-checked before anything is written
+            if figure:
                 save_samples(samples_path(run_dir, digit, gan.iteration), gan.sampler, fixed_z,
                              f"digit {digit}, iteration {gan.iteration}")
-            if gan.iteration % config.checkpoint_every == 0 or len(pending) >= LOG_EVERY:
-                catch_up()
             if gan.iteration % config.checkpoint_every == 0:
                 checkpoint()
             bar.update(1)
