@@ -10,7 +10,7 @@ from nn import Sequential, layers as L
 def reference_convnet(method="auto"):
     def stage(cin, cout):
         return [L.Conv2D(cin, cout, 3, padding=1, method=method), L.ReLU(),
-                L.Conv2D(cout, cout, 3, padding=1, method=method), L.ReLU(), L.MaxPool2D(2)]
+                L.Conv2D(cout, cout, 3, padding=1, method=method), L.ReLU(), L.MaxPool2D(2, method="auto")]
     return Sequential(*stage(3, 32), *stage(32, 64), *stage(64, 128), L.Flatten(), L.Dense(2048, 10))
 
 
@@ -24,9 +24,9 @@ def dcgan_generator(method="auto"):
 
 def dcgan_discriminator(method="auto"):
     return Sequential(
-        L.Conv2D(3, 64, 3, padding=1, method=method), L.LeakyReLU(0.2), L.MaxPool2D(2),
-        L.Conv2D(64, 128, 3, padding=1, method=method), L.BatchNorm2D(128), L.LeakyReLU(0.2), L.MaxPool2D(2),
-        L.Conv2D(128, 256, 3, padding=1, method=method), L.BatchNorm2D(256), L.LeakyReLU(0.2), L.MaxPool2D(2),
+        L.Conv2D(3, 64, 3, padding=1, method=method), L.LeakyReLU(0.2), L.MaxPool2D(2, method="auto"),
+        L.Conv2D(64, 128, 3, padding=1, method=method), L.BatchNorm2D(128), L.LeakyReLU(0.2), L.MaxPool2D(2, method="auto"),
+        L.Conv2D(128, 256, 3, padding=1, method=method), L.BatchNorm2D(256), L.LeakyReLU(0.2), L.MaxPool2D(2, method="auto"),
         L.Flatten(), L.Dense(256 * 4 * 4, 1), L.Sigmoid())
 
 

@@ -24,6 +24,7 @@ from common.files import atomic_savez
 from nn.model import ARCH_KEY
 
 CONV_METHOD = "auto"  # Conv2D's fast path (Winograd where nn measured it faster); nn's default is plain im2col
+POOL_METHOD = "auto"  # MaxPool2D's fast 2x2 kernel (nn/layers/pool_fast.py); nn's default is the window loop
 
 WIDTHS = (32, 64, 128)   # channels of the three stages
 DROPOUT = 0.3            # dropout before the dense layer in the "bn" variant
@@ -39,7 +40,7 @@ def _stage(c_in, c_out, batchnorm):
         if batchnorm:
             layers.append(BatchNorm2D(c_out))
         layers.append(ReLU())
-    layers.append(MaxPool2D(2))
+    layers.append(MaxPool2D(2, method=POOL_METHOD))
     return layers
 
 

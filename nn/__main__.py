@@ -49,6 +49,7 @@ def layer_checks():
         ("ConvTranspose2D 4x4 stride 2", lambda: layers.ConvTranspose2D(3, 2, 4, stride=2, padding=1), _normal(2, 3, 3, 4), True),
         ("Dense", lambda: layers.Dense(6, 4), _normal(3, 6), True),
         ("MaxPool2D 2x2", lambda: layers.MaxPool2D(2), _tie_free(2, 3, 6, 6), True),
+        ("MaxPool2D 2x2 fast kernel", lambda: layers.MaxPool2D(2, method="auto"), _tie_free(2, 3, 6, 6), True),
         ("MaxPool2D 3x3 stride 2 pad 1", lambda: layers.MaxPool2D(3, stride=2, padding=1), _tie_free(2, 2, 5, 5), True),
         ("AvgPool2D 2x2", lambda: layers.AvgPool2D(2), _normal(2, 3, 6, 6), True),
         ("Upsample2D x2", lambda: layers.Upsample2D(2), _normal(2, 3, 3, 4), True),

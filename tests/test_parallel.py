@@ -174,16 +174,15 @@ def test_batchnorm_in_chunks_needs_two_values_per_channel_in_the_batch():
 
 # --- the kernels written for one core ---------------------------------------------------------------------
 
-def test_maxpool_2x2_path_matches_the_general_loop_with_ties(monkeypatch):
+def test_maxpool_2x2_path_matches_the_general_loop_with_ties():
     rng = np.random.default_rng(0)
     x = np.maximum(rng.integers(-2, 3, (3, 4, 6, 8)), 0).astype(np.float32)   # many ties (ReLU zeros)
     dy = rng.standard_normal((3, 4, 3, 4)).astype(np.float32)
-    fast = L.MaxPool2D(2)
+    fast = L.MaxPool2D(2, method="auto")
     y_fast, dx_fast = fast.forward(x), None
     dx_fast = fast.backward(dy)
     assert fast.cache[0] == "2x2"
-    monkeypatch.setattr(L.MaxPool2D, "_is_2x2", lambda self, x: False)
-    slow = L.MaxPool2D(2)
+    slow = L.MaxPool2D(2)                                    # the default: the loop over the window's offsets
     y_slow = slow.forward(x)
     dx_slow = slow.backward(dy)
     np.testing.assert_array_equal(y_fast, y_slow)
@@ -193,7 +192,7 @@ def test_maxpool_2x2_path_matches_the_general_loop_with_ties(monkeypatch):
 @pytest.mark.parametrize("shape", [(2, 3, 4, 6), (1, 2, 2, 2)])
 def test_maxpool_2x2_path_gradients(shape):
     x = np.random.default_rng(0).permutation(int(np.prod(shape))).reshape(shape) * 0.1
-    layer = L.MaxPool2D(2)
+    layer = L.MaxPool2D(2, method="auto")
     assert gradcheck(layer, x) < 1e-6 and layer.cache[0] == "2x2"
 
 

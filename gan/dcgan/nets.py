@@ -27,6 +27,7 @@ Z_DIM = 100          # the paper's "100 random values"
 UPSAMPLE_MODES = ("nearest", "deconv")
 LOSSES = ("paper", "bce")
 CONV_METHOD = "auto"  # Conv2D's fast path (Winograd where nn measured it faster); nn's default is plain im2col
+POOL_METHOD = "auto"  # MaxPool2D's fast 2x2 kernel (nn/layers/pool_fast.py); nn's default is the window loop
 
 
 # ----------------------------------------------------------------------------- the networks
@@ -87,11 +88,11 @@ def build_discriminator(width=64):
     if width < 1:
         raise ValueError(f"discriminator width must be >= 1, got {width}")
     c = [width, 2 * width, 4 * width]
-    net = [layers.Conv2D(3, c[0], 3, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
+    net = [layers.Conv2D(3, c[0], 3, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2), layers.MaxPool2D(2, method=POOL_METHOD)]
     net += [layers.Conv2D(c[0], c[1], 3, padding=1, bias=False, method=CONV_METHOD), layers.BatchNorm2D(c[1]),
-            layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
+            layers.LeakyReLU(0.2), layers.MaxPool2D(2, method=POOL_METHOD)]
     net += [layers.Conv2D(c[1], c[2], 3, padding=1, bias=False, method=CONV_METHOD), layers.BatchNorm2D(c[2]),
-            layers.LeakyReLU(0.2), layers.MaxPool2D(2)]
+            layers.LeakyReLU(0.2), layers.MaxPool2D(2, method=POOL_METHOD)]
     net += [layers.Flatten(), layers.Dense(c[2] * 16, 1)]
     return dcgan_init(Sequential(*net))
 

@@ -80,9 +80,8 @@ class Conv2D(Layer):
     maths in nn/layers/winograd.py, fast layout in nn/layers/winograd_fast.py: 3×3, stride 1 only; same
     result with 2.25× fewer multiplications), or "auto":
     Winograd on the NumPy backend for 3×3 stride-1 layers with at least 16 input channels and inputs of
-    at least 8×8 (where it measured faster: on one BLAS thread per chunk of 8-16 images, as `Sequential`
-    runs it, also at 8×8 with 64-256 channels, 0.8-0.97× im2col's time), im2col everywhere else. The
-    default is the im2col above; the applications (the ConvNet, the GANs, the benchmark) ask for "auto".
+    at least 8×8 (where it measured faster), im2col everywhere else. The default is the im2col above;
+    the applications (the ConvNet, the GANs, the benchmark) ask for "auto".
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, bias=True, method="im2col"):

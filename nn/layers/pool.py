@@ -9,6 +9,7 @@ import numpy as np
 
 from nn import backend
 from nn.layers.base import Layer, _pair
+from nn.layers import pool_fast
 from nn.layers.conv import conv_output_size
 
 
@@ -68,16 +69,23 @@ class MaxPool2D(_Pool2D):
               is remembered (the first one on ties).
     Backward: the gradient flows only to the winner:  dx[n, c, p·s + i*, q·s + j*] += dy[n,c,p,q].
 
-    On NumPy the common 2×2 window with stride 2 (no padding, even height and width) has a shorter path: with
-    a, b, c, d the four offsets (0,0), (0,1), (1,0), (1,1), y = max(max(a, b), max(c, d)) remembers
-    the winner as three comparisons (b > a, d > c, max(c, d) > max(a, b)), and backward writes each
-    of dx's four offsets exactly once (no zero-filled array, no +=).
+    `method="loop"` (the default) runs the loop below for any window. `method="auto"` asks for the
+    faster kernel of nn/layers/pool_fast.py where it applies (NumPy, 2×2 window, stride 2, no padding,
+    even height and width) and the loop elsewhere; the results are the same.
     """
+
+    def __init__(self, kernel_size, stride=None, padding=0, method="loop"):
+        super().__init__(kernel_size, stride, padding)
+        if method not in ("loop", "auto"):
+            raise ValueError(f"MaxPool2D: method must be 'loop' or 'auto', got {method!r}")
+        self.method = method
 
     def forward(self, x, training=True):
         xp = backend.xp
-        if self._is_2x2(x):
-            return self._forward_2x2(x)
+        if self.method == "auto" and pool_fast.applies(self, x):
+            y, fast_cache = pool_fast.max_pool_2x2_forward(x)
+            self.cache = ("2x2", fast_cache)
+            return y
         x_pad = self._padded(x, -np.inf)
         (kh, kw) = self.kernel_size
         out_hw = self.output_shape(x.shape[1:])[1:]
@@ -93,40 +101,13 @@ class MaxPool2D(_Pool2D):
 
     def backward(self, dy):
         if self.cache[0] == "2x2":
-            return self._backward_2x2(dy)
+            return pool_fast.max_pool_2x2_backward(dy, self.cache[1])
         x_shape, pad_shape, winner = self.cache
         kh, kw = self.kernel_size
         dx_pad = _zeros_cnhw(pad_shape, dy.dtype)
         for k in range(kh * kw):
             dx_pad[_window_slice(k // kw, k % kw, self.stride, dy.shape[2:])] += dy * (winner == k)
         return self._unpad(dx_pad, x_shape)
-
-    def _is_2x2(self, x):
-        return (backend.name == "numpy" and self.kernel_size == (2, 2) and self.stride == (2, 2)
-                and self.padding == (0, 0) and x.ndim == 4
-                and x.shape[2] % 2 == 0 and x.shape[3] % 2 == 0 and x.shape[2] > 0 and x.shape[3] > 0)
-
-    def _forward_2x2(self, x):
-        xp = backend.xp
-        a, b, c, d = (x[:, :, i::2, j::2] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
-        right_top, right_bottom = b > a, d > c          # the winner within each row of the window
-        top, bottom = xp.maximum(a, b), xp.maximum(c, d)
-        lower = bottom > top                            # ... and which row wins (the top one on ties)
-        self.cache = ("2x2", x.shape, right_top, right_bottom, lower)
-        return xp.maximum(top, bottom, out=top)
-
-    def _backward_2x2(self, dy):
-        xp = backend.xp
-        _, x_shape, right_top, right_bottom, lower = self.cache
-        dx = _empty_cnhw(x_shape, dy.dtype)
-        da, db, dc, dd = (dx[:, :, i::2, j::2] for i, j in ((0, 0), (0, 1), (1, 0), (1, 1)))
-        bottom = dy * lower                             # dy where the bottom row won, else 0
-        xp.multiply(bottom, right_bottom, out=dd)
-        xp.subtract(bottom, dd, out=dc)
-        top = xp.subtract(dy, bottom, out=bottom)       # dy where the top row won
-        xp.multiply(top, right_top, out=db)
-        xp.subtract(top, db, out=da)
-        return dx
 
 
 class AvgPool2D(_Pool2D):
