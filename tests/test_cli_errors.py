@@ -107,6 +107,8 @@ CASES = [
     ("procedural --n 10 --out x.npz --set nosuch=1", "unknown setting"),
     ("procedural --n 10 --out x.npz --set rotation_deg=lots", "not a number"),
     ("procedural --n 10 --out x.npz --backend tpu", "not a backend"),
+    ("procedural --n 10 --fonts-dir nope --out x.npz", "fonts folder nope"),      # before the progress bar
+    ("procedural --n 10 --fonts-dir svhn --out x.npz", "no usable"),
     # ---- classify
     ("classify train --train real --data-dir svhn --out o --lr -1", "--lr"),
     ("classify train --train real --data-dir svhn --out o --lr nan", "--lr"),
