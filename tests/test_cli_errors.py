@@ -177,6 +177,9 @@ CASES = [
     ("bench --backend tpu", "not a backend"),
     ("bench --backend numpy,", "not a backend"),
     ("bench --conv-method fast", "--conv-method"),
+    ("bench --e2e --threads 1,2", "--threads"),
+    ("bench.e2e --threads 0", "--threads"),
+    ("bench.e2e --backend numpy,tpu", "not a backend"),
     # ---- run_all.py
     ("run_all.py --preset smoke --data-dir svhn --out out --set simgan_width=2", "simgan_width"),
     ("run_all.py --preset smoke --data-dir svhn --out out --redo nosuchstage", "--redo nosuchstage"),
@@ -206,6 +209,9 @@ ENV_CASES = [   # (NN_BACKEND / NN_THREADS, command, keyword)
     ({"NN_BACKEND": "nonsense"}, "gan train --out r --data-dir svhn", "NN_BACKEND"),
     ({"NN_BACKEND": "nonsense"}, "gan.simgan refine --run nope --input good.npz --out x.npz", "NN_BACKEND"),
     ({"NN_BACKEND": "nonsense"}, "bench", "NN_BACKEND"),
+    ({"NN_BACKEND": "nonsense"}, "bench.e2e", "NN_BACKEND"),
+    ({"NN_BACKEND": "nonsense"}, "bench --e2e", "NN_BACKEND"),
+    ({"NN_TF32": "maybe"}, "bench.e2e", "NN_TF32"),
     ({"NN_BACKEND": "nonsense"}, "run_all.py --preset smoke --data-dir svhn --out out", "NN_BACKEND"),
     ({"NN_THREADS": "0"}, "classify train --train real --data-dir svhn --out o", "NN_THREADS"),
     ({"NN_THREADS": "lots"}, "run_all.py --preset smoke --data-dir svhn --out out", "NN_THREADS"),
@@ -234,6 +240,12 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(work, line, keyword):
 @pytest.mark.parametrize("variables, line, keyword", ENV_CASES, ids=[f"{v}-{c}" for v, c, _ in ENV_CASES])
 def test_bad_environment_variable_is_one_line_when_it_is_needed(work, variables, line, keyword):
     check_failure(work, line.split(), keyword, environment(work, **variables))
+
+
+@pytest.mark.parametrize("args", [["bench", "--threads", ""], ["bench", "--threads", " , "],
+                                  ["bench.e2e", "--threads", ""]])
+def test_an_empty_option_value_is_an_error_too(work, args):
+    check_failure(work, args, "--threads")
 
 
 def test_there_are_at_least_40_cases_over_every_command():
