@@ -2,6 +2,7 @@
 
     from nn import parallel
     parallel.set_threads(4)      # or NN_THREADS=4, or --threads 4 on any command
+    parallel.threads_setting()   # what set_threads was given (None: the default)
     parallel.get_threads()       # what is in force: set_threads, else NN_THREADS, else every core we may use
 
 This module is the one place for the speed machinery that runs NumPy work on several cores; the layers
@@ -42,9 +43,17 @@ def parse_threads(value, source="--threads"):
 
 
 def set_threads(n):
-    """Use `n` threads from now on (None: back to NN_THREADS, else all cores)."""
+    """Use `n` threads from now on (None: back to NN_THREADS, else all cores). Returns the previous
+    setting (a count, or None), so a caller can put it back with set_threads(previous)."""
     global _threads
+    previous = _threads
     _threads = None if n is None else parse_threads(n)
+    return previous
+
+
+def threads_setting():
+    """What set_threads() was last given (a count, or None: NN_THREADS, else all cores)."""
+    return _threads
 
 
 def get_threads():
