@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from nn import backend, losses, optim, parallel
+from nn import Sequential, backend, losses, optim, parallel
 from common.cli import ArgumentParser, check_backend_list, run_cli, tf32_setting, whole
 from common.files import atomic_write_json, check_output_path
 from bench import counts, e2e, nets, threads
@@ -88,7 +88,6 @@ def layer_times(model, x, repeats):
     """Forward and backward time of each layer of `model` for input x (training mode), each run as the
     train step runs it: as a one-layer Sequential (on NumPy: in chunks of the batch, on nn's threads; the
     times include joining the chunks' outputs, a copy the whole step makes only once)."""
-    from nn import Sequential
     rows = []
     for layer in model.layers:
         one = Sequential(layer)

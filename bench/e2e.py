@@ -14,6 +14,7 @@ GANs see digits): costs do not depend on what the pixels show. A backend that is
 chart) to --out.
 """
 import argparse
+import io
 import os
 import sys
 import tempfile
@@ -104,8 +105,6 @@ def markdown(result):
 
 
 def bar_chart(result, path):
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -127,7 +127,8 @@ def check_backend_options(args):
     `nn`'s backend machinery; returns (backend name, thread count or None for the default)."""
     name = backend_name(getattr(args, "backend", None))
     tf32_setting(getattr(args, "tf32", False))
-    from nn.parallel import get_threads, parse_threads
+    from nn.parallel import get_threads, parse_threads   # here, not at the top: svhn and procedural use
+    #                                                       common without depending on nn (tests/test_layering.py)
     given = getattr(args, "threads", None)
     threads = None if given is None else parse_threads(given, source="--threads")
     if threads is None and name == "numpy":
@@ -151,7 +152,7 @@ def apply_backend_options(args):
     """Check the backend, thread and precision options (see `check_backend_options`) and put them
     in force; a missing CuPy or GPU is a one-line error. Returns the backend's name."""
     name, threads = check_backend_options(args)
-    from nn import backend, parallel
+    from nn import backend, parallel      # here, not at the top: see check_backend_options
     backend.reuse_freed_memory()           # the process-wide allocator tweak nn leaves to applications
     backend.set_tf32(tf32_setting(getattr(args, "tf32", False)))    # before CuPy's first matrix product
     backend.set_backend(name)

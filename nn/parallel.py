@@ -16,6 +16,7 @@ a student reads never deal with threads. The CuPy backend ignores it.
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 _threads = None   # set by set_threads(); None means: NN_THREADS, else all cores
 
@@ -139,7 +140,6 @@ def map(fn, items):
         return [fn(item) for item in items]
     global _pool, _pool_threads
     if _pool is None or _pool_threads != get_threads():
-        from concurrent.futures import ThreadPoolExecutor
         if _pool is not None:
             _pool.shutdown(wait=True)
         _pool_threads = get_threads()

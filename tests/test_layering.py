@@ -195,6 +195,37 @@ def test_the_private_attribute_check_finds_what_it_should(tmp_path):
     assert private_attribute_uses("nn.probe", source) == []          # within its own package it may
 
 
+# Imports belong at the top of a module; inside a function only the optional or heavy packages that a
+# command should not load for --help or on a machine without them, and these explained exceptions.
+LAZY_PACKAGES = {"matplotlib", "PIL", "scipy", "cupy", "cupyx", "torch", "ctypes"}
+LAZY_EXCEPTIONS = {
+    ("common.cli", "nn.parallel"): "common must not depend on nn at import (svhn and procedural use common)",
+    ("common.cli", "nn.backend"): "common must not depend on nn at import (svhn and procedural use common)",
+    ("procedural.fonts", "pymupdf_fonts"): "an optional font package, loaded only when its fonts are drawn",
+    ("bench.bench_winograd", "numpy"): "--blas-threads sets the BLAS thread variables before NumPy loads",
+    ("bench.bench_winograd", "nn.backend"): "loads NumPy; after --blas-threads is in force",
+    ("bench.bench_winograd", "nn.layers"): "loads NumPy; after --blas-threads is in force",
+    ("bench.bench_winograd", "nn.layers.winograd_fast"): "loads NumPy; after --blas-threads is in force",
+    ("bench.bench_winograd", "common.cli"): "imported with nn, after the script puts the project on sys.path",
+}
+
+
+def imports_inside_functions(name, path):
+    """[(line, module)] of the imports inside functions of the file (resolved as in `imports`)."""
+    inner = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            inner |= {n.lineno for n in ast.walk(node) if isinstance(n, (ast.Import, ast.ImportFrom))}
+    return [(line, target) for line, target, _ in imports(name, path) if line in inner]
+
+
+def test_imports_inside_functions_are_only_the_lazy_optional_ones():
+    bad = [f"{m}:{line} imports {target} inside a function; move it to the top of the module"
+           for m, path in MODULES.items() for line, target in imports_inside_functions(m, path)
+           if package(target) not in LAZY_PACKAGES and (m, target) not in LAZY_EXCEPTIONS]
+    assert not bad, "\n".join(bad)
+
+
 @pytest.mark.parametrize("graph, cycle", [({"a": {"b"}, "b": {"c"}, "c": {"a"}}, True),
                                           ({"a": {"b", "c"}, "b": {"c"}, "c": set()}, False)])
 def test_the_cycle_finder_finds_cycles(graph, cycle):
