@@ -129,10 +129,9 @@ def main(argv=None):
         return 0
     if args.backend is not None:
         backend_name(args.backend)
-    out = check_output_path(args.out, "file", "--out")
-    preview = check_output_path(args.preview, "file", "--preview") if args.preview else None
-    if preview is not None and preview.resolve() == out.resolve():
-        raise ValueError(f"--preview {args.preview} is the same file as --out; give the preview its own name")
+    check_output_path(args.out, "file", "--out", suffix=".npz")
+    if args.preview:                     # a .png name, so never the same file as --out
+        check_output_path(args.preview, "file", "--preview", suffix=".png")
     with warnings.catch_warnings():      # every font is found before any work (generate warns of missing ones)
         warnings.simplefilter("ignore")
         resolve_fonts(settings.fonts, settings.families)
