@@ -23,6 +23,7 @@ def _synchronize_all():
         sys.modules["torch"].cuda.synchronize()
 
 
+TORCH_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"   # the CPU build
 CLOCK = time.perf_counter     # --cpu-time switches to time.process_time
 
 
@@ -254,7 +255,7 @@ def main(argv=None):
                 print(f"{r:<52}{str(shape):<22}{f:>8.2f}{b:>8.2f}")
         use_torch = args.vs_torch
         if args.vs_torch and not torch_available():
-            print("PyTorch is not installed: pip install torch==2.13.0 (CPU build) to compare")
+            print(f"PyTorch is not installed: {TORCH_INSTALL} to compare")
             use_torch = False
         device = "cpu"
         if use_torch:
@@ -285,7 +286,7 @@ def threads_main(args, thread_counts):
     backend.set_backend("numpy")
     use_torch = torch_available()
     print(f"== thread sweep {thread_counts} (numpy backend; this process may use {parallel.available_cores()} cores)"
-          + ("" if use_torch else "; PyTorch is not installed, nn only"))
+          + ("" if use_torch else f"; PyTorch is not installed ({TORCH_INSTALL}), nn only"))
     nets_ = [("reference ConvNet train step", lambda: convnet_step_fn(128, args.conv_method)[0],
               torch_convnet_step_fn if use_torch else None, 128),
              ("DCGAN G+D iteration", lambda: dcgan_step_fn(64, args.conv_method),
