@@ -11,12 +11,10 @@ import time
 
 import numpy as np
 
-from nn import backend, losses, optim, parallel
-from common.cli import ArgumentParser, backend_name, run_cli, tf32_setting, whole
-from common.files import check_output_path
-from bench import nets
-from bench import e2e
-from common.files import atomic_write_json
+from nn import Sequential, backend, losses, optim, parallel
+from common.cli import ArgumentParser, check_backend_list, run_cli, tf32_setting, whole
+from common.files import atomic_write_json, check_output_path
+from bench import counts, e2e, nets, threads
 
 
 def _synchronize_all():
@@ -25,6 +23,7 @@ def _synchronize_all():
         sys.modules["torch"].cuda.synchronize()
 
 
+TORCH_INSTALL = "pip install torch --index-url https://download.pytorch.org/whl/cpu"   # the CPU build
 CLOCK = time.perf_counter     # --cpu-time switches to time.process_time
 
 
@@ -90,7 +89,6 @@ def layer_times(model, x, repeats):
     """Forward and backward time of each layer of `model` for input x (training mode), each run as the
     train step runs it: as a one-layer Sequential (on NumPy: in chunks of the batch, on nn's threads; the
     times include joining the chunks' outputs, a copy the whole step makes only once)."""
-    from nn import Sequential
     rows = []
     for layer in model.layers:
         one = Sequential(layer)
@@ -218,19 +216,23 @@ def main(argv=None):
     p.add_argument("--seed", type=whole(0), default=0, help="(benchmarks use fixed seeds; accepted for uniformity)")
     p.add_argument("--e2e", action="store_true",
                    help="instead, time each stage of run_all.py (smoke-sized) on the --backend(s) and write a table "
-                        "and a bar chart; more options: python -m bench.e2e --help")
+                        "and a bar chart (--tf32, --threads N, --json and --seed are passed on); more options: "
+                        "python -m bench.e2e --help")
     args = p.parse_args(argv)
-    names = [backend_name(b.strip()) for b in args.backend.split(",")] if args.backend is not None \
-        else [backend_name()]
+    names, _ = check_backend_list(argparse.Namespace(backend=args.backend, tf32=args.tf32))
     args.backend = ",".join(names)
     tf32 = tf32_setting(args.tf32)
+    if args.e2e:                         # bench.e2e checks the rest (--threads: one count there)
+        return e2e.main(["--backend", args.backend, "--seed", str(args.seed)]
+                        + (["--json", args.json] if args.json else []) + (["--tf32"] if args.tf32 else [])
+                        + (["--threads", args.threads] if args.threads is not None else []))
+    sweep = threads.parse_thread_list(args.threads) if args.threads is not None else None
     if args.json:
         check_output_path(args.json, "file", "--json")
     backend.reuse_freed_memory()         # the allocator tweak the applications opt into
     backend.set_tf32(tf32)               # before CuPy's first matrix product
-    if not args.e2e:
-        for name in names:               # a missing CuPy or GPU is found before any timing
-            backend.set_backend(name)
+    for name in names:                   # a missing CuPy or GPU is found before any timing
+        backend.set_backend(name)
     global CLOCK
     if args.cpu_time:
         CLOCK = time.process_time
@@ -239,12 +241,9 @@ def main(argv=None):
         torch.set_num_threads(args.torch_threads or parallel.get_threads())
         set_torch_tf32(torch, tf32)
     if args.count:
-        from bench import counts
         return counts.main(names, args.json)
-    if args.threads:
-        return threads_main(args)
-    if args.e2e:
-        return e2e.main(["--backend", args.backend, "--seed", str(args.seed)] + (["--json", args.json] if args.json else []))
+    if sweep is not None:
+        return threads_main(args, sweep)
     results = []
     for name in args.backend.split(","):
         backend.set_backend(name)
@@ -256,7 +255,7 @@ def main(argv=None):
                 print(f"{r:<52}{str(shape):<22}{f:>8.2f}{b:>8.2f}")
         use_torch = args.vs_torch
         if args.vs_torch and not torch_available():
-            print("PyTorch is not installed: pip install torch==2.13.0 (CPU build) to compare")
+            print(f"PyTorch is not installed: {TORCH_INSTALL} to compare")
             use_torch = False
         device = "cpu"
         if use_torch:
@@ -282,23 +281,20 @@ def main(argv=None):
     return 0
 
 
-def threads_main(args):
+def threads_main(args, thread_counts):
     """--threads LIST: both nets on 1, 2, ... threads, nn beside PyTorch (see bench/threads.py)."""
-    from bench import threads
-    counts = threads.parse_thread_list(args.threads)
     backend.set_backend("numpy")
     use_torch = torch_available()
-    print(f"== thread sweep {counts} (numpy backend; this process may use {parallel.available_cores()} cores)"
-          + ("" if use_torch else "; PyTorch is not installed, nn only"))
+    print(f"== thread sweep {thread_counts} (numpy backend; this process may use {parallel.available_cores()} cores)"
+          + ("" if use_torch else f"; PyTorch is not installed ({TORCH_INSTALL}), nn only"))
     nets_ = [("reference ConvNet train step", lambda: convnet_step_fn(128, args.conv_method)[0],
               torch_convnet_step_fn if use_torch else None, 128),
              ("DCGAN G+D iteration", lambda: dcgan_step_fn(64, args.conv_method),
               torch_dcgan_step_fn if use_torch else None, 64)]
     nets_ = [(n, ours, (lambda f=theirs, b=b: f(b)) if theirs else None, b) for n, ours, theirs, b in nets_]
-    rows = threads.sweep(counts, nets_, args.repeats, args.rounds, compare,
+    rows = threads.sweep(thread_counts, nets_, args.repeats, args.rounds, compare,
                          torch_threads=not args.torch_threads)
     if args.json:
-        from common.files import atomic_write_json
         atomic_write_json(args.json, rows)
     return 0
 

@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))       # run as a script too
+
+from common.cli import ArgumentParser, number, run_cli, whole   # noqa: E402
 
 
 def main(argv=None):
-    from common.cli import ArgumentParser, number, whole
     p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=whole(1), default=20000, help="images to make (default %(default)s)")
     p.add_argument("--workers", type=whole(1), default=None, help="passed to the command (default: its own default)")
@@ -53,6 +55,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # run as a script too
-    from common.cli import run_cli
     run_cli(main)

@@ -44,6 +44,7 @@ def main(argv=None):
             os.environ[var] = str(args.blas_threads)
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+    # imported here, not at the top: --blas-threads must set the variables above before NumPy loads
     import numpy as np
     from nn import backend, layers
     from nn.layers import winograd_fast as winograd

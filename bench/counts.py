@@ -9,18 +9,22 @@ read their metrics every LOG_EVERY steps, outside the step). Kernel launches per
 counted from inside CuPy; where `nsys` is installed, bench/device_check.sh counts them with it, here
 they are printed as n/a.
 """
+import copy
+
 import numpy as np
 
-from nn import backend
+from nn import backend, losses, optim
+from nn.optim import ema_decay, ema_update
+from common.files import atomic_write_json
+from svhn.imageset import to_float
+from gan.dcgan.nets import Z_DIM
+from gan.dcgan.train import Config, build_gan
+from classify.model import build_model
+from classify.train import TrainConfig, batches, train_step
 
 
 def convnet_step(batch=64, seed=0):
     """A function doing one ConvNet train step of classify's recipe on random images (set up, warmed up)."""
-    from classify.train import TrainConfig, batches, train_step
-    from classify.model import build_model
-    from nn import losses, optim
-    from nn.optim import ema_decay, ema_update
-    import copy
     cfg = TrainConfig(seed=seed)
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (4 * batch, 32, 32, 3), dtype=np.uint8)
@@ -47,9 +51,6 @@ def convnet_step(batch=64, seed=0):
 
 def dcgan_step(batch=64, seed=0):
     """A function doing one DCGAN iteration as train_digit runs it (default settings, random 'real' images)."""
-    from gan.dcgan.nets import Z_DIM
-    from gan.dcgan.train import Config, build_gan
-    from svhn.imageset import to_float
     rng = np.random.default_rng(seed)
     real = backend.asarray(to_float(rng.integers(0, 256, (200, 32, 32, 3), dtype=np.uint8)))
     gan = build_gan(Config(batch_size=batch, seed=seed), 0)
@@ -81,6 +82,5 @@ def main(names, json_path=None):
                          "host_reads_per_step": reads, "kernel_launches_per_step": None})
             print(f"{name:<6} {net:<42} host reads/step {reads:g}   kernel launches/step n/a   [{backend.precision()}]")
     if json_path:
-        from common.files import atomic_write_json
         atomic_write_json(json_path, rows)
     return 0

@@ -1,6 +1,7 @@
 """Time every stage of the whole experiment (run_all.py) on each backend, CPU beside GPU.
 
-    python -m bench.e2e                                 # smoke-sized, NumPy (and CuPy where there is a GPU)
+    python -m bench.e2e                                 # smoke-sized, on $NN_BACKEND or NumPy
+    python -m bench.e2e --backend numpy,cupy            # NumPy beside CuPy (where there is a GPU)
     python -m bench.e2e --scale 5 --backend numpy,cupy  # every count and iteration number of smoke x 5
     python -m bench.e2e --preset quick --data-dir DIR       # DIR: a folder with SVHN's .mat files
     python -m bench --e2e                               # the same, from the main benchmark
@@ -13,6 +14,7 @@ GANs see digits): costs do not depend on what the pixels show. A backend that is
 chart) to --out.
 """
 import argparse
+import io
 import os
 import sys
 import tempfile
@@ -25,7 +27,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                              # noqa: E402
 from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text   # noqa: E402
-from common.cli import ArgumentParser, number, run_cli, whole   # noqa: E402
+from common.cli import (ArgumentParser, add_backend_options, check_backend_list, number, run_cli,  # noqa: E402
+                        tf32_setting, whole)
 from common.files import check_output_path   # noqa: E402
 from procedural import generate
 from experiment.pipeline import run_experiment
@@ -57,7 +60,7 @@ def backend_available(name):
     return (True, "") if ok else (False, "CuPy or a GPU is not available on this machine")
 
 
-def time_backend(name, settings, data_dir, workdir, seed, quiet):
+def time_backend(name, settings, data_dir, workdir, seed, quiet, threads=None, tf32=False):
     """Run the pipeline from scratch on one backend; {stage: seconds}, total seconds, notes."""
 
     def log(line):
@@ -66,7 +69,7 @@ def time_backend(name, settings, data_dir, workdir, seed, quiet):
 
     started = time.perf_counter()
     runner = run_experiment(settings, out=Path(workdir) / name, data_dir=str(data_dir), backend_name=name,
-                            seed=seed, preset="bench", progress=False, log=log)
+                            seed=seed, preset="bench", progress=False, log=log, threads=threads, tf32=tf32)
     total = time.perf_counter() - started
     stages = {stage: m["seconds"] for stage, m in runner.manifests.items()}
     stopped = {}                      # DCGANs that stopped early (diverged or stuck): their times are short
@@ -102,8 +105,6 @@ def markdown(result):
 
 
 def bar_chart(result, path):
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -132,8 +133,7 @@ def bar_chart(result, path):
 def main(argv=None):
     p = ArgumentParser(prog="python -m bench.e2e", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--backend", default="numpy,cupy",
-                   help="backends to time, comma-separated (default: numpy,cupy; an unavailable one is skipped)")
+    add_backend_options(p, backend_list=True)     # a comma list: an unavailable backend is skipped
     p.add_argument("--preset", choices=("smoke", "quick", "paper"), default="smoke",
                    help="the sizes to start from (default: smoke)")
     p.add_argument("--scale", type=number(0, None, True), default=1.0,
@@ -149,9 +149,8 @@ def main(argv=None):
     p.add_argument("--quiet", action="store_true", help="no per-stage lines while it runs")
     args = p.parse_args(argv)
     settings = apply_overrides(scaled(preset(args.preset), args.scale), args.set)
-    names = [b.strip() for b in args.backend.split(",") if b.strip()]
-    if not names or any(b not in ("numpy", "cupy") for b in names):
-        raise ValueError(f"--backend {args.backend}: choose numpy, cupy or numpy,cupy")
+    names, threads = check_backend_list(args)
+    tf32 = tf32_setting(args.tf32)
     if args.data_dir and not Path(args.data_dir).is_dir():
         raise ValueError(f"--data-dir {args.data_dir}: not a folder")
     check_output_path(args.out, "dir", "--out")
@@ -176,7 +175,8 @@ def main(argv=None):
                     result["backends"][name] = {"skipped": why}
                     continue
                 print(f"{name}: running preset {args.preset} x {args.scale}")
-                result["backends"][name] = time_backend(name, settings, data_dir, tmp, args.seed, args.quiet)
+                result["backends"][name] = time_backend(name, settings, data_dir, tmp, args.seed, args.quiet,
+                                                       threads, tf32)
         finally:
             if saved_cache is None:
                 os.environ.pop("SVHN_CACHE_DIR", None)

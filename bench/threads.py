@@ -26,7 +26,7 @@ def sweep(counts, nets, repeats, rounds, compare, torch_threads=True):
     """Time every (net, thread count); `nets` is [(name, make_ours, make_theirs or None, batch)] where the
     makers build a fresh step function. Returns the rows (dicts), also printed as a table."""
     rows = []
-    saved = parallel._threads
+    saved = parallel.threads_setting()
     try:
         for name, make_ours, make_theirs, batch in nets:
             base = {}

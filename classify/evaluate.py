@@ -6,6 +6,9 @@ most probable class is the true digit. `evaluate` averages the softmax probabili
 and of copies shifted by TTA_SHIFT pixels left, right, up and down (test-time augmentation, TTA);
 pass `tta=False` for the plain single-view number.
 """
+import io
+from pathlib import Path
+
 import numpy as np
 
 from nn import backend
@@ -99,8 +102,6 @@ def draw_confusion(ax, C, fontsize=7):
 
 def save_confusion_png(path, C, title="confusion matrix"):
     """Draw the confusion matrix C (rows = true digit, columns = predicted) as a PNG, counts in the cells."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -118,8 +119,6 @@ def save_confusion_png(path, C, title="confusion matrix"):
 def save_misclassified_png(path, x, y, pred, max_images=60, ncol=10):
     """A grid of (up to max_images) misclassified test images, in test-set order, each captioned
     'true>predicted'; returns how many are shown (no file when there is none)."""
-    import io
-
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -147,7 +146,6 @@ def save_misclassified_png(path, x, y, pred, max_images=60, ncol=10):
 
 def write_report(folder, x, y, predictions, result, test_name):
     """confusion.png and misclassified.png for one test, in `folder`."""
-    from pathlib import Path
     folder = Path(folder)
     save_confusion_png(folder / "confusion.png", result["confusion_matrix"],
                        title=f"{test_name}: accuracy {result['accuracy']:.4f} (n = {result['n']})")

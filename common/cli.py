@@ -102,12 +102,17 @@ def tf32_setting(given=False):
                      f"or 0 (strict FP32), or unset it")
 
 
-def add_backend_options(parser, threads=True):
+def add_backend_options(parser, threads=True, backend_list=False):
     """--backend (default: $NN_BACKEND or numpy) and, with `threads`, --threads (default: $NN_THREADS
     or every core). Both are checked by `apply_backend_options`, not by argparse, so a bad
-    environment variable never breaks --help."""
-    parser.add_argument("--backend", default=None, metavar="NAME",
-                        help="array library: numpy (CPU) or cupy (GPU) (default: $NN_BACKEND or numpy)")
+    environment variable never breaks --help. With `backend_list`, --backend takes a comma list
+    (see `check_backend_list`)."""
+    if backend_list:
+        parser.add_argument("--backend", default=None, metavar="LIST",
+                            help="numpy, cupy, or numpy,cupy (default: $NN_BACKEND or numpy)")
+    else:
+        parser.add_argument("--backend", default=None, metavar="NAME",
+                            help="array library: numpy (CPU) or cupy (GPU) (default: $NN_BACKEND or numpy)")
     if threads:
         parser.add_argument("--threads", default=None, metavar="N",
                             help="CPU threads for the NumPy backend (default: $NN_THREADS or every core)")
@@ -122,7 +127,8 @@ def check_backend_options(args):
     `nn`'s backend machinery; returns (backend name, thread count or None for the default)."""
     name = backend_name(getattr(args, "backend", None))
     tf32_setting(getattr(args, "tf32", False))
-    from nn.parallel import get_threads, parse_threads
+    from nn.parallel import get_threads, parse_threads   # here, not at the top: svhn and procedural use
+    #                                                       common without depending on nn (tests/test_layering.py)
     given = getattr(args, "threads", None)
     threads = None if given is None else parse_threads(given, source="--threads")
     if threads is None and name == "numpy":
@@ -130,11 +136,23 @@ def check_backend_options(args):
     return name, threads
 
 
+def check_backend_list(args):
+    """`check_backend_options` for a command whose --backend is a comma list (numpy,cupy); the default
+    is the rule's one backend ($NN_BACKEND or numpy). Returns (list of backend names, threads or None)."""
+    text = getattr(args, "backend", None)
+    names = [backend_name(b.strip()) for b in text.split(",")] if text is not None else [backend_name()]
+    threads = None
+    for name in names:
+        _, threads = check_backend_options(argparse.Namespace(
+            backend=name, threads=getattr(args, "threads", None), tf32=getattr(args, "tf32", False)))
+    return names, threads
+
+
 def apply_backend_options(args):
     """Check the backend, thread and precision options (see `check_backend_options`) and put them
     in force; a missing CuPy or GPU is a one-line error. Returns the backend's name."""
     name, threads = check_backend_options(args)
-    from nn import backend, parallel
+    from nn import backend, parallel      # here, not at the top: see check_backend_options
     backend.reuse_freed_memory()           # the process-wide allocator tweak nn leaves to applications
     backend.set_tf32(tf32_setting(getattr(args, "tf32", False)))    # before CuPy's first matrix product
     backend.set_backend(name)

@@ -16,8 +16,13 @@ class OutputPathError(ValueError):
     """An output path cannot be written; the one-line message names the user's path and why."""
 
 
-def check_output_path(path, kind="file", option=None):
+SUFFIX_MEANING = {".npz": "an image set", ".png": "a PNG image"}
+
+
+def check_output_path(path, kind="file", option=None, suffix=None):
     """Check, without writing anything, that `path` can be written as a `kind` ("file" or "dir").
+    With `suffix` (such as ".npz" or ".png"), a file's name must end in it, so that what is written
+    can be read back by name (the image set readers take only .npz names).
 
     The path itself may be missing, and so may folders above it (they are created when the output
     is written), but the nearest existing folder above it must be a folder we may write into, no
@@ -41,6 +46,10 @@ def check_output_path(path, kind="file", option=None):
             fail("is a folder, not a file name")
         if path.exists() and not path.is_file():
             fail("exists and is not a regular file")
+        if suffix and path.suffix != suffix:
+            what = SUFFIX_MEANING.get(suffix, f"a {suffix} file")
+            raise OutputPathError(f"{shown}: {what} is written here, so the name must end in {suffix}; "
+                                  f"give e.g. {path.with_suffix(suffix)}")
     elif path.exists() and not path.is_dir():
         fail("exists and is not a folder")
     folder = path.parent if kind == "file" else path

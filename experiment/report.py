@@ -13,7 +13,9 @@ import json
 import os
 import platform
 import shutil
+import subprocess
 import time
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +110,6 @@ def label_fidelity(ctx):
 
 def versions(backend_name):
     """Versions of Python and the packages the run used (CuPy's only where it is installed)."""
-    from importlib import metadata
     v = {"python": platform.python_version()}
     for pkg in ("numpy", "scipy", "matplotlib", "pillow", "tqdm", "cupy-cuda12x", "cupy-cuda13x", "cupy"):
         try:
@@ -116,7 +117,6 @@ def versions(backend_name):
         except metadata.PackageNotFoundError:
             pass
     try:
-        import subprocess
         root = Path(__file__).resolve().parents[1]
         v["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
                                          text=True, timeout=10).stdout.strip() or None

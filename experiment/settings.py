@@ -8,7 +8,9 @@ A field is one of: a whole number, a number, a word, a whole number or `all` (No
 available), a yes/no flag, or a comma-separated list. `Settings.check()` raises a ValueError with
 one line naming the field when a value makes no sense.
 """
+import ast
 import dataclasses
+import inspect
 import math
 from dataclasses import dataclass, fields
 
@@ -129,8 +131,6 @@ class Settings:
     @classmethod
     def field_docs(cls):
         """{field: its documentation}, read from the attribute docstrings in this file."""
-        import ast
-        import inspect
         body = ast.parse(inspect.getsource(cls)).body[0].body
         return {a.target.id: " ".join(b.value.value.split()) for a, b in zip(body, body[1:])
                 if isinstance(a, ast.AnnAssign) and isinstance(b, ast.Expr)

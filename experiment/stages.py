@@ -19,16 +19,22 @@ of it are skipped when a rerun makes the same outputs; otherwise the id is new o
 everything downstream is redone.
 """
 import hashlib
+import multiprocessing as mp
+import signal
+import threading
 import json
 import os
 import shutil
 import time
 import uuid
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+from tqdm import tqdm
+from tqdm.auto import tqdm as auto_tqdm
 
 from common.files import atomic_write_json
 
@@ -132,10 +138,6 @@ def _worker_ignores_ctrl_c():
     process handles it, stops the workers and reports once. Their progress bars get a plain thread
     lock instead of tqdm's default inter-process one, whose semaphore a stopped worker could not
     release (Python then warns of "leaked semaphore objects" at exit)."""
-    import signal
-    import threading
-
-    from tqdm import tqdm
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     tqdm.set_lock(threading.RLock())
 
@@ -250,13 +252,10 @@ class Runner:
             for i, stage in enumerate(stages, first_index):
                 self.run(stage, i, total)
             return
-        import multiprocessing as mp
-        from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-        from tqdm.auto import tqdm
         index = {stage.name: i for i, stage in enumerate(stages, first_index)}
         pending, running = list(stages), {}
         # the workers show no bars of their own (they would interleave): one bar counts finished stages
-        bar = tqdm(total=len(stages), desc=f"stages ({jobs} at a time)", unit="stage", disable=not self.progress)
+        bar = auto_tqdm(total=len(stages), desc=f"stages ({jobs} at a time)", unit="stage", disable=not self.progress)
         log, self.log = self.log, (lambda line: bar.write(line) if self.progress else log(line))
         saved = {k: os.environ.get(k) for k in _THREAD_VARIABLES}
         _limit_threads()                         # inherited by the spawned workers

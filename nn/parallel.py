@@ -2,6 +2,7 @@
 
     from nn import parallel
     parallel.set_threads(4)      # or NN_THREADS=4, or --threads 4 on any command
+    parallel.threads_setting()   # what set_threads was given (None: the default)
     parallel.get_threads()       # what is in force: set_threads, else NN_THREADS, else every core we may use
 
 This module is the one place for the speed machinery that runs NumPy work on several cores; the layers
@@ -15,6 +16,7 @@ a student reads never deal with threads. The CuPy backend ignores it.
 import math
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 _threads = None   # set by set_threads(); None means: NN_THREADS, else all cores
 
@@ -42,9 +44,17 @@ def parse_threads(value, source="--threads"):
 
 
 def set_threads(n):
-    """Use `n` threads from now on (None: back to NN_THREADS, else all cores)."""
+    """Use `n` threads from now on (None: back to NN_THREADS, else all cores). Returns the previous
+    setting (a count, or None), so a caller can put it back with set_threads(previous)."""
     global _threads
+    previous = _threads
     _threads = None if n is None else parse_threads(n)
+    return previous
+
+
+def threads_setting():
+    """What set_threads() was last given (a count, or None: NN_THREADS, else all cores)."""
+    return _threads
 
 
 def get_threads():
@@ -130,7 +140,6 @@ def map(fn, items):
         return [fn(item) for item in items]
     global _pool, _pool_threads
     if _pool is None or _pool_threads != get_threads():
-        from concurrent.futures import ThreadPoolExecutor
         if _pool is not None:
             _pool.shutdown(wait=True)
         _pool_threads = get_threads()

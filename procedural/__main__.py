@@ -7,6 +7,9 @@ import argparse
 import dataclasses
 import sys
 import time
+import warnings
+
+from tqdm import tqdm
 
 from common.cli import ArgumentParser, backend_name, run_cli, whole
 from common.files import check_output_path
@@ -126,17 +129,17 @@ def main(argv=None):
         return 0
     if args.backend is not None:
         backend_name(args.backend)
-    out = check_output_path(args.out, "file", "--out")
-    preview = check_output_path(args.preview, "file", "--preview") if args.preview else None
-    if preview is not None and preview.resolve() == out.resolve():
-        raise ValueError(f"--preview {args.preview} is the same file as --out; give the preview its own name")
-
+    check_output_path(args.out, "file", "--out", suffix=".npz")
+    if args.preview:                     # a .png name, so never the same file as --out
+        check_output_path(args.preview, "file", "--preview", suffix=".png")
+    with warnings.catch_warnings():      # every font is found before any work (generate warns of missing ones)
+        warnings.simplefilter("ignore")
+        resolve_fonts(settings.fonts, settings.families)
 
     start = time.time()
     if args.quiet:
         x, y = generate(args.n, seed=args.seed, settings=settings, workers=args.workers)
     else:
-        from tqdm import tqdm
         with tqdm(total=args.n, unit="img", desc="procedural", file=sys.stderr) as bar:
             x, y = generate(args.n, seed=args.seed, settings=settings, workers=args.workers,
                             progress=bar.update)

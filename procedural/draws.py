@@ -8,6 +8,7 @@ many worker processes. A setting maps a uniform number onto its range (`lo + (hi
 so changing one setting never shifts the random numbers of another.
 """
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
 
@@ -74,7 +75,6 @@ def label_rng(seed):
 def _normal_table():
     """256 standard-normal quantiles (at (k + 0.5) / 256), rescaled to unit variance: a random
     byte looked up here is a (256-level) standard-normal number, ~15x cheaper to draw."""
-    from statistics import NormalDist
     q = np.array([NormalDist().inv_cdf((k + 0.5) / 256) for k in range(256)], np.float32)
     return q / q.std()
 

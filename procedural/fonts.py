@@ -21,11 +21,14 @@ fixed scales (`LEVELS`) as needed, and cached; the renderer scales them the rest
 so no font object per size is needed.
 """
 import functools
+import hashlib
 import importlib.util
 import io
+import json
 import os
 import warnings
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -108,7 +111,7 @@ class FontRef:
 
 @functools.lru_cache(maxsize=None)
 def _pymupdf_bytes(key):
-    import pymupdf_fonts
+    import pymupdf_fonts      # here: an optional package, loaded only when its fonts are drawn
     return pymupdf_fonts.fontbuffers[key]()
 
 
@@ -345,10 +348,6 @@ def _cache_file(refs):
     """Where the glyphs of `refs` are cached: the name holds a hash of everything they depend
     on (each font file's absolute path, size and modification time, or its package's version;
     Pillow's version, whose FreeType draws them; the pyramid's sizes)."""
-    import hashlib
-    import json
-    from importlib import metadata
-
     import PIL
     parts = [GLYPH_CACHE_VERSION, PIL.__version__, GLYPH_PX, LEVELS, STROKES]
     for r in refs:

@@ -17,6 +17,8 @@ Conventions:
 `dataclasses.replace(settings, field=value)`. `validate()` (called by `generate`) raises a
 `ValueError` with one line naming the field when a value makes no sense.
 """
+import ast
+import inspect
 from dataclasses import dataclass, fields
 
 
@@ -206,8 +208,6 @@ class ProceduralSettings:
     @classmethod
     def field_docs(cls):
         """{field name: its documentation} read from this file's attribute docstrings."""
-        import ast
-        import inspect
         tree = ast.parse(inspect.getsource(cls))
         body = tree.body[0].body
         docs = {}

@@ -90,7 +90,7 @@ def cmd_verify(args):
 def cmd_preview(args):
     """Save the first --n images of a split as a 10-wide grid."""
     data.split_file(args.split)
-    check_output_path(args.out, "file", "--out")
+    check_output_path(args.out, "file", "--out", suffix=".png")
     x, _ = data.load(args.split, args.data_dir)
     shown = x[:args.n]
     save_grid_png(args.out, shown, nrow=10, title=f"SVHN {args.split}: first {len(shown)} of {len(x)}")
@@ -101,7 +101,7 @@ def cmd_preview(args):
 def cmd_export(args):
     """Concatenate the splits into one image set file."""
     splits = data.parse_splits(args.splits)
-    check_output_path(args.out, "file", "--out")
+    check_output_path(args.out, "file", "--out", suffix=".npz")
     pairs = [data.load(split, args.data_dir) for split in splits]
     x = np.concatenate([p[0] for p in pairs])
     y = np.concatenate([p[1] for p in pairs])

@@ -16,6 +16,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from tqdm import tqdm
+
 URL_BASE = "http://ufldl.stanford.edu/housenumbers/"
 TIMEOUT_S = 30
 CHUNK = 1 << 20
@@ -146,7 +148,6 @@ def _reason(exc):
 
 def _stream(url, out, filename, timeout, progress):
     """Copy `url` into the open file `out` with a progress bar; return the md5 hex digest."""
-    from tqdm import tqdm
 
     digest = hashlib.md5()
     with urllib.request.urlopen(url, timeout=timeout) as response:

@@ -95,6 +95,8 @@ CASES = [
     ("svhn export --data-dir svhn --out afile/x.npz", NOT_A_FOLDER),
     ("svhn export --data-dir svhn --out svhn", "is a folder"),
     ("svhn nosuchcommand", "invalid choice"),
+    ("svhn export --data-dir svhn --out x.txt", "must end in .npz"),
+    ("svhn preview --data-dir svhn --out p.jpg", "must end in .png"),
     # ---- procedural
     ("procedural --n 0 --out x.npz", "--n"),
     ("procedural --n many --out x.npz", "--n"),
@@ -103,10 +105,15 @@ CASES = [
     ("procedural --n 10 --out afile/x.npz", NOT_A_FOLDER),
     ("procedural --n 10 --out svhn", "is a folder"),
     ("procedural --n 10 --out x.npz --preview afile/p.png", NOT_A_FOLDER),
-    ("procedural --n 10 --out x.npz --preview x.npz", "same file"),
+    ("procedural --n 10 --out x.npz --preview x.npz", "must end in .png"),
     ("procedural --n 10 --out x.npz --set nosuch=1", "unknown setting"),
     ("procedural --n 10 --out x.npz --set rotation_deg=lots", "not a number"),
     ("procedural --n 10 --out x.npz --backend tpu", "not a backend"),
+    ("procedural --n 10 --out p.txt", "must end in .npz"),
+    ("procedural --n 10 --out p", "must end in .npz"),
+    ("procedural --n 10 --out x.npz --preview p.jpg", "must end in .png"),
+    ("procedural --n 10 --fonts-dir nope --out x.npz", "fonts folder nope"),      # before the progress bar
+    ("procedural --n 10 --fonts-dir svhn --out x.npz", "no usable"),
     # ---- classify
     ("classify train --train real --data-dir svhn --out o --lr -1", "--lr"),
     ("classify train --train real --data-dir svhn --out o --lr nan", "--lr"),
@@ -144,6 +151,8 @@ CASES = [
     ("gan sample --run nope --out afile/x.npz", NOT_A_FOLDER),
     ("gan sample --run nope --out x.npz --per-digit 0", "--per-digit"),
     ("gan sample --run nope --out x.npz --grid afile/g.png", NOT_A_FOLDER),
+    ("gan sample --run dcgan_run --out x.txt", "must end in .npz"),
+    ("gan sample --run dcgan_run --out x.npz --grid g.pdf", "must end in .png"),
     ("classify fidelity --run nope", "not a DCGAN run folder"),
     ("classify fidelity --run nope --classifier-steps 0", "--classifier-steps"),
     ("classify fidelity --run dcgan_run --classifier random.npz", "not a readable .npz model file"),
@@ -162,6 +171,7 @@ CASES = [
     ("gan.simgan refine --run nope --input good.npz --out x.npz", "not a SimGAN run folder"),
     ("gan.simgan refine --run nope --input good.npz --out afile/x.npz", NOT_A_FOLDER),
     ("gan.simgan refine --run nope --input good.npz --out x.npz --batch-size 0", "--batch-size"),
+    ("gan.simgan refine --run nope --input good.npz --out x.txt", "must end in .npz"),
     ("classify compare-simgan --run nope --procedural good.npz --data-dir svhn", "not a SimGAN run folder"),
     ("classify compare-simgan --run nope --procedural good.npz --data-dir svhn --repeats 0", "--repeats"),
     ("classify compare-simgan --run nope --procedural good.npz --data-dir svhn --sets raw", "--sets"),
@@ -175,6 +185,9 @@ CASES = [
     ("bench --backend tpu", "not a backend"),
     ("bench --backend numpy,", "not a backend"),
     ("bench --conv-method fast", "--conv-method"),
+    ("bench --e2e --threads 1,2", "--threads"),
+    ("bench.e2e --threads 0", "--threads"),
+    ("bench.e2e --backend numpy,tpu", "not a backend"),
     # ---- run_all.py
     ("run_all.py --preset smoke --data-dir svhn --out out --set simgan_width=2", "simgan_width"),
     ("run_all.py --preset smoke --data-dir svhn --out out --redo nosuchstage", "--redo nosuchstage"),
@@ -204,6 +217,9 @@ ENV_CASES = [   # (NN_BACKEND / NN_THREADS, command, keyword)
     ({"NN_BACKEND": "nonsense"}, "gan train --out r --data-dir svhn", "NN_BACKEND"),
     ({"NN_BACKEND": "nonsense"}, "gan.simgan refine --run nope --input good.npz --out x.npz", "NN_BACKEND"),
     ({"NN_BACKEND": "nonsense"}, "bench", "NN_BACKEND"),
+    ({"NN_BACKEND": "nonsense"}, "bench.e2e", "NN_BACKEND"),
+    ({"NN_BACKEND": "nonsense"}, "bench --e2e", "NN_BACKEND"),
+    ({"NN_TF32": "maybe"}, "bench.e2e", "NN_TF32"),
     ({"NN_BACKEND": "nonsense"}, "run_all.py --preset smoke --data-dir svhn --out out", "NN_BACKEND"),
     ({"NN_THREADS": "0"}, "classify train --train real --data-dir svhn --out o", "NN_THREADS"),
     ({"NN_THREADS": "lots"}, "run_all.py --preset smoke --data-dir svhn --out out", "NN_THREADS"),
@@ -232,6 +248,12 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(work, line, keyword):
 @pytest.mark.parametrize("variables, line, keyword", ENV_CASES, ids=[f"{v}-{c}" for v, c, _ in ENV_CASES])
 def test_bad_environment_variable_is_one_line_when_it_is_needed(work, variables, line, keyword):
     check_failure(work, line.split(), keyword, environment(work, **variables))
+
+
+@pytest.mark.parametrize("args", [["bench", "--threads", ""], ["bench", "--threads", " , "],
+                                  ["bench.e2e", "--threads", ""]])
+def test_an_empty_option_value_is_an_error_too(work, args):
+    check_failure(work, args, "--threads")
 
 
 def test_there_are_at_least_40_cases_over_every_command():
@@ -342,6 +364,16 @@ def test_check_output_path_names_the_users_path(tmp_path):
             check_output_path(path, kind, "--out")
         assert str(info.value).startswith("--out") and "\n" not in str(info.value)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]                 # checking wrote nothing
+
+
+def test_check_output_path_wants_the_suffix_a_reader_accepts(tmp_path):
+    from common.files import OutputPathError, check_output_path
+    assert check_output_path(tmp_path / "x.npz", suffix=".npz") == tmp_path / "x.npz"
+    for name, suffix in (("x.txt", ".npz"), ("x", ".npz"), ("x.NPZ", ".npz"), ("x.npz", ".png"), ("p.jpg", ".png")):
+        with pytest.raises(OutputPathError, match=f"must end in {suffix}") as info:
+            check_output_path(tmp_path / name, "file", "--out", suffix=suffix)
+        assert str(info.value).startswith("--out") and "\n" not in str(info.value)
+    assert check_output_path(tmp_path / "d", "dir", "--out", suffix=".npz") == tmp_path / "d"   # folders: no suffix
 
 
 # ---------------------------------------------------------------------------------- downloads

@@ -2,6 +2,7 @@
 read of logged scalars, and the TF32 switch (option parsing and the precision the benchmark states)."""
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,3 +106,10 @@ def test_bench_tf32_flag_on_numpy_states_fp32(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("host reads/step 0 ") == 2 and proc.stdout.count("[fp32]") == 2
+
+
+def test_bench_advises_the_cpu_build_of_pytorch():
+    import bench.__main__ as bench_main
+    source = Path(bench_main.__file__).read_text()
+    assert bench_main.TORCH_INSTALL == "pip install torch --index-url https://download.pytorch.org/whl/cpu"
+    assert "torch==" not in source and source.count("TORCH_INSTALL") >= 3   # every advice uses it

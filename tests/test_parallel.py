@@ -252,3 +252,14 @@ def test_a_composite_layer_with_its_own_replica_runs_chunked_and_equals_the_whol
     np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
     for name in grads_ref:
         np.testing.assert_allclose(grads[name], grads_ref[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def test_set_threads_returns_the_previous_setting_and_threads_setting_reads_it():
+    from nn import parallel
+    saved = parallel.threads_setting()
+    try:
+        parallel.set_threads(None)
+        assert parallel.set_threads(1) is None and parallel.threads_setting() == 1
+        assert parallel.set_threads(None) == 1 and parallel.threads_setting() is None
+    finally:
+        parallel.set_threads(saved)

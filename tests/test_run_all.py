@@ -367,6 +367,31 @@ def test_e2e_benchmark_table_says_what_was_skipped():
     assert "| report | 2.00 | 0.50 | 4.0x |" in markdown(result)
 
 
+def test_bench_e2e_passes_tf32_and_threads_on(monkeypatch):
+    import bench.__main__ as bench_main
+    seen = []
+    monkeypatch.setattr(bench_main.e2e, "main", lambda argv: seen.append(argv) or 0)
+    monkeypatch.delenv("NN_BACKEND", raising=False)
+    assert bench_main.main(["--e2e", "--tf32", "--threads", "2", "--seed", "3"]) == 0
+    assert seen == [["--backend", "numpy", "--seed", "3", "--tf32", "--threads", "2"]]
+
+
+def test_e2e_backend_defaults_to_nn_backend_and_reaches_the_pipeline(tmp_path, monkeypatch):
+    from bench import e2e
+    calls = []
+    monkeypatch.setattr(e2e, "time_backend", lambda name, *a, **k: calls.append((name, a[-2:])) or
+                        {"stages": {"data": 1.0}, "total_s": 1.0, "dcgan_stopped": {}})
+    monkeypatch.setattr(e2e, "bar_chart", lambda result, path: None)
+    monkeypatch.setenv("NN_BACKEND", "numpy")
+    (tmp_path / "svhn").mkdir()
+    argv = ["--data-dir", str(tmp_path / "svhn"), "--out", str(tmp_path / "o"), "--quiet"]
+    assert e2e.main(argv + ["--threads", "1", "--tf32"]) == 0
+    assert calls == [("numpy", (1, True))]                   # one backend, not numpy,cupy; options passed on
+    monkeypatch.setenv("NN_BACKEND", "nonsense")
+    with pytest.raises(ValueError, match="NN_BACKEND"):
+        e2e.main(argv)
+
+
 @pytest.mark.slow
 def test_e2e_benchmark_runs_the_smoke_pipeline_and_writes_its_outputs(tmp_path, monkeypatch):
     from bench import e2e

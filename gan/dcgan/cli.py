@@ -119,9 +119,9 @@ def cmd_train(args):
 
 def cmd_sample(args):
     digits = parse_digits(args.digits) if args.digits else None
-    check_output_path(args.out, "file", "--out")
+    check_output_path(args.out, "file", "--out", suffix=".npz")
     if args.grid:
-        check_output_path(args.grid, "file", "--grid")
+        check_output_path(args.grid, "file", "--grid", suffix=".png")
     x, y = sample(args.run, args.per_digit, digits, seed=args.seed or 0, bn=args.bn, progress=not args.quiet,
                   log=lambda line: print(line, file=sys.stderr))
     save_image_set(args.out, x, y)

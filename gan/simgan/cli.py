@@ -128,7 +128,7 @@ def main(argv=None):
         real_x = load_real(args.real)
         train_simgan(real_x, proc_x, args.out, proc_y=proc_y, progress=not args.quiet, **settings)
     else:
-        check_output_path(args.out, "file", "--out")
+        check_output_path(args.out, "file", "--out", suffix=".npz")
         x, y = load_image_set(args.input)
         refined = refine(args.run, x, batch_size=args.batch_size, progress=not args.quiet)
         save_image_set(args.out, refined, y)
