@@ -96,6 +96,10 @@ class ProceduralSettings:
     gradient: float = 0.35
     """Largest strength of a linear illumination gradient across the crop (the image is
     multiplied by 1 + g * t, t going from -1 to 1 along a random direction)."""
+    shading: tuple = (0.0, 0.0)
+    """Strength of uneven illumination (patches of shade and light across the crop): the
+    image is multiplied by exp(strength * field), the field a 4x4 grid of normal numbers
+    smoothly upsampled to the crop (so it varies over a third to a half of the crop)."""
     texture: tuple = (0.0, 0.08)
     """Strength (intensity units) of the smooth random background texture: a coarse 5x5 and a
     finer 12x12 grid of normal numbers, upsampled to the crop and multiplied by this."""
@@ -190,6 +194,7 @@ class ProceduralSettings:
         check_range("border_width", 0.0, 0.5)
         check_range("shadow_offset", 0.0, 0.5)
         check_number("gradient", 0.0, 1.0)
+        check_range("shading", 0.0, 2.0)
         check_range("texture", 0.0, 1.0)
         check_range("brightness", 0.0, 4.0)
         check_number("colour_cast", 0.0, 1.0)
