@@ -237,3 +237,20 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.stderr.strip().startswith("error: ProceduralSettings.blur_sigma") and "Traceback" not in r.stderr
     r = run_cli("--n", "5", "--out", str(tmp_path / "x.npz"), "--set", "nonsense=1")
     assert r.returncode == 2 and "unknown setting" in r.stderr
+
+
+def test_procedural_stats_measures_what_it_says():
+    """bench/procedural_stats.py: blur lowers sharpness and high-frequency share, a dark bar over
+    rows 8..23 of a light crop reads as dark-on-light with an ink height of half the crop."""
+    from bench.procedural_stats import image_stats
+    rng = np.random.default_rng(0)
+    x = np.full((2, 32, 32, 3), 200, np.uint8)
+    x[:, 8:24, 13:19] = 30
+    x[1] = (x[1].astype(float) + rng.normal(0, 1, (32, 32, 3))).clip(0, 255).astype(np.uint8)
+    blurred = x.astype(float)
+    for axis in (1, 2):
+        blurred = (np.roll(blurred, 1, axis) + 2 * blurred + np.roll(blurred, -1, axis)) / 4
+    s, b = image_stats(x), image_stats(blurred.round().astype(np.uint8))
+    assert (s["lap/contrast"] > b["lap/contrast"]).all() and (s["hf share"] > b["hf share"]).all()
+    assert np.allclose(s["ink height"], 0.5) and (s["dark-on-light"] == 1).all()
+    assert np.allclose(s["contrast"], 170 / 255, atol=0.02) and (s["chroma"] < 0.01).all()
