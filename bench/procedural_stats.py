@@ -109,6 +109,13 @@ def main(argv=None):
     p.add_argument("--n", type=int, default=5000, help="use at most this many images of each set (default %(default)s)")
     p.add_argument("--metrics", nargs="*", default=[], help="classify metrics.json files to summarise")
     args = p.parse_args(argv)
+    for path in args.metrics:
+        try:
+            json.load(open(path))["confusion_matrix"]
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            print(f"procedural_stats: {path} is not a classify metrics.json ({e}); pass the file train wrote",
+                  file=sys.stderr)
+            return 2
     sets = []
     for path in args.sets:
         try:
