@@ -31,7 +31,7 @@ COLUMNS = (
     "dark_on_light", "plate_lum", "digit_lum", "plate_hue", "plate_chroma", "digit_hue",
     "digit_chroma", "wall_lum", "wall_hue", "wall_chroma", "shadow_lum",
     # lighting and texture
-    "gradient", "gradient_angle", "texture", "brightness", "cast_r", "cast_g", "cast_b", "haze",
+    "gradient", "gradient_angle", "shading", "texture", "brightness", "cast_r", "cast_g", "cast_b", "haze",
     # camera
     "blur_x", "blur_y", "downscale", "downscale_size", "noise", "jpeg", "jpeg_quality",
     # distractors
@@ -44,16 +44,20 @@ TEXTURE_COARSE = 5
 """Side of the coarse random grid that is smoothly upsampled into background texture."""
 TEXTURE_FINE = 12
 """Side of the finer random grid (stucco, grain)."""
+SHADING = 4
+"""Side of the random grid that is smoothly upsampled into uneven illumination."""
 
 
 @dataclass
 class Draws:
     """The random numbers of a batch of images: `u` (B, len(COLUMNS)) uniform in [0, 1),
-    standard-normal texture grids and per-pixel noise (B, 3, 32, 32). `draws["rotation"]` is a column."""
+    standard-normal texture grids, the illumination grid and per-pixel noise (B, 3, 32, 32).
+    `draws["rotation"]` is a column."""
     u: np.ndarray
     texture_coarse: np.ndarray
     texture_fine: np.ndarray
     noise: np.ndarray
+    shading: np.ndarray
 
     def __getitem__(self, name):
         return self.u[:, COLUMN[name]]
@@ -80,7 +84,7 @@ def _normal_table():
 
 
 NORMAL_TABLE = _normal_table()
-_N_NORMAL = TEXTURE_COARSE ** 2 + TEXTURE_FINE ** 2 + 3 * 32 * 32
+_N_NORMAL = TEXTURE_COARSE ** 2 + TEXTURE_FINE ** 2 + 3 * 32 * 32 + SHADING ** 2
 _N_WORDS = -(-_N_NORMAL // 8)
 
 
@@ -99,5 +103,7 @@ def draw(seed, indices):
     n_coarse, n_fine = TEXTURE_COARSE ** 2, TEXTURE_FINE ** 2
     coarse = normal[:, :n_coarse].reshape(b, TEXTURE_COARSE, TEXTURE_COARSE)
     fine = normal[:, n_coarse:n_coarse + n_fine].reshape(b, TEXTURE_FINE, TEXTURE_FINE)
-    noise = normal[:, n_coarse + n_fine:].reshape(b, 3, 32, 32)
-    return Draws(u, coarse, fine, noise)
+    n_noise = n_coarse + n_fine + 3 * 32 * 32
+    noise = normal[:, n_coarse + n_fine:n_noise].reshape(b, 3, 32, 32)
+    shading = normal[:, n_noise:].reshape(b, SHADING, SHADING)
+    return Draws(u, coarse, fine, noise, shading)

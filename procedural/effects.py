@@ -9,7 +9,7 @@ qualities), never over pixels.
 The order follows how a photo is made:
 1. scene: the background of step 1 (wall, plate, border, distractors) with texture, drop
    shadow, digits;
-2. light: gradient, exposure, white balance, haze;
+2. light: gradient, uneven shading, exposure, white balance, haze;
 3. optics and sensor: blur and resolution loss (one 32x32 matrix per image and axis),
    Gaussian noise, rounding to 8 bits;
 4. storage: JPEG compression.
@@ -179,7 +179,7 @@ def compose(d, text, background, palette, s):
 
 
 def light(img, d, s):
-    """Step 2: illumination gradient, exposure, white balance, haze (in place)."""
+    """Step 2: illumination gradient, uneven shading, exposure, white balance, haze (in place)."""
     f32 = np.float32
     t = np.linspace(-1, 1, 32)
     angle = 2 * np.pi * d["gradient_angle"]
@@ -187,6 +187,8 @@ def light(img, d, s):
             np.sin(angle)[:, None, None] * t[None, :, None]) / np.sqrt(2)
     gain = (1 + (s.gradient * d["gradient"])[:, None, None] * ramp) * \
         span(d["brightness"], s.brightness)[:, None, None]
+    up = resample_matrix(d.shading.shape[1], 32)
+    gain = gain * np.exp(span(d["shading"], s.shading)[:, None, None] * (up @ d.shading @ up.T))
     cast = 1 + s.colour_cast * (2 * np.stack([d["cast_r"], d["cast_g"], d["cast_b"]], axis=1) - 1)
     img *= gain.astype(f32)[:, None]
     img *= cast.astype(f32)[:, :, None, None]

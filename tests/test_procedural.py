@@ -89,6 +89,30 @@ def test_font_check_rejects_symbol_and_old_style_fonts():
     assert fonts.digits_usable(str(folder / "DejaVuSans.ttf"))
 
 
+def test_uneven_shading_is_reproducible_bounded_and_off_at_zero():
+    """shading = 0 leaves the images exactly as they are without it; a positive strength changes
+    them, the same way for the same seed, and keeps shape, dtype and the uint8 range; the
+    illumination field is smooth and multiplies by exp(strength * field) (positive gain)."""
+    labels = np.arange(40) % 10
+    off = dataclasses.replace(ProceduralSettings(), shading=(0.0, 0.0))
+    on = dataclasses.replace(ProceduralSettings(), shading=(0.3, 0.3))
+    x0, _ = generate(40, seed=5, settings=off, labels=labels, workers=1)
+    x1, _ = generate(40, seed=5, settings=on, labels=labels, workers=1)
+    x2, _ = generate(40, seed=5, settings=on, labels=labels, workers=1)
+    assert x1.shape == x0.shape and x1.dtype == np.uint8
+    assert np.array_equal(x1, x2)
+    assert not np.array_equal(x0, x1)
+    d = draws.draw(5, range(3))
+    assert d.shading.shape == (3, draws.SHADING, draws.SHADING)
+    img = np.full((3, 3, 32, 32), 0.5, np.float32)
+    plain = dataclasses.replace(off, gradient=0.0, brightness=(1, 1), colour_cast=0.0, haze=(0, 0))
+    lit = effects.light(img.copy(), d, dataclasses.replace(plain, shading=(0.3, 0.3)))
+    assert np.allclose(effects.light(img.copy(), d, plain), 0.5)
+    assert (lit > 0).all() and not np.allclose(lit, 0.5)
+    # smooth: neighbouring pixels differ far less than the field's overall spread
+    assert np.abs(np.diff(lit, axis=3)).max() < 0.25 * (lit.max() - lit.min())
+
+
 def test_each_digit_renders_visible_ink():
     """With distractors, plates and degradations off, the image of digit k holds ink."""
     plain = dataclasses.replace(ProceduralSettings(), neighbour_prob=0.0, distractors=(0, 0), plate_prob=0.0,
@@ -122,7 +146,7 @@ def test_user_font_folder(tmp_path, monkeypatch):
     ("digit_height", (0.9, 0.5)), ("digit_height", (0.5,)), ("rotation_deg", -1), ("shear", "x"),
     ("neighbour_prob", 1.5), ("stroke_probs", (0.5, 0.2, 0.2)), ("jpeg_quality", (10.5, 90)),
     ("distractors", (0, 99)), ("blur_sigma", (-1, 1)), ("fonts", ()), ("aspect", (0, 1)),
-    ("min_contrast", float("nan")),
+    ("min_contrast", float("nan")), ("shading", (0.5, 0.1)), ("shading", (0, 3)),
 ])
 def test_invalid_settings_raise_one_clear_line(field, value):
     s = dataclasses.replace(ProceduralSettings(), **{field: value})
@@ -213,3 +237,20 @@ def test_cli_errors_are_one_line(tmp_path):
     assert r.stderr.strip().startswith("error: ProceduralSettings.blur_sigma") and "Traceback" not in r.stderr
     r = run_cli("--n", "5", "--out", str(tmp_path / "x.npz"), "--set", "nonsense=1")
     assert r.returncode == 2 and "unknown setting" in r.stderr
+
+
+def test_procedural_stats_measures_what_it_says():
+    """bench/procedural_stats.py: blur lowers sharpness and high-frequency share, a dark bar over
+    rows 8..23 of a light crop reads as dark-on-light with an ink height of half the crop."""
+    from bench.procedural_stats import image_stats
+    rng = np.random.default_rng(0)
+    x = np.full((2, 32, 32, 3), 200, np.uint8)
+    x[:, 8:24, 13:19] = 30
+    x[1] = (x[1].astype(float) + rng.normal(0, 1, (32, 32, 3))).clip(0, 255).astype(np.uint8)
+    blurred = x.astype(float)
+    for axis in (1, 2):
+        blurred = (np.roll(blurred, 1, axis) + 2 * blurred + np.roll(blurred, -1, axis)) / 4
+    s, b = image_stats(x), image_stats(blurred.round().astype(np.uint8))
+    assert (s["lap/contrast"] > b["lap/contrast"]).all() and (s["hf share"] > b["hf share"]).all()
+    assert np.allclose(s["ink height"], 0.5) and (s["dark-on-light"] == 1).all()
+    assert np.allclose(s["contrast"], 170 / 255, atol=0.02) and (s["chroma"] < 0.01).all()
