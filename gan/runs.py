@@ -11,10 +11,13 @@ takes exactly the step it would have taken.
 import csv
 import io
 import json
+import time
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+
+from nn import backend
 
 from common.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, npz_problem
 
@@ -137,3 +140,31 @@ def save_figure(fig, path):
     fig.savefig(buf, format="png", dpi=90)
     pyplot().close(fig)
     atomic_write_bytes(path, buf.getvalue())
+
+
+class PendingRows:
+    """A trainer's per-iteration log rows, kept on the device and read in one copy every few iterations
+    (a training step never waits for the device). `read()` gives each new row `seconds` (the mean wall time
+    per iteration since the last read), appends it to `rows`, passes it to `check` in order (which raises
+    to stop a run, so the log ends at the first bad row) and shows the newest row's `shown` values on `bar`."""
+
+    def __init__(self, rows, check, bar, shown):
+        self.rows, self.check, self.bar, self.shown = rows, check, bar, shown
+        self.pending = backend.ScalarLog()
+        self.clock = time.perf_counter()
+
+    def __len__(self):
+        return len(self.pending)
+
+    def add(self, row):
+        self.pending.add(row)
+
+    def read(self):
+        new = self.pending.flush()
+        now = time.perf_counter()
+        for row in new:
+            self.rows.append({**row, "seconds": (now - self.clock) / len(new)})
+            self.check(self.rows[-1])
+        self.clock = now
+        if new:
+            self.bar.set_postfix({k: f"{new[-1][k]:.3f}" for k in self.shown if k in new[-1]}, refresh=False)

@@ -18,7 +18,6 @@ takes exactly the step it would have taken.
 import json
 import math
 import shutil
-import time
 from dataclasses import dataclass, fields
 from pathlib import Path
 
@@ -302,22 +301,8 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
 
     bar = _progress(total=config.iters, initial=min(gan.iteration, config.iters),
                     desc=f"digit {digit}", enabled=progress)
-    pending = backend.ScalarLog()          # the iterations' metrics, still on the device
-    clock = [time.perf_counter()]
-
-    def catch_up():
-        """Read the pending metrics in one copy, log and health-check them (the check raises
-        DivergedError with the log cut at the first bad row); each row's `seconds` is the mean
-        wall time per iteration since the last read."""
-        new = pending.flush()
-        now = time.perf_counter()
-        for row in new:
-            rows.append({**row, "seconds": (now - clock[0]) / len(new)})
-            check_health(rows[-1], rows, config.stuck_iters)
-        clock[0] = now
-        if new:
-            m = new[-1]
-            bar.set_postfix(D=f"{m['loss_D']:.3f}", G=f"{m['loss_G']:.3f}", acc=f"{m['acc_real']:.2f}/{m['acc_fake']:.2f}")
+    pending = runs.PendingRows(rows, lambda row: check_health(row, rows, config.stuck_iters), bar,
+                               ("loss_D", "loss_G", "acc_real", "acc_fake"))   # read every LOG_EVERY iterations
 
     try:
         while gan.iteration < config.iters:
@@ -327,14 +312,14 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
             pending.add({"iteration": gan.iteration, **metrics})
             figure = gan.iteration in FIGURE_ITERATIONS
             if figure or gan.iteration % config.checkpoint_every == 0 or len(pending) >= LOG_EVERY:
-                catch_up()                 # health-checked before anything is written
+                pending.read()             # health-checked before anything is written
             if figure:
                 save_samples(samples_path(run_dir, digit, gan.iteration), gan.sampler, fixed_z,
                              f"digit {digit}, iteration {gan.iteration}")
             if gan.iteration % config.checkpoint_every == 0:
                 checkpoint()
             bar.update(1)
-        catch_up()
+        pending.read()
     except DivergedError as exc:
         bar.close()
         write_log(log_path(run_dir, digit), rows)

@@ -292,22 +292,8 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     started = time.perf_counter()
     bar = tqdm(total=config.total, initial=min(iteration, config.total), desc="simgan", disable=not progress,
                dynamic_ncols=True)
-    pending = backend.ScalarLog()          # the iterations' log rows, their numbers still on the device
-    clock = [time.perf_counter()]
-
-    def catch_up():
-        """Read the pending rows in one copy, check them and log them; `seconds` is the mean wall
-        time per iteration since the last read."""
-        new = pending.flush()
-        now = time.perf_counter()
-        for row in new:
-            row["seconds"] = (now - clock[0]) / len(new)
-            rows.append(row)
-            _check_finite(row)
-        clock[0] = now
-        if new:
-            bar.set_postfix({k: f"{new[-1][k]:.3f}" for k in ("loss_reg", "loss_adv", "loss_D", "acc_real", "acc_refined")
-                             if k in new[-1]}, refresh=False)
+    pending = runs.PendingRows(rows, _check_finite, bar,
+                               ("loss_reg", "loss_adv", "loss_D", "acc_real", "acc_refined"))
 
     while iteration < config.total:
         phase = config.phase(iteration)
@@ -316,12 +302,12 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
         row.update(iteration=iteration)
         pending.add(row)
         if iteration % config.checkpoint_every == 0 or config.phase(iteration) != phase:
-            catch_up()
+            pending.read()
             checkpoint()
         elif len(pending) >= LOG_EVERY:
-            catch_up()
+            pending.read()
         bar.update(1)
-    catch_up()
+    pending.read()
     bar.close()
     checkpoint()
     title = (f"SimGAN lambda={config.lambda_reg:g}, Kg={config.kg}, iteration {iteration}: "
