@@ -13,6 +13,10 @@ themselves know nothing of it. The scheme:
   chunk's partial sums, added up in chunk order, give the batch's mean and variance (and, backward,
   its dbeta and dgamma); then each chunk is normalised (or differentiated) on its own. The math is
   BatchNorm's own (`normalize`, `parameter_grads`, `input_grad`), only the sums are split.
+- An Upsample2D(2) followed by a 3×3 Conv2D with padding 1 that asked for method="auto" runs as one
+  step on the small image (nn/layers/upconv_fast.py: the same outputs and gradients, 4× fewer
+  multiplications, no upsampled copy): its replicas are a pass-through and an `UpsampleConv` sharing the
+  Conv2D's parameters. The layers themselves, their parameters and saved models do not change.
 - Dropout draws its random mask chunk by chunk in chunk order (in the calling thread), so the random
   stream does not depend on the threads either.
 - After backward, each layer's gradient is the sum of its chunk gradients, in chunk order.
@@ -25,7 +29,7 @@ import copy
 
 from nn import backend, parallel
 from nn.layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
-                       LeakyReLU, MaxPool2D, ReLU, Reshape, Sigmoid, Tanh, Upsample2D)
+                       LeakyReLU, MaxPool2D, ReLU, Reshape, Sigmoid, Tanh, Upsample2D, upconv_fast)
 
 CHUNKS = 8      # pieces per batch; the results depend on this number (within float32 rounding), not on threads
 
@@ -56,6 +60,19 @@ def replica(layer):
     r = copy.copy(layer)
     r.grads = {}
     return r
+
+
+def replicas_for_chunk(layers):
+    """One replica per layer of a run of per-sample layers, for one chunk; a pair that
+    `upconv_fast.fuses` becomes (a pass-through, the fused UpsampleConv)."""
+    out = []
+    for i, layer in enumerate(layers):
+        if i > 0 and upconv_fast.fuses(layers[i - 1], layer):
+            out[-1] = upconv_fast.PassThrough()
+            out.append(upconv_fast.UpsampleConv(layer))
+        else:
+            out.append(replica(layer))
+    return out
 
 
 def _kind(layer, training):
@@ -114,7 +131,7 @@ def forward(model, x, training):
             replicas, chunks = _batch_norm_forward(layers[0], chunks)
             replicas = [[r] for r in replicas]
         else:
-            replicas = [[replica(layer) for layer in layers] for _ in chunks]
+            replicas = [replicas_for_chunk(layers) for _ in chunks]
 
             def run(k, kind=kind, replicas=replicas, chunks=chunks):
                 h = chunks[k]
