@@ -15,20 +15,23 @@ Backward: dM = A dY Aᵀ, dU[ξ] = dM[ξ] @ V[ξ]ᵀ, dV[ξ] = U[ξ]ᵀ @ dM[ξ]
 Layout: every tile at once, as flat strided slices
 --------------------------------------------------
 The padded input is split by row parity into two "row planes", Xr[q][c, n, k, w] = x_pad[n, c, 2k + q, w]
-(k = 0..TH, w = 0..2·TW+1: one ghost tile row and column beyond the TH×TW tiles that are needed).
-Number the tiles t = ((c·N + n)·(TH + 1) + k)·(TW + 1) + l; then pixel (i, j) of tile t sits at
+(k = 0..TH, w = 0..2·TW+1: one ghost tile column beyond the TW tiles of a row that are needed). Tile
+(k, l) of channel c and image n reads rows k and k + 1 of both planes. Number the tiles
+t = ((c·N + n)·TH + k)·(TW + 1) + l; then pixel (i, j) of tile t is
 
-    Xr[i % 2].ravel()[2t + (i // 2)·Wp + j]        (Wp = 2·(TW + 1), the plane's row length)
+    row pass:     Xr[i % 2][c·N + n, (k + i // 2)·Wp + w]      (Wp = 2·(TW + 1), the plane's row length)
+    column pass:  R[2t + j]      with R[(c·N + n)·TH·Wp + k·Wp + w] the row pass's result
 
-so component (i, j) of *all* tiles of all channels and images is the single 1-D slice
-Xr[i % 2].ravel()[(i // 2)·Wp + j :: 2]. Each transform is a few whole-array additions on such slices,
-in two passes: over the rows i (contiguous slices), then over the columns j (step-2 slices);
-Bᵀ d B = (Bᵀ d) B. The output is built the same way, in two row planes of y, copied into y at the end.
-Ghost tiles (k = TH or l = TW) read neighbouring data and compute garbage: the output never reads
-them and backward gives them zero gradient, so they change nothing; they cost (TH+1)(TW+1)/(TH·TW)
-of the work (+13 % at 32×32, +27 % at 16×16, +56 % at 8×8).
+so the row pass is, for each i, one 2-D slice of a plane (its rows i // 2 .. i // 2 + TH − 1 of every
+channel and image), and component j of *all* tiles is the single 1-D slice R[j :: 2]. Each transform is
+a few whole-array additions on such slices, in two passes: over the rows i, then over the columns j
+(step-2 slices); Bᵀ d B = (Bᵀ d) B. The output is built the same way, in two row planes of y, copied
+into y at the end. Ghost tiles (l = TW) read the next row's first pixels and compute garbage: the output
+never reads them and backward gives them zero gradient (their inputs are finite: R's tail is zero), so
+they change nothing; they cost (TW+1)/TW of
+the work (+6 % at 32×32, +13 % at 16×16, +25 % at 8×8).
 
-The products are M = U @ V with U (16, O, C) and V (16, C, N·(TH+1)·(TW+1)): 16 large products
+The products are M = U @ V with U (16, O, C) and V (16, C, N·TH·(TW+1)): 16 large products
 ("batched", what CuPy uses, and NumPy whenever BLAS runs on one thread — inside `nn`'s worker threads,
 nn/parallel.py). When BLAS may use several threads on NumPy (a layer called on its own), they are done
 per image instead (one `matmul` call with a batch axis of 16·N small products; for dU the N per-image
@@ -163,7 +166,7 @@ def _geometry(x_shape, padding):
     OH, OW = H + 2 * ph - 2, W + 2 * pw - 2
     TH, TW = (OH + 1) // 2, (OW + 1) // 2         # tiles needed; the last is cropped when OH/OW is odd
     Wp = 2 * (TW + 1)                             # row length of a row plane (ghost tile column included)
-    P = N * (TH + 1) * (TW + 1)                   # tiles per channel, ghost row and column included
+    P = N * TH * (TW + 1)                         # tiles per channel, ghost column included
     return OH, OW, TH, TW, Wp, P
 
 
@@ -193,16 +196,17 @@ def winograd_forward(x, W, b, padding, products="auto"):
     OH, OW, TH, TW, Wp, P = _geometry(x.shape, (ph, pw))
     F = C * P                                      # tiles in all channels
 
-    # 1. The two row planes of the padded input, flat, with Wp + 2 zeros of tail for the shifted slices.
-    Xr = xp.zeros((2, 2 * F + Wp + 2), dtype=dt)
+    # 1. The two row planes of the padded input, Xr[q][c·N + n, k·Wp + w] = x_pad[n, c, 2k + q, w].
+    Xr = xp.zeros((2, C * N, (TH + 1) * Wp), dtype=dt)
     x_cnhw = x.transpose(1, 0, 2, 3)
     for q, (h0, k0, nh) in enumerate(_row_phases(H, ph)):
-        plane = Xr[q, :2 * F].reshape(C, N, TH + 1, Wp)
-        plane[:, :, k0:k0 + nh, pw:pw + Wd] = x_cnhw[:, :, h0::2, :]
+        Xr[q].reshape(C, N, TH + 1, Wp)[:, :, k0:k0 + nh, pw:pw + Wd] = x_cnhw[:, :, h0::2, :]
 
-    # 2. Input transform V = (Bᵀ d) B: rows i (contiguous slices), then columns j (step-2 slices).
+    # 2. Input transform V = (Bᵀ d) B: rows i (one plane, shifted by i // 2 rows), then columns j (step-2
+    #    slices of the flat rows; two zeros of tail for the ghost column's last reads).
     R = xp.empty((4, 2 * F + 2), dtype=dt)        # R[a][2t + j] = Σ_i Bᵀ[a, i] d_ij(t)
-    _bt([Xr[i % 2, (i // 2) * Wp:(i // 2) * Wp + 2 * F + 2] for i in range(4)], R)
+    R[:, 2 * F:] = 0
+    _bt([Xr[i % 2, :, (i // 2) * Wp:(i // 2 + TH) * Wp] for i in range(4)], R[:, :2 * F].reshape(4, C * N, TH * Wp))
     V = xp.empty((4, 4, F), dtype=dt)             # V[a, b][t] = Σ_j Bᵀ[b, j] R[a][2t + j]
     _bt([R[:, j:j + 2 * F:2] for j in range(4)], V.transpose(1, 0, 2))
     V = V.reshape(16, C, P)
@@ -221,7 +225,7 @@ def winograd_forward(x, W, b, padding, products="auto"):
     y = xp.empty((O, N, OH, OW), dtype=dt)
     for r in (0, 1):
         nr = len(range(r, OH, 2))
-        y[:, :, r::2, :] = Yr[r].reshape(O, N, TH + 1, Wp)[:, :, :nr, :OW]
+        y[:, :, r::2, :] = Yr[r].reshape(O, N, TH, Wp)[:, :, :nr, :OW]
     cache = (tuple(x.shape), (ph, pw), V, b is not None)
     return y.transpose(1, 0, 2, 3), cache
 
@@ -249,7 +253,7 @@ def winograd_backward(dy, cache, W, input_grad=True, products="auto"):
     dy_cnhw = dy.transpose(1, 0, 2, 3)
     for r in (0, 1):
         nr = len(range(r, OH, 2))
-        dYr[r].reshape(O, N, TH + 1, Wp)[:, :, :nr, :OW] = dy_cnhw[:, :, r::2, :]
+        dYr[r].reshape(O, N, TH, Wp)[:, :, :nr, :OW] = dy_cnhw[:, :, r::2, :]
     dM = xp.empty((4, 4, O * P), dtype=dt)
     _at_adjoint([dYr[:, 0::2], dYr[:, 1::2]], dM[::3].transpose(1, 0, 2))   # E[r, b] -> dM[3r, b]
     e = [dM[0], dM[3]]
@@ -267,16 +271,17 @@ def winograd_backward(dy, cache, W, input_grad=True, products="auto"):
 
     # 3. Adjoint of the input transform: columns j, then rows i (the forward's order reversed).
     #    j = 0, 1 (even and odd entries) and i = 0, 1 (one plane each) cover what they write once: only the
-    #    tails beyond them start at zero.
+    #    tail beyond them and each plane's last row start at zero.
     dR = xp.empty((4, 2 * F + 2), dtype=dt)
     dR[:, 2 * F:] = 0
     _bt_adjoint([dV[:, b] for b in range(4)], [dR[:, j:j + 2 * F:2] for j in range(4)])
-    dXr = xp.empty((2, 2 * F + Wp + 2), dtype=dt)
-    dXr[:, 2 * F + 2:] = 0
-    _bt_adjoint(dR, [dXr[i % 2, (i // 2) * Wp:(i // 2) * Wp + 2 * F + 2] for i in range(4)])
+    dXr = xp.empty((2, C * N, (TH + 1) * Wp), dtype=dt)
+    dXr[:, :, TH * Wp:] = 0
+    _bt_adjoint(dR[:, :2 * F].reshape(4, C * N, TH * Wp),
+                [dXr[i % 2, :, (i // 2) * Wp:(i // 2 + TH) * Wp] for i in range(4)])
 
     # 4. Row planes back to the image (the padding's gradient is dropped).
     dx = xp.empty((C, N, H, Wd), dtype=dt)
     for q, (h0, k0, nh) in enumerate(_row_phases(H, ph)):
-        dx[:, :, h0::2, :] = dXr[q, :2 * F].reshape(C, N, TH + 1, Wp)[:, :, k0:k0 + nh, pw:pw + Wd]
+        dx[:, :, h0::2, :] = dXr[q].reshape(C, N, TH + 1, Wp)[:, :, k0:k0 + nh, pw:pw + Wd]
     return dx.transpose(1, 0, 2, 3), dW, db
