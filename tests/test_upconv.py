@@ -147,3 +147,29 @@ def test_the_dcgan_generator_keeps_its_layers_and_runs_fused():
     assert names.count("Upsample2D") == 3 and names.count("Conv2D") == 3     # saved generators still load
     G.forward(np.zeros((4, 100), np.float32))
     assert sum(type(r).__name__ == "UpsampleConv" for _, _, reps in G._run.steps if reps for r in reps[0]) == 3
+
+
+def test_the_fused_generator_trains_the_same_on_1_2_and_8_threads():
+    from gan.dcgan.nets import build_generator
+    from nn import optim
+
+    def train(threads):
+        parallel.set_threads(threads)
+        backend.seed(0)
+        G = build_generator(width=4)
+        opt = optim.Adam(G, 1e-2)
+        z = np.random.default_rng(6).standard_normal((13, 100)).astype(np.float32)
+        losses = []
+        for _ in range(3):
+            y = G.forward(z)
+            losses.append(float((y * y).mean()))
+            G.backward(2 * y / y.size)
+            opt.step()
+        return losses, G.state_dict()
+    losses_1, state_1 = train(1)
+    assert losses_1[-1] < losses_1[0]
+    for threads in (2, 8):
+        losses_t, state_t = train(threads)
+        assert losses_t == losses_1, threads                 # bit for bit
+        for k in state_1:
+            np.testing.assert_array_equal(state_t[k], state_1[k], err_msg=f"{k} on {threads} threads")
