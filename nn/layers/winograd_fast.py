@@ -206,7 +206,8 @@ def winograd_forward(x, W, b, padding, products="auto"):
     #    slices of the flat rows; two zeros of tail for the ghost column's last reads).
     R = xp.empty((4, 2 * F + 2), dtype=dt)        # R[a][2t + j] = Σ_i Bᵀ[a, i] d_ij(t)
     R[:, 2 * F:] = 0
-    _bt([Xr[i % 2, :, (i // 2) * Wp:(i // 2 + TH) * Wp] for i in range(4)], R[:, :2 * F].reshape(4, C * N, TH * Wp))
+    _bt([Xr[i % 2, :, (i // 2) * Wp:(i // 2 + TH) * Wp] for i in range(4)],
+        [R[a, :2 * F].reshape(C * N, TH * Wp) for a in range(4)])
     V = xp.empty((4, 4, F), dtype=dt)             # V[a, b][t] = Σ_j Bᵀ[b, j] R[a][2t + j]
     _bt([R[:, j:j + 2 * F:2] for j in range(4)], V.transpose(1, 0, 2))
     V = V.reshape(16, C, P)
@@ -277,7 +278,7 @@ def winograd_backward(dy, cache, W, input_grad=True, products="auto"):
     _bt_adjoint([dV[:, b] for b in range(4)], [dR[:, j:j + 2 * F:2] for j in range(4)])
     dXr = xp.empty((2, C * N, (TH + 1) * Wp), dtype=dt)
     dXr[:, :, TH * Wp:] = 0
-    _bt_adjoint(dR[:, :2 * F].reshape(4, C * N, TH * Wp),
+    _bt_adjoint([dR[a, :2 * F].reshape(C * N, TH * Wp) for a in range(4)],
                 [dXr[i % 2, :, (i // 2) * Wp:(i // 2 + TH) * Wp] for i in range(4)])
 
     # 4. Row planes back to the image (the padding's gradient is dropped).
