@@ -29,7 +29,7 @@ import copy
 
 from nn import backend, parallel
 from nn.layers import (AvgPool2D, BatchNorm1D, BatchNorm2D, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
-                       LeakyReLU, MaxPool2D, ReLU, Reshape, Sigmoid, Tanh, Upsample2D, upconv_fast)
+                       LeakyReLU, MaxPool2D, ReLU, Reshape, Sigmoid, Tanh, Upsample2D, upconv_fast, winograd_fast)
 
 CHUNKS = 8      # pieces per batch; the results depend on this number (within float32 rounding), not on threads
 
@@ -62,16 +62,23 @@ def replica(layer):
     return r
 
 
-def replicas_for_chunk(layers):
-    """One replica per layer of a run of per-sample layers, for one chunk; a pair that
-    `upconv_fast.fuses` becomes (a pass-through, the fused UpsampleConv)."""
-    out = []
+def replicas_for_chunks(layers, n):
+    """replicas[chunk][layer] for a run of per-sample layers and n chunks: one replica per layer and chunk;
+    a pair that `upconv_fast.fuses` becomes (a pass-through, the fused UpsampleConv); a Conv2D that may run
+    Winograd becomes `WinogradReplica`s sharing one kernel transform for the pass."""
+    out = [[] for _ in range(n)]
     for i, layer in enumerate(layers):
         if i > 0 and upconv_fast.fuses(layers[i - 1], layer):
-            out[-1] = upconv_fast.PassThrough()
-            out.append(upconv_fast.UpsampleConv(layer))
+            for reps in out:
+                reps[-1] = upconv_fast.PassThrough()
+                reps.append(upconv_fast.UpsampleConv(layer))
+        elif type(layer) is Conv2D and winograd_fast.may_run(layer):
+            kernel = winograd_fast.KernelOnce(layer)
+            for reps in out:
+                reps.append(winograd_fast.WinogradReplica(layer, kernel))
         else:
-            out.append(replica(layer))
+            for reps in out:
+                reps.append(replica(layer))
     return out
 
 
@@ -131,7 +138,7 @@ def forward(model, x, training):
             replicas, chunks = _batch_norm_forward(layers[0], chunks)
             replicas = [[r] for r in replicas]
         else:
-            replicas = [replicas_for_chunk(layers) for _ in chunks]
+            replicas = replicas_for_chunks(layers, len(chunks))
 
             def run(k, kind=kind, replicas=replicas, chunks=chunks):
                 h = chunks[k]
@@ -194,10 +201,15 @@ def backward(model, dy, input_grad=True):
                 return g
             n = len(grads)
             grads = parallel.map(run_back, range(n))
-            sums = [(layer, i, key) for i, layer in enumerate(layers) for key in layer.params]
-            totals = parallel.map(lambda t: _sum_in_order([replicas[k][t[1]].grads[t[2]] for k in range(n)]), sums)
-            for (layer, _, key), total in zip(sums, totals):
-                layer.grads[key] = total
+            sums = [(i, key) for i, layer in enumerate(layers) for key in replicas[0][i].grads]
+
+            def total(t, replicas=replicas, n=n):
+                i, key = t
+                summed = _sum_in_order([replicas[k][i].grads[key] for k in range(n)])
+                finish = getattr(replicas[0][i], "summed_grad", None)
+                return finish(key, summed) if finish else (key, summed)
+            for (i, _), (key, value) in zip(sums, parallel.map(total, sums)):
+                layers[i].grads[key] = value
     return xp.concatenate(grads) if input_grad else None
 
 

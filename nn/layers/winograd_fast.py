@@ -49,10 +49,14 @@ are memory-bound passes, so Winograd wins where the products dominate — C, O �
 
 Everything uses `backend.xp`, so it runs unchanged on NumPy and CuPy, in the input's dtype.
 """
+import copy
+import threading
+
 import numpy as np
 
 from nn import backend, parallel
-from nn.layers.winograd import G, check_arguments
+from nn.layers.base import Layer
+from nn.layers.winograd import G, check_arguments, winograd_supported
 
 # The input and output transforms below are written out as the additions that the matrices Bᵀ and Aᵀ of
 # nn/layers/winograd.py stand for; the kernel transform uses G as a matrix.
@@ -111,18 +115,18 @@ def _at_adjoint(d, out):
 GG = np.kron(G, G)
 
 
-def _kernel_transform(W, dtype):
+def kernel_transform(W, dtype):
     """(O, C, 3, 3) -> U (16, O, C):  U[4a + b] = (G g Gᵀ)[a, b],  as (G ⊗ G) @ W reshaped (9, O·C)."""
     xp = backend.xp
     O, C = W.shape[:2]
     return (xp.asarray(GG, dtype=dtype) @ W.astype(dtype, copy=False).reshape(O * C, 9).T).reshape(16, O, C)
 
 
-def _kernel_transform_adjoint(dU, dtype):
-    """The adjoint of `_kernel_transform`: dg = Gᵀ dU G for every kernel, (16, O, C) -> (O, C, 3, 3)."""
+def kernel_transform_adjoint(dU, dtype):
+    """The adjoint of `kernel_transform`: dg = Gᵀ dU G for every kernel, (16, O, C) -> (O, C, 3, 3) in dtype."""
     xp = backend.xp
     _, O, C = dU.shape
-    return (dU.reshape(16, O * C).T @ xp.asarray(GG, dtype=dtype)).reshape(O, C, 3, 3)
+    return (dU.reshape(16, O * C).T @ xp.asarray(GG, dtype=dU.dtype)).reshape(O, C, 3, 3).astype(dtype, copy=False)
 
 
 # --- the 16 products -----------------------------------------------------------------------------
@@ -181,12 +185,14 @@ def _row_phases(size, pad):
 
 # --- forward and backward ------------------------------------------------------------------------
 
-def winograd_forward(x, W, b, padding, products="auto"):
+def winograd_forward(x, W, b, padding, products="auto", U=None):
     """y = conv3×3(x, W) + b, stride 1, zero padding `padding` (int or (ph, pw)).
 
     x: (N, C, H, W) float32/float64, any strides; W: (O, C, 3, 3) (PyTorch layout); b: (O,) or None.
     Returns (y, cache): y (N, O, OH, OW) in x's dtype, an NCHW view of (O, N, OH, OW) memory.
     products: how the 16 products run, "auto", "per_image" or "batched" (see the module's docstring).
+    U: W's kernel transform `kernel_transform(W, x.dtype)` when the caller has it already (computed
+    here otherwise); the cache keeps it for the backward pass.
     """
     xp = backend.xp
     ph, pw = check_arguments(x, W, padding, "winograd_forward")
@@ -213,7 +219,9 @@ def winograd_forward(x, W, b, padding, products="auto"):
     V = V.reshape(16, C, P)
 
     # 3. Kernel transform and the 16 products M[ξ] = U[ξ] @ V[ξ]; bias into M[5].
-    M = _products(_kernel_transform(W, dt), V, N, per_image)  # (16, O, P)
+    if U is None:
+        U = kernel_transform(W, dt)
+    M = _products(U, V, N, per_image)             # (16, O, P)
     if b is not None:
         M[BIAS_SLOT] += b.astype(dt, copy=False)[:, None]
 
@@ -227,19 +235,20 @@ def winograd_forward(x, W, b, padding, products="auto"):
     for r in (0, 1):
         nr = len(range(r, OH, 2))
         y[:, :, r::2, :] = Yr[r].reshape(O, N, TH, Wp)[:, :, :nr, :OW]
-    cache = (tuple(x.shape), (ph, pw), V, b is not None)
+    cache = (tuple(x.shape), (ph, pw), V, U, b is not None)
     return y.transpose(1, 0, 2, 3), cache
 
 
-def winograd_backward(dy, cache, W, input_grad=True, products="auto"):
+def winograd_backward(dy, cache, W, input_grad=True, products="auto", kernel_grad="W"):
     """Gradients of `winograd_forward`: (dx, dW, db) for the upstream gradient dy (N, O, OH, OW), any strides.
 
     W must be the weights the forward pass used. dx is an NCHW view of (C, N, H, W) memory in the input's
     dtype (None with input_grad=False: steps 2's dV and 3-4 are skipped); db is None when the forward pass
-    had no bias. products: as for `winograd_forward`.
+    had no bias. products: as for `winograd_forward`. kernel_grad="U" returns dU (16, O, C), the gradient
+    of the kernel transform, in dW's place (dW = `kernel_transform_adjoint(dU)`; see `WinogradConv`).
     """
     xp = backend.xp
-    x_shape, (ph, pw), V, has_bias = cache
+    x_shape, (ph, pw), V, U, has_bias = cache
     N, C, H, Wd = x_shape
     O, dt = W.shape[0], V.dtype
     OH, OW, TH, TW, Wp, P = _geometry(x_shape, (ph, pw))
@@ -264,10 +273,9 @@ def winograd_backward(dy, cache, W, input_grad=True, products="auto"):
 
     # 2. Adjoints of the 16 products and of the kernel transform.
     dU = _products_nt(dM, V, N, per_image)                                                 # (16, O, C)
-    dW = _kernel_transform_adjoint(dU, dt).astype(W.dtype, copy=False)                     # (O, C, 3, 3)
+    dW = dU if kernel_grad == "U" else kernel_transform_adjoint(dU, W.dtype)               # (O, C, 3, 3)
     if not input_grad:
         return None, dW, db
-    U = _kernel_transform(W, dt)
     dV = _products(U.transpose(0, 2, 1), dM, N, per_image).reshape(4, 4, F)   # (16, C, P)
 
     # 3. Adjoint of the input transform: columns j, then rows i (the forward's order reversed).
@@ -286,3 +294,76 @@ def winograd_backward(dy, cache, W, input_grad=True, products="auto"):
     for q, (h0, k0, nh) in enumerate(_row_phases(H, ph)):
         dx[:, :, h0::2, :] = dXr[q].reshape(C, N, TH + 1, Wp)[:, :, k0:k0 + nh, pw:pw + Wd]
     return dx.transpose(1, 0, 2, 3), dW, db
+
+
+# --- the kernel transform once per pass: the replicas nn/data_parallel.py runs ----------------------
+
+def may_run(conv):
+    """True where `conv` (a Conv2D) may run Winograd on NumPy, so its chunks share one `KernelOnce`."""
+    return (backend.name == "numpy" and conv.method in ("auto", "winograd")
+            and winograd_supported(conv.kernel_size, conv.stride, conv.padding))
+
+
+class KernelOnce:
+    """U = `kernel_transform(W)` of one Conv2D for one pass: the first chunk that needs it computes it (under a
+    lock, the chunks run on several threads), the others reuse it. A new one is made for every pass, so
+    an optimizer step between passes is always seen."""
+
+    def __init__(self, conv):
+        self.conv, self.U, self._lock = conv, None, threading.Lock()
+
+    def get(self, dtype):
+        with self._lock:
+            if self.U is None or self.U.dtype != dtype:
+                self.U = kernel_transform(self.conv.params["W"], dtype)
+            return self.U
+
+
+class WinogradReplica(Layer):
+    """One chunk's copy of a Conv2D that may run Winograd: the Conv2D's own forward and backward, with two
+    savings. All chunks of a pass share one `KernelOnce` (U is computed once per pass, not once per chunk),
+    and backward leaves dU (16, O, C) in grads["U"] instead of dW: nn/data_parallel.py sums the chunks' dU
+    and `summed_grad` turns the sum into dW with one adjoint (the adjoint is linear, so this is the sum of
+    the chunks' dW). It shares the Conv2D's parameters; where the Conv2D runs im2col (method "auto" on an
+    input smaller than 8×8) it is a plain replica of it."""
+
+    def __init__(self, conv, kernel):
+        super().__init__()
+        self.conv = copy.copy(conv)           # for the checks and the im2col path, with its own cache and grads
+        self.conv.grads = {}
+        self.params, self.kernel = conv.params, kernel
+
+    def forward(self, x, training=True):
+        conv = self.conv
+        conv._check_input(x)
+        if not conv._uses_winograd(x):
+            self.cache = None
+            return conv.forward(x, training)
+        y, self.cache = winograd_forward(x, self.params["W"], self.params.get("b"), conv.padding,
+                                         U=self.kernel.get(x.dtype))
+        return y
+
+    def backward(self, dy, input_grad=True):
+        if self.cache is None:
+            dx = self.conv.backward(dy, input_grad)
+            self.grads = self.conv.grads
+            return dx
+        dx, self.grads["U"], db = winograd_backward(dy, self.cache, self.params["W"], input_grad, kernel_grad="U")
+        if db is not None:
+            self.grads["b"] = db
+        return dx
+
+    def backward_params(self, dy):
+        self.backward(dy, input_grad=False)
+
+    def summed_grad(self, key, total):
+        """(parameter name, its gradient) from `total`, the chunks' grads[key] summed."""
+        if key == "U":
+            return "W", kernel_transform_adjoint(total, self.params["W"].dtype)
+        return key, total
+
+    def output_shape(self, input_shape):
+        return self.conv.output_shape(input_shape)
+
+    def __repr__(self):
+        return f"WinogradReplica({self.conv!r})"
