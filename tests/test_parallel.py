@@ -326,3 +326,42 @@ def test_chunks_share_one_kernel_transform_per_pass_and_sum_du_into_dw(monkeypat
     before = len(calls)
     model.forward(x)
     assert len(calls) == before + 1                          # a new pass: a new transform (W may have changed)
+
+
+# --- BatchNorm: one meeting per pass -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer, shape", [(L.BatchNorm2D(4), (5, 4, 3, 3)), (L.BatchNorm1D(6), (7, 6))])
+def test_batchnorm_gradcheck_through_the_chunked_pass(layer, shape):
+    parallel.set_threads(2)
+    layer.params["gamma"] = backend.asarray(np.random.default_rng(8).uniform(0.5, 1.5, shape[1]))
+    layer.params["beta"] = backend.asarray(np.random.default_rng(9).standard_normal(shape[1]))
+    x = np.random.default_rng(7).standard_normal(shape) * 3 + 1
+    assert gradcheck(_Chunked(layer), x) < 1e-7
+
+
+def test_each_batchnorm_is_one_meeting_per_pass(monkeypatch):
+    calls = []
+    original = parallel.map
+    monkeypatch.setattr(parallel, "map", lambda fn, items: calls.append(1) or original(fn, items))
+    backend.seed(0)
+    model = Sequential(L.Conv2D(3, 4, 3, padding=1), L.BatchNorm2D(4), L.ReLU(), L.Conv2D(4, 4, 3, padding=1),
+                       L.BatchNorm2D(4), L.ReLU(), L.Flatten(), L.Dense(4 * 16, 3))
+    parallel.set_threads(2)
+    x = np.random.default_rng(0).standard_normal((10, 3, 4, 4)).astype(np.float32)
+    model.forward(x)
+    assert len(calls) == 3                  # conv + statistics | normalise, relu, conv + statistics | normalise ...
+    model.backward(np.ones((10, 3), np.float32))
+    assert len(calls) == 3 + 3 + 1          # the same three runs backward, and one for the gradients' sums
+
+
+def test_chunked_batchnorm_statistics_stay_accurate_far_from_zero():
+    """The chunks' variances are combined around each chunk's own mean (no E[x²] - E[x]² cancellation)."""
+    rng = np.random.default_rng(0)
+    x = (1000 + rng.standard_normal((16, 3, 5, 5))).astype(np.float32)
+    parallel.set_threads(2)
+    model = Sequential(L.BatchNorm2D(3))
+    y = model.forward(x)
+    x64 = x.astype(np.float64)
+    mu, var = x64.mean(axis=(0, 2, 3), keepdims=True), x64.var(axis=(0, 2, 3), keepdims=True)
+    np.testing.assert_allclose(y, (x64 - mu) / np.sqrt(var + 1e-5), rtol=0, atol=2e-3)
+    np.testing.assert_allclose(model.layers[0].buffers["running_var"], 0.9 + 0.1 * var.ravel() * 400 / 399, rtol=1e-3)
