@@ -213,6 +213,7 @@ def forward(model, x, training):
     batch) are steps of their own."""
     xp = backend.xp
     model._run = None                    # the last pass's caches go first: less memory in use at once
+    parallel.keep_freed_memory()         # the chunks' temporaries are reused, not handed back (nn/parallel.py)
     bounds = chunk_bounds(len(x))
     n = len(bounds)
     chunks = [x[a:b] for a, b in bounds]

@@ -365,3 +365,27 @@ def test_chunked_batchnorm_statistics_stay_accurate_far_from_zero():
     mu, var = x64.mean(axis=(0, 2, 3), keepdims=True), x64.var(axis=(0, 2, 3), keepdims=True)
     np.testing.assert_allclose(y, (x64 - mu) / np.sqrt(var + 1e-5), rtol=0, atol=2e-3)
     np.testing.assert_allclose(model.layers[0].buffers["running_var"], 0.9 + 0.1 * var.ravel() * 400 / 399, rtol=1e-3)
+
+
+def test_keep_freed_memory_is_set_once_and_leaves_a_users_malloc_settings_alone(monkeypatch):
+    import ctypes
+    calls = []
+
+    class Mallopt:
+        def __call__(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    class Libc:
+        mallopt = Mallopt()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    for name in parallel._USER_MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(parallel, "_malloc_kept", None)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")
+    assert parallel.keep_freed_memory() is False and calls == []     # the user's own settings win
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setattr(parallel, "_malloc_kept", None)
+    assert parallel.keep_freed_memory() is True
+    assert sorted(calls) == sorted(parallel.MALLOC_SETTINGS.values())
+    assert parallel.keep_freed_memory() is True and len(calls) == 2   # once
