@@ -35,6 +35,11 @@ from svhn.imageset import load_image_set
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 
+def luma(x):
+    """Rec. 601 luma of uint8 images (N, H, W, 3) as float32 (N, H, W) in 0..1."""
+    return (x.astype(np.float32) / 255) @ LUMA
+
+
 def image_stats(x):
     """Per-image statistics of uint8 images (N, 32, 32, 3): {name: (N,) float array}."""
     f = x.astype(np.float32) / 255
@@ -92,8 +97,19 @@ def table(names, sets):
     return lines
 
 
+def load_metrics(path):
+    """A classify metrics.json as a dict; a ValueError naming the file when it is missing or has no
+    confusion matrix."""
+    try:
+        m = json.load(open(path))
+        m["confusion_matrix"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path} is not a classify metrics.json ({e}); pass the file train wrote") from None
+    return m
+
+
 def confusion_lines(name, path):
-    m = json.load(open(path))
+    m = load_metrics(path)
     C = np.array(m["confusion_matrix"])
     per = " ".join(f"{k}:{100 * a:.0f}" for k, a in enumerate(m["per_digit_accuracy"]))
     off = C.copy()
@@ -111,10 +127,9 @@ def main(argv=None):
     args = p.parse_args(argv)
     for path in args.metrics:
         try:
-            json.load(open(path))["confusion_matrix"]
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            print(f"procedural_stats: {path} is not a classify metrics.json ({e}); pass the file train wrote",
-                  file=sys.stderr)
+            load_metrics(path)
+        except ValueError as e:
+            print(f"procedural_stats: {e}", file=sys.stderr)
             return 2
     sets = []
     for path in args.sets:
