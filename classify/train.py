@@ -10,6 +10,10 @@ One optimizer step on a minibatch (x_n, y_n), n = 1..B:
         θ_ema ← β·θ_ema + (1 - β)·θ        (BatchNorm's running statistics too),
     and it is the EMA model that is validated, kept and returned.
 
+The metrics keep two records of training: `history` (the smoothed training loss and accuracy and the
+validation accuracy, about VALIDATIONS times per run) and `loss_curve` (the mean training loss and
+accuracy over each LOG_EVERY steps, the whole run), which shows when a run leaves the ln 10 plateau.
+
 Training length: `epochs` passes over the training images, by default
     epochs = max(MIN_EPOCHS, ceil(MIN_STEPS / steps_per_epoch)),
 so a small set (the 783-image sample: 705 after the validation split, 11 steps of 64 per epoch,
@@ -216,7 +220,8 @@ def validation_accuracy(model, x_val, y_val):
 
 def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     """The training loop on uint8 images x, y (validation on x_val, y_val); returns
-    (model, history, best) with the best validated EMA model loaded, in eval mode."""
+    (model, history, best) with the best validated EMA model loaded, in eval mode; best holds
+    val_accuracy, best_epoch and the loss_curve."""
     batch, steps_per_epoch, epochs, total = plan(len(x), cfg)
     peak = cfg.lr or PEAK_LR[cfg.arch]
     model = build_model(cfg.arch, cfg.seed, cfg.widths)
@@ -228,21 +233,28 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     every = max(1, epochs // VALIDATIONS)
     history, best, best_state = [], {"val_accuracy": None, "best_epoch": epochs}, None
     step, run = 0, None                                   # run: running (loss, accuracy), averaged over ~20 steps
+    curve, window = [], []                                # curve: the loss_curve; window: its unfinished block
     pending = backend.ScalarLog()                         # the steps' (loss, accuracy), still on the device
     bar = tqdm(total=total, desc=f"train {cfg.arch}", unit="step", disable=not progress, leave=False)
 
     def catch_up(epoch):                                  # one device -> host read for all pending steps
-        nonlocal run
+        nonlocal run, window
         for row in pending.flush():
             now = (row["loss"], row["acc"])
             run = now if run is None else tuple(0.95 * r + 0.05 * n for r, n in zip(run, now))
+            window.append(now)
+            if len(window) == LOG_EVERY:                  # one point per LOG_EVERY steps, at its last step
+                loss, acc = np.mean(window, axis=0)
+                curve.append({"step": row["step"], "train_loss": round(float(loss), 4),
+                              "train_accuracy": round(float(acc), 4)})
+                window = []
         bar.set_postfix(epoch=epoch, loss=f"{run[0]:.3f}", acc=f"{run[1]:.3f}", refresh=False)
 
     for epoch in range(1, epochs + 1):
         for xb, yb in batches(x, y, batch, rng, cfg):
             opt.lr = learning_rate(step, total, peak, cfg.warmup)
             loss, acc = train_step(model, loss_fn, opt, xb, yb)
-            pending.add({"loss": loss, "acc": acc})
+            pending.add({"loss": loss, "acc": acc, "step": step + 1})
             if average is not model:
                 ema_update(average, model, ema_decay(step, cfg.ema_decay))
             step += 1
@@ -261,4 +273,4 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     bar.close()
     if best_state is not None:
         average.load_state_dict(best_state, source="best checkpoint")
-    return average.eval(), history, best
+    return average.eval(), history, {**best, "loss_curve": curve}

@@ -15,7 +15,7 @@ from classify import (ClassifyError, TrainConfig, build_model, evaluate, load_mo
                       parse_spec, predict_labels, predict_proba, resolve_sets, save_model, train_classifier)
 from classify.augment import NONE, AugmentConfig, affine_sample, augment, shifted_copies
 from classify.data import SetSpec
-from classify.train import did_not_learn, learning_rate, plan
+from classify.train import LOG_EVERY, did_not_learn, learning_rate, plan
 from nn import backend, gradcheck_loss, layers, losses, optim
 from svhn.imageset import ImageSetError, save_image_set, to_float
 
@@ -201,6 +201,18 @@ def test_a_tiny_run_learns_an_easy_task_well_above_chance(arch):
         assert key in metrics
     assert "warning" not in metrics
     json.dumps(metrics)                                                       # JSON-ready
+
+
+def test_the_loss_curve_holds_the_mean_loss_of_every_log_every_steps():
+    """metrics["loss_curve"]: one point per LOG_EVERY steps (a partial block at the end is left out),
+    the mean of those steps' training losses, which falls as the net learns."""
+    x, y = squares(320, seed=0)
+    _, metrics = train_classifier([(x, y)], epochs=12, batch_size=32, augment=NONE, widths=SMALL, ema_decay=0.0,
+                                  val_fraction=0.1, tta=False, seed=0, progress=False)
+    curve = metrics["loss_curve"]
+    assert [p["step"] for p in curve] == list(range(LOG_EVERY, 12 * 9 + 1, LOG_EVERY))
+    assert all(0 <= p["train_accuracy"] <= 1 for p in curve)
+    assert curve[0]["train_loss"] > curve[-1]["train_loss"] + 0.3 and curve[-1]["train_accuracy"] > 0.9, curve
 
 
 def test_a_run_that_never_leaves_uniform_guessing_is_flagged():
