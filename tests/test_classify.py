@@ -15,7 +15,7 @@ from classify import (ClassifyError, TrainConfig, build_model, evaluate, load_mo
                       parse_spec, predict_labels, predict_proba, resolve_sets, save_model, train_classifier)
 from classify.augment import NONE, AugmentConfig, affine_sample, augment, shifted_copies
 from classify.data import SetSpec
-from classify.train import LOG_EVERY, did_not_learn, learning_rate, plan
+from classify.train import LOG_EVERY, PEAK_LR, did_not_learn, learning_rate, plan
 from nn import backend, gradcheck_loss, layers, losses, optim
 from svhn.imageset import ImageSetError, save_image_set, to_float
 
@@ -70,6 +70,35 @@ def test_model_shape_and_parameter_count(arch):
     y = model.forward(x, training=False)
     assert y.shape == (4, 10) and y.dtype == np.float32
     assert "(128, 4, 4)" in model.summary((3, 32, 32))
+
+
+def dense_input_top_curvature(model, x):
+    """The top eigenvalue of E[x xᵀ] over a batch, x the dense layer's input (BatchNorm in training mode,
+    no dropout): times the softmax curvature (1/10 at uniform guessing) it is the dense layer's sharpness."""
+    h = backend.asarray(to_float(x))
+    for layer in model.layers:
+        if isinstance(layer, layers.Dense):
+            break
+        if not isinstance(layer, layers.Dropout):
+            h = layer.forward(h, training=True)
+    h = backend.to_numpy(h).astype(np.float64)
+    return float(np.linalg.eigvalsh(h.T @ h / len(h))[-1])
+
+
+def test_the_bn_nets_dense_layer_is_stable_at_the_recipes_learning_rate():
+    """SGD with momentum β diverges along a direction of curvature λ once lr·λ > 2(1 + β). The dense
+    layer's inputs (after ReLU and max-pool, all ≥ 0) give its curvature one large eigenvalue, |E x|²/10
+    at uniform guessing. Unscaled, the recipe's peak lr is beyond the limit (the measured cause of the
+    ln 10 plateau); with FEATURE_SCALE it is well inside."""
+    from classify.model import FEATURE_SCALE
+    x = images(256, seed=4)
+    model = build_model("bn", seed=0)
+    assert [type(l).__name__ for l in model.layers[-4:]] == ["Flatten", "Scale", "Dropout", "Dense"]
+    lr, limit = PEAK_LR["bn"], 2 * (1 + TrainConfig().momentum)
+    lam = dense_input_top_curvature(model, x) / 10
+    assert lr * lam < limit / 2, lam
+    unscaled = lam / FEATURE_SCALE ** 2
+    assert lr * unscaled > limit, unscaled
 
 
 def test_build_model_is_seeded_and_rejects_unknown_arch():

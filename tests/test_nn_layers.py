@@ -195,7 +195,8 @@ def test_batchnorm_normalises_and_tracks_running_statistics():
 
 
 @pytest.mark.parametrize("layer", [layers.ReLU(), layers.LeakyReLU(0.2), layers.LeakyReLU(0.01), layers.Sigmoid(),
-                                   layers.Tanh(), layers.Flatten(), layers.Reshape((6, 2)), layers.Dropout(0.3)],
+                                   layers.Tanh(), layers.Flatten(), layers.Reshape((6, 2)), layers.Dropout(0.3),
+                                   layers.Scale(0.25)],
                          ids=repr)
 def test_elementwise_and_shape_gradients(layer):
     x = rand(4, 3, 2, 2)
@@ -235,6 +236,7 @@ ALL_LAYERS = [
     (lambda: layers.Flatten(), (2, 3, 4, 4)),
     (lambda: layers.Reshape((48,)), (2, 3, 4, 4)),
     (lambda: layers.Dropout(0.5), (2, 3, 4, 4)),
+    (lambda: layers.Scale(0.25), (2, 3, 4, 4)),
 ]
 
 
