@@ -20,13 +20,14 @@ Two variants, selected by name:
 Why the 1/4 (FEATURE_SCALE). The BatchNorm'd convolutions do not care how large their weights are,
 but the dense layer does. Its loss curvature along W is E[x xᵀ] ⊗ S (x: its 2048 inputs, S: the
 softmax covariance, eigenvalue 1/10 at uniform guessing), and SGD with momentum β diverges along a
-direction of curvature λ once lr > 2(1 + β)/λ. The inputs come out of ReLU and max-pool, so they are
-all ≥ 0 with a mean near 0.9: E[x xᵀ] has one huge eigenvalue, about |E x|² ≈ 2048·0.9² (measured
-1,696 at initialisation), which puts the limit near 2·1.9/170 ≈ 0.02 — below the recipe's 0.05.
-Unscaled, the loss jumps to 5–6 during the warm-up, the last stage's ReLUs die (99.99 % of the
-dense inputs exactly 0 after 100 steps) and the net stays on the ln 10 plateau for good. Scaling the
-inputs by c divides that curvature by 1/c² = 16 (the same function class: the dense weights just
-grow 4× larger). The measurements are in docs/results.md, section 8.
+direction of curvature λ once lr·λ > 2(1 + β). The inputs come out of ReLU and max-pool, so they are
+all ≥ 0 with a mean near 0.86: E[x xᵀ] has one huge eigenvalue, close to |E x|² (measured 1,696 on
+256 procedural images at initialisation), which puts the limit near 2·1.9/170 ≈ 0.02, below the
+recipe's 0.05. Unscaled, the loss jumps to 5 during the warm-up, the last stage's ReLUs die (99.99 %
+of the dense inputs exactly 0 after 100 steps) and the net stays on the ln 10 plateau for good.
+Multiplying the inputs by c multiplies that curvature by c² = 1/16 and leaves the functions the net
+can represent unchanged (the dense weights grow 4× larger instead, so the same weight decay holds
+that function 16× more tightly). Measurements: docs/results.md, section 8.
 """
 import numpy as np
 

@@ -25,8 +25,10 @@ model is validated about VALIDATIONS times during training and the best one (hig
 accuracy, the later one on ties) is kept.
 
 Sometimes a run never leaves the plateau where the net predicts every class with probability 1/10
-(training loss ln 10 = 2.303 throughout): seen once in 12 two-epoch runs on 73,000 synthetic images
-(SimGAN-refined, seed 2). `did_not_learn` spots it and the metrics carry a "warning".
+(training loss ln 10 = 2.303 throughout). Its main cause was the dense layer's curvature, beyond
+what SGD can follow at the recipe's learning rate (see classify.model, FEATURE_SCALE); since the
+ConvNet scales its dense inputs, runs leave the plateau within about 150 steps. `did_not_learn`
+still spots a run that never does, and the metrics carry a "warning".
 """
 import copy
 import dataclasses
