@@ -14,6 +14,7 @@ import sys
 import numpy as np
 
 from nn import backend, gradcheck, gradcheck_loss, layers, losses
+from nn.layers import upconv_fast
 
 TOL = 1e-6   # float64 central differences give ~1e-9 when the gradient is right, ~1e-1 when it is wrong
 
@@ -53,6 +54,8 @@ def layer_checks():
         ("MaxPool2D 3x3 stride 2 pad 1", lambda: layers.MaxPool2D(3, stride=2, padding=1), _tie_free(2, 2, 5, 5), True),
         ("AvgPool2D 2x2", lambda: layers.AvgPool2D(2), _normal(2, 3, 6, 6), True),
         ("Upsample2D x2", lambda: layers.Upsample2D(2), _normal(2, 3, 3, 4), True),
+        ("Upsample2D x2 + Conv2D 3x3 fused kernel", lambda: upconv_fast.UpsampleConv(
+            layers.Conv2D(3, 4, 3, padding=1, method="auto")), _normal(2, 3, 3, 4), True),
         ("BatchNorm1D train", lambda: layers.BatchNorm1D(5), _normal(6, 5), True),
         ("BatchNorm1D eval", lambda: layers.BatchNorm1D(5), _normal(6, 5), False),
         ("BatchNorm2D train", lambda: layers.BatchNorm2D(3), _normal(4, 3, 3, 2) * 2 + 1, True),

@@ -263,3 +263,129 @@ def test_set_threads_returns_the_previous_setting_and_threads_setting_reads_it()
         assert parallel.set_threads(None) == 1 and parallel.threads_setting() is None
     finally:
         parallel.set_threads(saved)
+
+
+# --- Winograd's kernel transform once per pass ------------------------------------------------------------
+
+class _Chunked(L.Layer):
+    """A one-layer Sequential (run in chunks, on threads) seen as a layer, for nn.gradcheck: it shares the
+    layer's parameters and reads its gradients after the chunked backward pass."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.net, self.params = Sequential(layer), layer.params
+
+    def forward(self, x, training=True):
+        return self.net.forward(x, training)
+
+    def backward(self, dy):
+        dx = self.net.backward(dy)
+        self.grads = self.net.layers[0].grads
+        return dx
+
+
+@pytest.mark.parametrize("method, H", [("auto", 8), ("winograd", 5), ("auto", 6)])   # the last runs im2col
+def test_winograd_replicas_gradcheck_through_the_chunked_pass(method, H):
+    parallel.set_threads(2)
+    backend.seed(0)
+    conv = L.Conv2D(16, 3, 3, padding=1, method=method)
+    conv.params["b"] = backend.asarray(np.random.default_rng(5).standard_normal(3))
+    x = np.random.default_rng(4).standard_normal((3, 16, H, H))        # 3 chunks of one image
+    assert gradcheck(_Chunked(conv), x) < 1e-7
+
+
+def test_chunks_share_one_kernel_transform_per_pass_and_sum_du_into_dw(monkeypatch):
+    from nn.layers import winograd_fast
+    calls = []
+    original = winograd_fast.kernel_transform
+    monkeypatch.setattr(winograd_fast, "kernel_transform", lambda W, dtype: calls.append(1) or original(W, dtype))
+    backend.seed(0)
+    net = [L.Conv2D(16, 16, 3, padding=1, method="auto"), L.ReLU(), L.MaxPool2D(2, method="auto"),
+           L.Conv2D(16, 8, 3, padding=1, method="auto"), L.Flatten(), L.Dense(8 * 16, 5)]  # 8×8 Winograd, 4×4 im2col
+    model = Sequential(*net).astype(np.float64)
+    rng = np.random.default_rng(6)
+    x, dy = rng.standard_normal((11, 16, 8, 8)), rng.standard_normal((11, 5))
+    parallel.set_threads(2)
+    y = model.forward(x)
+    (kind, _, replicas), = model._run.steps
+    assert kind == "per_sample" and len(replicas) == 8
+    assert all(type(r[0]) is winograd_fast.WinogradReplica and r[0].kernel is replicas[0][0].kernel for r in replicas)
+    assert len(calls) == 1                                   # once per pass, not once per chunk
+    dx = model.backward(dy)
+    assert len(calls) == 1                                   # backward reuses it
+    assert "U" in replicas[0][0].grads and "W" not in replicas[0][0].grads
+    assert replicas[0][3].cache is None                      # the 4×4 layer ran im2col
+    grads = {name: host(g).copy() for name, _, g in model.named_parameters()}
+    y_ref, dx_ref, grads_ref = _plain_forward_backward(model, x, dy)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-11, atol=1e-12)
+    np.testing.assert_allclose(dx, dx_ref, rtol=1e-10, atol=1e-12)
+    assert set(grads) == set(grads_ref)
+    for name in grads_ref:
+        assert grads[name].shape == grads_ref[name].shape
+        np.testing.assert_allclose(grads[name], grads_ref[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    before = len(calls)
+    model.forward(x)
+    assert len(calls) == before + 1                          # a new pass: a new transform (W may have changed)
+
+
+# --- BatchNorm: one meeting per pass -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("layer, shape", [(L.BatchNorm2D(4), (5, 4, 3, 3)), (L.BatchNorm1D(6), (7, 6))])
+def test_batchnorm_gradcheck_through_the_chunked_pass(layer, shape):
+    parallel.set_threads(2)
+    layer.params["gamma"] = backend.asarray(np.random.default_rng(8).uniform(0.5, 1.5, shape[1]))
+    layer.params["beta"] = backend.asarray(np.random.default_rng(9).standard_normal(shape[1]))
+    x = np.random.default_rng(7).standard_normal(shape) * 3 + 1
+    assert gradcheck(_Chunked(layer), x) < 1e-7
+
+
+def test_each_batchnorm_is_one_meeting_per_pass(monkeypatch):
+    calls = []
+    original = parallel.map
+    monkeypatch.setattr(parallel, "map", lambda fn, items: calls.append(1) or original(fn, items))
+    backend.seed(0)
+    model = Sequential(L.Conv2D(3, 4, 3, padding=1), L.BatchNorm2D(4), L.ReLU(), L.Conv2D(4, 4, 3, padding=1),
+                       L.BatchNorm2D(4), L.ReLU(), L.Flatten(), L.Dense(4 * 16, 3))
+    parallel.set_threads(2)
+    x = np.random.default_rng(0).standard_normal((10, 3, 4, 4)).astype(np.float32)
+    model.forward(x)
+    assert len(calls) == 3                  # conv + statistics | normalise, relu, conv + statistics | normalise ...
+    model.backward(np.ones((10, 3), np.float32))
+    assert len(calls) == 3 + 3 + 1          # the same three runs backward, and one for the gradients' sums
+
+
+def test_chunked_batchnorm_statistics_stay_accurate_far_from_zero():
+    """The chunks' variances are combined around each chunk's own mean (no E[x²] - E[x]² cancellation)."""
+    rng = np.random.default_rng(0)
+    x = (1000 + rng.standard_normal((16, 3, 5, 5))).astype(np.float32)
+    parallel.set_threads(2)
+    model = Sequential(L.BatchNorm2D(3))
+    y = model.forward(x)
+    x64 = x.astype(np.float64)
+    mu, var = x64.mean(axis=(0, 2, 3), keepdims=True), x64.var(axis=(0, 2, 3), keepdims=True)
+    np.testing.assert_allclose(y, (x64 - mu) / np.sqrt(var + 1e-5), rtol=0, atol=2e-3)
+    np.testing.assert_allclose(model.layers[0].buffers["running_var"], 0.9 + 0.1 * var.ravel() * 400 / 399, rtol=1e-3)
+
+
+def test_keep_freed_memory_is_set_once_and_leaves_a_users_malloc_settings_alone(monkeypatch):
+    import ctypes
+    calls = []
+
+    class Mallopt:
+        def __call__(self, param, value):
+            calls.append((param, value))
+            return 1
+
+    class Libc:
+        mallopt = Mallopt()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: Libc())
+    for name in parallel._USER_MALLOC_ENV:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(parallel, "_malloc_kept", None)
+    monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1000")
+    assert parallel.keep_freed_memory() is False and calls == []     # the user's own settings win
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_")
+    monkeypatch.setattr(parallel, "_malloc_kept", None)
+    assert parallel.keep_freed_memory() is True
+    assert sorted(calls) == sorted(parallel.MALLOC_SETTINGS.values())
+    assert parallel.keep_freed_memory() is True and len(calls) == 2   # once
