@@ -16,6 +16,10 @@ Two variants, selected by name:
   scaled by 1/√(4·4) = 1/4, and dropout before the dense layer. BatchNorm lets a high learning rate
   train quickly and regularises; dropout helps on small training sets. Both have the paper's
   6 conv / 3 pool / 1 dense shape.
+- "bn-std": "bn" behind `nn.layers.Standardize`, which gives every input image mean 0 and variance 1
+  (in training and testing alike), so brightness and contrast cannot tell images apart. Meant for
+  synthetic training sets whose generators each leave their own contrast on their images (the DCGANs,
+  one per digit: docs/results.md, section 9).
 
 Why the 1/4 (FEATURE_SCALE). The BatchNorm'd convolutions do not care how large their weights are,
 but the dense layer does. Its loss curvature along W is E[x xᵀ] ⊗ S (x: its 2048 inputs, S: the
@@ -32,7 +36,7 @@ that function 16× more tightly). Measurements: docs/results.md, section 8.
 import numpy as np
 
 from nn import Sequential, backend
-from nn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Scale
+from nn.layers import BatchNorm2D, Conv2D, Dense, Dropout, Flatten, MaxPool2D, ReLU, Scale, Standardize
 from common.files import atomic_savez
 from nn.model import ARCH_KEY
 
@@ -42,7 +46,7 @@ POOL_METHOD = "auto"  # MaxPool2D's fast 2x2 kernel (nn/layers/pool_fast.py); nn
 WIDTHS = (32, 64, 128)   # channels of the three stages
 DROPOUT = 0.3            # dropout before the dense layer in the "bn" variant
 FEATURE_SCALE = 0.25     # the "bn" variant's dense inputs are multiplied by this (1/√(4·4); see above)
-ARCHS = ("bn", "paper")
+ARCHS = ("bn", "paper", "bn-std")
 
 
 def _stage(c_in, c_out, batchnorm):
@@ -61,18 +65,20 @@ def _stage(c_in, c_out, batchnorm):
 def build_model(arch="bn", seed=0, widths=WIDTHS):
     """The ConvNet as an `nn.Sequential`, its weights drawn after `backend.seed(seed)`.
 
-    arch: "bn" (BatchNorm + dropout, the default recipe) or "paper" (plain conv + ReLU).
+    arch: "bn" (BatchNorm + dropout, the default recipe), "paper" (plain conv + ReLU) or "bn-std"
+    ("bn" on per-image standardised inputs).
     widths: the channels of the three stages (default 32, 64, 128).
     Input (N, 3, 32, 32) float32 in [-1, 1]; output (N, 10) logits.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHS)}")
     backend.seed(seed)
-    batchnorm = arch == "bn"
+    batchnorm = arch in ("bn", "bn-std")
     if len(widths) != 3 or min(widths) < 1:
         raise ValueError(f"widths must be three positive channel counts, got {tuple(widths)}")
     c1, c2, c3 = widths
-    layers = _stage(3, c1, batchnorm) + _stage(c1, c2, batchnorm) + _stage(c2, c3, batchnorm)
+    layers = [Standardize()] if arch == "bn-std" else []
+    layers += _stage(3, c1, batchnorm) + _stage(c1, c2, batchnorm) + _stage(c2, c3, batchnorm)
     layers.append(Flatten())
     if batchnorm:
         layers += [Scale(FEATURE_SCALE), Dropout(DROPOUT)]

@@ -54,7 +54,7 @@ VAL_FRACTION = 0.1
 MAX_VAL = 5000
 VALIDATIONS = 40
 LOG_EVERY = 25      # steps between reads of the losses and accuracies from the device (progress bar)
-PEAK_LR = {"bn": 0.05, "paper": 0.02}    # the plain net diverges at BatchNorm's learning rate
+PEAK_LR = {"bn": 0.05, "bn-std": 0.05, "paper": 0.02}    # the plain net diverges at BatchNorm's learning rate
 
 
 @dataclass

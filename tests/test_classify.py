@@ -216,7 +216,7 @@ def test_evaluate_counts_right_and_wrong_on_a_known_model(tta):
 
 # ---------------------------------------------------------------- training
 
-@pytest.mark.parametrize("arch", ["bn", "paper"])
+@pytest.mark.parametrize("arch", ["bn", "paper", "bn-std"])
 def test_a_tiny_run_learns_an_easy_task_well_above_chance(arch):
     x, y = squares(320, seed=0)
     x_test, y_test = squares(100, seed=1)
@@ -276,6 +276,24 @@ def test_save_and_load_give_identical_predictions(tmp_path):
     assert np.array_equal(predict_proba(model, x[:20]), predict_proba(loaded, x[:20]))
     # BatchNorm's running statistics travel too (they are no longer the initial 0 / 1)
     assert not np.allclose(backend.to_numpy(loaded.layers[1].buffers["running_mean"]), 0)
+
+
+def test_bn_std_ignores_each_images_brightness_and_contrast(tmp_path):
+    """"bn-std" is the bn net behind a per-image Standardize: an image and the same image with its
+    contrast halved and its brightness shifted get (nearly) the same logits, where the bn net's differ;
+    the arch name travels through save and load."""
+    model = build_model("bn-std", seed=0, widths=SMALL)
+    assert [type(l).__name__ for l in model.layers[:2]] == ["Standardize", "Conv2D"]
+    assert model.num_params() == build_model("bn", seed=0, widths=SMALL).num_params()
+    x = to_float(images(8, seed=5))
+    washed = 0.5 * x - 0.2                                                     # less contrast, darker
+    for arch, same in (("bn-std", True), ("bn", False)):
+        net = build_model(arch, seed=0, widths=SMALL)
+        a, b = (backend.to_numpy(net.forward(backend.asarray(v), training=False)) for v in (x, washed))
+        assert np.allclose(a, b, atol=0.05 * np.abs(a).max()) == same, (arch, np.abs(a - b).max())
+    save_model(model, tmp_path / "std.npz")
+    loaded = load_model(tmp_path / "std.npz")
+    assert loaded.arch == "bn-std" and type(loaded.layers[0]).__name__ == "Standardize"
 
 
 # ---------------------------------------------------------------- sets: mixing, capping, bad input

@@ -204,6 +204,23 @@ def test_elementwise_and_shape_gradients(layer):
     assert gradcheck(layer, x) < TOL
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_standardize_gradient_and_statistics(training):
+    """Per image: mean 0 and variance var/(var + eps) over all its values, whatever its brightness and
+    contrast; the same in training and evaluation; a float64 gradient check."""
+    x = rand(5, 3, 4, 4) * 3 + 2
+    layer = layers.Standardize(eps=1e-3)
+    assert gradcheck(layer, x, training=training) < TOL
+    y = host(layer.forward(dev(x), training=training))
+    var = x.reshape(5, -1).var(axis=1)
+    np.testing.assert_allclose(y.reshape(5, -1).mean(axis=1), 0, atol=1e-6)
+    np.testing.assert_allclose(y.reshape(5, -1).var(axis=1), var / (var + 1e-3), rtol=1e-6)
+    brighter = host(layer.forward(dev(x * 0.5 - 1), training=training))   # contrast halved, darker
+    np.testing.assert_allclose(brighter, y * np.sqrt((var + 1e-3) / (var + 4e-3))[:, None, None, None], rtol=1e-6)
+    flat = host(layer.forward(dev(np.full((1, 3, 4, 4), 0.7)), training=training))
+    assert np.abs(flat).max() < 1e-12                          # a flat image stays flat, not blown up
+
+
 def test_sigmoid_is_stable_for_large_inputs():
     y = host(layers.Sigmoid().forward(dev(np.array([-1000.0, 0.0, 1000.0], np.float32))))
     np.testing.assert_allclose(y, [0, 0.5, 1])
@@ -237,6 +254,7 @@ ALL_LAYERS = [
     (lambda: layers.Reshape((48,)), (2, 3, 4, 4)),
     (lambda: layers.Dropout(0.5), (2, 3, 4, 4)),
     (lambda: layers.Scale(0.25), (2, 3, 4, 4)),
+    (lambda: layers.Standardize(), (2, 3, 4, 4)),
 ]
 
 
