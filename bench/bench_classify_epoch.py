@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                 # noqa: E402
 from common.cli import run_cli                           # noqa: E402
+from classify.model import ARCHS                     # noqa: E402
 from classify.train import TrainConfig, fit, plan     # noqa: E402
 from common.cli import backend_name
 
@@ -36,7 +37,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m bench.bench_classify_epoch", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=73_257, help="images in the epoch (default %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="time only this many steps and extrapolate the epoch")
-    p.add_argument("--arch", choices=("bn", "paper"), default="bn")
+    p.add_argument("--arch", choices=ARCHS, default="bn")
     p.add_argument("--batch-size", type=int, default=TrainConfig.batch_size)
     p.add_argument("--backend", choices=("numpy", "cupy"), default=None,
                    help="array library: numpy (CPU) or cupy (GPU) (default: $NN_BACKEND or numpy)")

@@ -44,7 +44,8 @@ def build_parser():
     t.add_argument("--min-steps", type=whole(1), default=MIN_STEPS,
                    help="fewest optimizer steps when --epochs is not given (default %(default)s)")
     t.add_argument("--arch", choices=ARCHS, default="bn",
-                   help="bn: BatchNorm + dropout (default); paper: plain conv + ReLU, as the paper")
+                   help="bn: BatchNorm + dropout (default); paper: plain conv + ReLU, as the paper; "
+                        "bn-std: bn on per-image standardised inputs (no brightness or contrast cues)")
     t.add_argument("--widths", type=whole(1), nargs=3, default=TrainConfig.widths, metavar=("C1", "C2", "C3"),
                    help="channels of the three convolution stages (default 32 64 128)")
     t.add_argument("--batch-size", type=whole(1), default=TrainConfig.batch_size, help="default %(default)s")

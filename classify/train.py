@@ -10,6 +10,10 @@ One optimizer step on a minibatch (x_n, y_n), n = 1..B:
         θ_ema ← β·θ_ema + (1 - β)·θ        (BatchNorm's running statistics too),
     and it is the EMA model that is validated, kept and returned.
 
+The metrics keep two records of training: `history` (the smoothed training loss and accuracy and the
+validation accuracy, about VALIDATIONS times per run) and `loss_curve` (the mean training loss and
+accuracy over each LOG_EVERY steps, the whole run), which shows when a run leaves the ln 10 plateau.
+
 Training length: `epochs` passes over the training images, by default
     epochs = max(MIN_EPOCHS, ceil(MIN_STEPS / steps_per_epoch)),
 so a small set (the 783-image sample: 705 after the validation split, 11 steps of 64 per epoch,
@@ -21,8 +25,10 @@ model is validated about VALIDATIONS times during training and the best one (hig
 accuracy, the later one on ties) is kept.
 
 Sometimes a run never leaves the plateau where the net predicts every class with probability 1/10
-(training loss ln 10 = 2.303 throughout): seen once in 12 two-epoch runs on 73,000 synthetic images
-(SimGAN-refined, seed 2). `did_not_learn` spots it and the metrics carry a "warning".
+(training loss ln 10 = 2.303 throughout). Its main cause was the dense layer's curvature, beyond
+what SGD can follow at the recipe's learning rate (see classify.model, FEATURE_SCALE); since the
+ConvNet scales its dense inputs, runs leave the plateau within about 150 steps. `did_not_learn`
+still spots a run that never does, and the metrics carry a "warning".
 """
 import copy
 import dataclasses
@@ -48,7 +54,7 @@ VAL_FRACTION = 0.1
 MAX_VAL = 5000
 VALIDATIONS = 40
 LOG_EVERY = 25      # steps between reads of the losses and accuracies from the device (progress bar)
-PEAK_LR = {"bn": 0.05, "paper": 0.02}    # the plain net diverges at BatchNorm's learning rate
+PEAK_LR = {"bn": 0.05, "bn-std": 0.05, "paper": 0.02}    # the plain net diverges at BatchNorm's learning rate
 
 
 @dataclass
@@ -216,7 +222,8 @@ def validation_accuracy(model, x_val, y_val):
 
 def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     """The training loop on uint8 images x, y (validation on x_val, y_val); returns
-    (model, history, best) with the best validated EMA model loaded, in eval mode."""
+    (model, history, best) with the best validated EMA model loaded, in eval mode; best holds
+    val_accuracy, best_epoch and the loss_curve."""
     batch, steps_per_epoch, epochs, total = plan(len(x), cfg)
     peak = cfg.lr or PEAK_LR[cfg.arch]
     model = build_model(cfg.arch, cfg.seed, cfg.widths)
@@ -228,21 +235,28 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     every = max(1, epochs // VALIDATIONS)
     history, best, best_state = [], {"val_accuracy": None, "best_epoch": epochs}, None
     step, run = 0, None                                   # run: running (loss, accuracy), averaged over ~20 steps
+    curve, window = [], []                                # curve: the loss_curve; window: its unfinished block
     pending = backend.ScalarLog()                         # the steps' (loss, accuracy), still on the device
     bar = tqdm(total=total, desc=f"train {cfg.arch}", unit="step", disable=not progress, leave=False)
 
     def catch_up(epoch):                                  # one device -> host read for all pending steps
-        nonlocal run
+        nonlocal run, window
         for row in pending.flush():
             now = (row["loss"], row["acc"])
             run = now if run is None else tuple(0.95 * r + 0.05 * n for r, n in zip(run, now))
+            window.append(now)
+            if len(window) == LOG_EVERY:                  # one point per LOG_EVERY steps, at its last step
+                loss, acc = np.mean(window, axis=0)
+                curve.append({"step": row["step"], "train_loss": round(float(loss), 4),
+                              "train_accuracy": round(float(acc), 4)})
+                window = []
         bar.set_postfix(epoch=epoch, loss=f"{run[0]:.3f}", acc=f"{run[1]:.3f}", refresh=False)
 
     for epoch in range(1, epochs + 1):
         for xb, yb in batches(x, y, batch, rng, cfg):
             opt.lr = learning_rate(step, total, peak, cfg.warmup)
             loss, acc = train_step(model, loss_fn, opt, xb, yb)
-            pending.add({"loss": loss, "acc": acc})
+            pending.add({"loss": loss, "acc": acc, "step": step + 1})
             if average is not model:
                 ema_update(average, model, ema_decay(step, cfg.ema_decay))
             step += 1
@@ -261,4 +275,4 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
     bar.close()
     if best_state is not None:
         average.load_state_dict(best_state, source="best checkpoint")
-    return average.eval(), history, best
+    return average.eval(), history, {**best, "loss_curve": curve}

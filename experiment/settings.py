@@ -154,7 +154,7 @@ KINDS = {
     "clf_widths": "ints", "mix_real": "ints_or_all", "mix_synthetic": "words",
 }
 """How each field is parsed from `--set FIELD=VALUE`."""
-WORDS = {"dcgan_loss": ("paper", "bce"), "dcgan_upsample": ("nearest", "deconv"), "clf_arch": ("bn", "paper"),
+WORDS = {"dcgan_loss": ("paper", "bce"), "dcgan_upsample": ("nearest", "deconv"), "clf_arch": ("bn", "paper", "bn-std"),
          "clf_augment": ("recipe", "light", "none")}
 """The values a word field may take."""
 NULLABLE = {f.name for f in fields(Settings) if f.default is None}

@@ -67,6 +67,8 @@ def layer_checks():
         ("Flatten", lambda: layers.Flatten(), _normal(4, 3, 2, 2), True),
         ("Reshape", lambda: layers.Reshape((6, 2)), _normal(4, 3, 2, 2), True),
         ("Dropout 0.3", lambda: layers.Dropout(0.3), _normal(4, 3, 2, 2), True),
+        ("Scale 0.25", lambda: layers.Scale(0.25), _normal(4, 3, 2, 2), True),
+        ("Standardize", lambda: layers.Standardize(), _normal(4, 3, 2, 2) * 2 + 1, True),
     ]
 
 

@@ -15,7 +15,7 @@ from classify import (ClassifyError, TrainConfig, build_model, evaluate, load_mo
                       parse_spec, predict_labels, predict_proba, resolve_sets, save_model, train_classifier)
 from classify.augment import NONE, AugmentConfig, affine_sample, augment, shifted_copies
 from classify.data import SetSpec
-from classify.train import did_not_learn, learning_rate, plan
+from classify.train import LOG_EVERY, PEAK_LR, did_not_learn, learning_rate, plan
 from nn import backend, gradcheck_loss, layers, losses, optim
 from svhn.imageset import ImageSetError, save_image_set, to_float
 
@@ -70,6 +70,35 @@ def test_model_shape_and_parameter_count(arch):
     y = model.forward(x, training=False)
     assert y.shape == (4, 10) and y.dtype == np.float32
     assert "(128, 4, 4)" in model.summary((3, 32, 32))
+
+
+def dense_input_top_curvature(model, x):
+    """The top eigenvalue of E[x xᵀ] over a batch, x the dense layer's input (BatchNorm in training mode,
+    no dropout): times the softmax curvature (1/10 at uniform guessing) it is the dense layer's sharpness."""
+    h = backend.asarray(to_float(x))
+    for layer in model.layers:
+        if isinstance(layer, layers.Dense):
+            break
+        if not isinstance(layer, layers.Dropout):
+            h = layer.forward(h, training=True)
+    h = backend.to_numpy(h).astype(np.float64)
+    return float(np.linalg.eigvalsh(h.T @ h / len(h))[-1])
+
+
+def test_the_bn_nets_dense_layer_is_stable_at_the_recipes_learning_rate():
+    """SGD with momentum β diverges along a direction of curvature λ once lr·λ > 2(1 + β). The dense
+    layer's inputs (after ReLU and max-pool, all ≥ 0) give its curvature one large eigenvalue, |E x|²/10
+    at uniform guessing. Unscaled, the recipe's peak lr is beyond the limit (the measured cause of the
+    ln 10 plateau); with FEATURE_SCALE it is well inside."""
+    from classify.model import FEATURE_SCALE
+    x = images(256, seed=4)
+    model = build_model("bn", seed=0)
+    assert [type(l).__name__ for l in model.layers[-4:]] == ["Flatten", "Scale", "Dropout", "Dense"]
+    lr, limit = PEAK_LR["bn"], 2 * (1 + TrainConfig().momentum)
+    lam = dense_input_top_curvature(model, x) / 10
+    assert lr * lam < limit / 2, lam
+    unscaled = lam / FEATURE_SCALE ** 2
+    assert lr * unscaled > limit, unscaled
 
 
 def test_build_model_is_seeded_and_rejects_unknown_arch():
@@ -187,7 +216,7 @@ def test_evaluate_counts_right_and_wrong_on_a_known_model(tta):
 
 # ---------------------------------------------------------------- training
 
-@pytest.mark.parametrize("arch", ["bn", "paper"])
+@pytest.mark.parametrize("arch", ["bn", "paper", "bn-std"])
 def test_a_tiny_run_learns_an_easy_task_well_above_chance(arch):
     x, y = squares(320, seed=0)
     x_test, y_test = squares(100, seed=1)
@@ -201,6 +230,18 @@ def test_a_tiny_run_learns_an_easy_task_well_above_chance(arch):
         assert key in metrics
     assert "warning" not in metrics
     json.dumps(metrics)                                                       # JSON-ready
+
+
+def test_the_loss_curve_holds_the_mean_loss_of_every_log_every_steps():
+    """metrics["loss_curve"]: one point per LOG_EVERY steps (a partial block at the end is left out),
+    the mean of those steps' training losses, which falls as the net learns."""
+    x, y = squares(320, seed=0)
+    _, metrics = train_classifier([(x, y)], epochs=12, batch_size=32, augment=NONE, widths=SMALL, ema_decay=0.0,
+                                  val_fraction=0.1, tta=False, seed=0, progress=False)
+    curve = metrics["loss_curve"]
+    assert [p["step"] for p in curve] == list(range(LOG_EVERY, 12 * 9 + 1, LOG_EVERY))
+    assert all(0 <= p["train_accuracy"] <= 1 for p in curve)
+    assert curve[0]["train_loss"] > curve[-1]["train_loss"] + 0.3 and curve[-1]["train_accuracy"] > 0.9, curve
 
 
 def test_a_run_that_never_leaves_uniform_guessing_is_flagged():
@@ -235,6 +276,24 @@ def test_save_and_load_give_identical_predictions(tmp_path):
     assert np.array_equal(predict_proba(model, x[:20]), predict_proba(loaded, x[:20]))
     # BatchNorm's running statistics travel too (they are no longer the initial 0 / 1)
     assert not np.allclose(backend.to_numpy(loaded.layers[1].buffers["running_mean"]), 0)
+
+
+def test_bn_std_ignores_each_images_brightness_and_contrast(tmp_path):
+    """"bn-std" is the bn net behind a per-image Standardize: an image and the same image with its
+    contrast halved and its brightness shifted get (nearly) the same logits, where the bn net's differ;
+    the arch name travels through save and load."""
+    model = build_model("bn-std", seed=0, widths=SMALL)
+    assert [type(l).__name__ for l in model.layers[:2]] == ["Standardize", "Conv2D"]
+    assert model.num_params() == build_model("bn", seed=0, widths=SMALL).num_params()
+    x = to_float(images(8, seed=5))
+    washed = 0.5 * x - 0.2                                                     # less contrast, darker
+    for arch, same in (("bn-std", True), ("bn", False)):
+        net = build_model(arch, seed=0, widths=SMALL)
+        a, b = (backend.to_numpy(net.forward(backend.asarray(v), training=False)) for v in (x, washed))
+        assert np.allclose(a, b, atol=0.05 * np.abs(a).max()) == same, (arch, np.abs(a - b).max())
+    save_model(model, tmp_path / "std.npz")
+    loaded = load_model(tmp_path / "std.npz")
+    assert loaded.arch == "bn-std" and type(loaded.layers[0]).__name__ == "Standardize"
 
 
 # ---------------------------------------------------------------- sets: mixing, capping, bad input

@@ -195,12 +195,30 @@ def test_batchnorm_normalises_and_tracks_running_statistics():
 
 
 @pytest.mark.parametrize("layer", [layers.ReLU(), layers.LeakyReLU(0.2), layers.LeakyReLU(0.01), layers.Sigmoid(),
-                                   layers.Tanh(), layers.Flatten(), layers.Reshape((6, 2)), layers.Dropout(0.3)],
+                                   layers.Tanh(), layers.Flatten(), layers.Reshape((6, 2)), layers.Dropout(0.3),
+                                   layers.Scale(0.25)],
                          ids=repr)
 def test_elementwise_and_shape_gradients(layer):
     x = rand(4, 3, 2, 2)
     x[np.abs(x) < 1e-3] = 0.5   # keep away from ReLU's kink
     assert gradcheck(layer, x) < TOL
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_standardize_gradient_and_statistics(training):
+    """Per image: mean 0 and variance var/(var + eps) over all its values, whatever its brightness and
+    contrast; the same in training and evaluation; a float64 gradient check."""
+    x = rand(5, 3, 4, 4) * 3 + 2
+    layer = layers.Standardize(eps=1e-3)
+    assert gradcheck(layer, x, training=training) < TOL
+    y = host(layer.forward(dev(x), training=training))
+    var = x.reshape(5, -1).var(axis=1)
+    np.testing.assert_allclose(y.reshape(5, -1).mean(axis=1), 0, atol=1e-6)
+    np.testing.assert_allclose(y.reshape(5, -1).var(axis=1), var / (var + 1e-3), rtol=1e-6)
+    brighter = host(layer.forward(dev(x * 0.5 - 1), training=training))   # contrast halved, darker
+    np.testing.assert_allclose(brighter, y * np.sqrt((var + 1e-3) / (var + 4e-3))[:, None, None, None], rtol=1e-6)
+    flat = host(layer.forward(dev(np.full((1, 3, 4, 4), 0.7)), training=training))
+    assert np.abs(flat).max() < 1e-12                          # a flat image stays flat, not blown up
 
 
 def test_sigmoid_is_stable_for_large_inputs():
@@ -235,6 +253,8 @@ ALL_LAYERS = [
     (lambda: layers.Flatten(), (2, 3, 4, 4)),
     (lambda: layers.Reshape((48,)), (2, 3, 4, 4)),
     (lambda: layers.Dropout(0.5), (2, 3, 4, 4)),
+    (lambda: layers.Scale(0.25), (2, 3, 4, 4)),
+    (lambda: layers.Standardize(), (2, 3, 4, 4)),
 ]
 
 

@@ -108,9 +108,10 @@ def _plain_forward_backward(model, x, dy):
 
 
 def test_chunked_passes_equal_the_whole_batch_passes_in_float64():
-    net = [L.Conv2D(3, 16, 3, padding=1), L.BatchNorm2D(16), L.ReLU(), L.MaxPool2D(2),
+    net = [L.Standardize(), L.Conv2D(3, 16, 3, padding=1), L.BatchNorm2D(16), L.ReLU(), L.MaxPool2D(2),
            L.Conv2D(16, 16, 3, padding=1, method="winograd"), L.LeakyReLU(0.2), L.Upsample2D(2),
-           L.Conv2D(16, 4, 3, stride=2, padding=1), L.Flatten(), L.Dense(64, 12), L.BatchNorm1D(12), L.Tanh()]
+           L.Conv2D(16, 4, 3, stride=2, padding=1), L.Flatten(), L.Scale(0.5), L.Dense(64, 12), L.BatchNorm1D(12),
+           L.Tanh()]
     backend.seed(0)
     model = Sequential(*net).astype(np.float64)
     rng = np.random.default_rng(2)
@@ -119,6 +120,7 @@ def test_chunked_passes_equal_the_whole_batch_passes_in_float64():
     parallel.set_threads(2)
     y = model.forward(x)
     assert model._run is not None                     # the chunked path was taken
+    assert [kind for kind, _, _ in model._run.steps][:2] == ["per_sample", "batch_norm"]   # Standardize: per sample
     dx = model.backward(dy)
     grads = {name: host(g).copy() for name, _, g in model.named_parameters()}
     running = {k: v.copy() for k, v in model.state_dict().items() if "running" in k}

@@ -104,3 +104,37 @@ class BatchNorm2D(_BatchNorm):
     __doc__ = "Batch normalisation over (N, C, H, W) inputs: statistics per channel over N, H and W.\n" + _BatchNorm.__doc__
     axes = (0, 2, 3)
     ndim = 4
+
+
+class Standardize(Layer):
+    """Per-image standardisation (no parameters): each sample n is shifted and scaled to mean 0 and
+    variance 1 over all its values (channels, height and width together; m values per sample):
+
+        mu_n = mean(x_n),  var_n = mean((x_n - mu_n)²),  y_n = (x_n - mu_n) / sqrt(var_n + eps)
+    Backward (s_n = sqrt(var_n + eps)):
+        dx_n = (dy_n - mean(dy_n) - y_n · mean(dy_n · y_n)) / s_n
+
+    The same in training and evaluation: it removes each image's brightness and contrast, so a classifier
+    cannot tell images apart by them. eps keeps nearly flat images from being blown up (its default, 1e-3
+    on the [-1, 1] scale, is a standard deviation of about 4 grey levels)."""
+
+    def __init__(self, eps=1e-3):
+        super().__init__()
+        self.eps = float(eps)
+        self.y = self.s = None
+
+    def forward(self, x, training=True):
+        axes = tuple(range(1, x.ndim))
+        mu = x.mean(axis=axes, keepdims=True)
+        centred = x - mu
+        self.s = backend.xp.sqrt((centred * centred).mean(axis=axes, keepdims=True) + x.dtype.type(self.eps))
+        self.y = centred / self.s
+        return self.y
+
+    def backward(self, dy):
+        axes = tuple(range(1, dy.ndim))
+        y = self.y
+        return (dy - dy.mean(axis=axes, keepdims=True) - y * (dy * y).mean(axis=axes, keepdims=True)) / self.s
+
+    def __repr__(self):
+        return f"Standardize(eps={self.eps:g})"

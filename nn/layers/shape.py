@@ -1,4 +1,4 @@
-"""Layers that only move numbers around (or drop some of them)."""
+"""Layers that only move numbers around (or drop or scale some of them)."""
 import numpy as np
 
 from nn import backend
@@ -65,3 +65,20 @@ class Dropout(Layer):
 
     def __repr__(self):
         return f"Dropout(p={self.p})"
+
+
+class Scale(Layer):
+    """Multiplication by a fixed number c (no parameters):  y = c · x;  backward: dx = c · dy."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.c = float(c)
+
+    def forward(self, x, training=True):
+        return x * x.dtype.type(self.c)
+
+    def backward(self, dy):
+        return dy * dy.dtype.type(self.c)
+
+    def __repr__(self):
+        return f"Scale({self.c:g})"
