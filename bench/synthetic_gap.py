@@ -34,6 +34,7 @@ import numpy as np
 
 from bench.procedural_stats import image_stats, load_metrics, luma, table
 from common.cli import ArgumentParser, run_cli
+from common.figures import pyplot, save_figure
 from common.files import check_output_path
 from svhn.imageset import load_image_set
 
@@ -229,16 +230,9 @@ def answer_lines(metrics):
 
 # ---------------------------------------------------------------- figures
 
-def _pyplot():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
 def plot_spectra(spectra, path):
     """Log-log plot of each set's radial spectrum."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     for i, (name, (k, p)) in enumerate(spectra.items()):
         ax.loglog(k, p, "o-" if i == 0 else ".-", ms=3, lw=2 if i == 0 else 1.2, label=name)
@@ -248,13 +242,12 @@ def plot_spectra(spectra, path):
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_nearest(nearest, name, baseline, path):
     """Histograms (as densities) of the nearest-real distances of `name` and of the baseline."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     all_d = np.concatenate([nearest[name][0], nearest[baseline][0]])
     bins = np.linspace(0, np.percentile(all_d, 99.5), 50)
@@ -266,13 +259,12 @@ def plot_nearest(nearest, name, baseline, path):
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 def plot_closest_pairs(x, nearest, ref_x, path, n=12):
     """The n generated images closest to a real training image (top row) above that image."""
-    plt = _pyplot()
+    plt = pyplot()
     dist, index = nearest
     order = np.argsort(dist)[:n]
     fig, axes = plt.subplots(2, n, figsize=(1.1 * n, 2.6))
@@ -284,8 +276,7 @@ def plot_closest_pairs(x, nearest, ref_x, path, n=12):
         ax.axis("off")
     fig.suptitle("closest generated images (top, RMS distance) and their nearest real training image", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path, dpi=120)
 
 
 # ---------------------------------------------------------------- command line

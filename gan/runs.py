@@ -19,7 +19,7 @@ import numpy as np
 
 from nn import backend
 
-from common.files import atomic_savez, atomic_write_bytes, atomic_write_json, atomic_write_text, npz_problem
+from common.files import atomic_savez, atomic_write_json, atomic_write_text, npz_problem
 
 CONFIG_FILE = "config.json"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -124,22 +124,6 @@ def write_log(path, rows, columns, text=()):
     for r in rows:
         writer.writerow({k: cell(k, r.get(k)) for k in columns})
     atomic_write_text(path, buf.getvalue())
-
-
-def pyplot():
-    """matplotlib's pyplot on the file-only Agg backend (imported when a figure is drawn)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def save_figure(fig, path):
-    """Write a matplotlib figure as a PNG (atomically) and close it."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    pyplot().close(fig)
-    atomic_write_bytes(path, buf.getvalue())
 
 
 class PendingRows:

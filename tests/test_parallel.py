@@ -286,6 +286,13 @@ class _Chunked(L.Layer):
         return dx
 
 
+def _count_calls(monkeypatch, module, name):
+    """Wrap module.name so that every call appends to the returned list (then runs the original)."""
+    calls, original = [], getattr(module, name)
+    monkeypatch.setattr(module, name, lambda *args: calls.append(1) or original(*args))
+    return calls
+
+
 @pytest.mark.parametrize("method, H", [("auto", 8), ("winograd", 5), ("auto", 6)])   # the last runs im2col
 def test_winograd_replicas_gradcheck_through_the_chunked_pass(method, H):
     parallel.set_threads(2)
@@ -298,9 +305,7 @@ def test_winograd_replicas_gradcheck_through_the_chunked_pass(method, H):
 
 def test_chunks_share_one_kernel_transform_per_pass_and_sum_du_into_dw(monkeypatch):
     from nn.layers import winograd_fast
-    calls = []
-    original = winograd_fast.kernel_transform
-    monkeypatch.setattr(winograd_fast, "kernel_transform", lambda W, dtype: calls.append(1) or original(W, dtype))
+    calls = _count_calls(monkeypatch, winograd_fast, "kernel_transform")
     backend.seed(0)
     net = [L.Conv2D(16, 16, 3, padding=1, method="auto"), L.ReLU(), L.MaxPool2D(2, method="auto"),
            L.Conv2D(16, 8, 3, padding=1, method="auto"), L.Flatten(), L.Dense(8 * 16, 5)]  # 8×8 Winograd, 4×4 im2col
@@ -342,9 +347,7 @@ def test_batchnorm_gradcheck_through_the_chunked_pass(layer, shape):
 
 
 def test_each_batchnorm_is_one_meeting_per_pass(monkeypatch):
-    calls = []
-    original = parallel.map
-    monkeypatch.setattr(parallel, "map", lambda fn, items: calls.append(1) or original(fn, items))
+    calls = _count_calls(monkeypatch, parallel, "map")
     backend.seed(0)
     model = Sequential(L.Conv2D(3, 4, 3, padding=1), L.BatchNorm2D(4), L.ReLU(), L.Conv2D(4, 4, 3, padding=1),
                        L.BatchNorm2D(4), L.ReLU(), L.Flatten(), L.Dense(4 * 16, 3))

@@ -27,6 +27,7 @@ from tqdm import tqdm
 import svhn
 from nn import backend
 from common.files import atomic_write_json, check_output_path
+from common.figures import pyplot, save_figure
 from svhn.imageset import save_grid_png, to_float, to_uint8
 from gan import runs
 from gan.dcgan.nets import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
@@ -216,7 +217,7 @@ def plot_losses(path, logs, title):
     if not logs:
         return
     n = len(logs)
-    fig, axes = runs.pyplot().subplots(2, n, figsize=(3.2 * n, 5), squeeze=False, sharex="col")
+    fig, axes = pyplot().subplots(2, n, figsize=(3.2 * n, 5), squeeze=False, sharex="col")
     for col, (digit, rows) in enumerate(sorted(logs.items())):
         it = [r["iteration"] for r in rows]
         ax = axes[0, col]
@@ -234,7 +235,7 @@ def plot_losses(path, logs, title):
     axes[1, 0].legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    runs.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------- divergence

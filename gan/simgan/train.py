@@ -31,6 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from nn import backend
+from common.figures import pyplot, save_figure
 from svhn.imageset import IMAGE_SHAPE, check_image_set, save_grid_png, save_image_set, to_float, to_uint8
 from gan import runs
 from gan.simgan.nets import SimGAN, build_patch_discriminator, build_refiner
@@ -182,7 +183,7 @@ def plot_losses(path, rows, title):
     """Three panels over the iterations: the refiner's terms, D's loss, D's accuracies."""
     if not rows:
         return
-    fig, axes = runs.pyplot().subplots(1, 3, figsize=(13, 3.6))
+    fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     curves = (("refiner", [("loss_reg", "mean|R(x) - x|"), ("loss_adv", "adversarial term")]),
               ("discriminator", [("loss_D", "L_D (BCE over patches)")]),
               ("D's accuracy on patches", [("acc_real", "real"), ("acc_refined", "refined")]))
@@ -201,7 +202,7 @@ def plot_losses(path, rows, title):
     axes[0].set_yscale("log")
     fig.suptitle(title + "  (dashed: D pretraining, adversarial phase start)", fontsize=9)
     fig.tight_layout()
-    runs.save_figure(fig, path)
+    save_figure(fig, path)
 
 
 def pair_indices(n, labels, seed):
