@@ -3,10 +3,15 @@ in `layer.grads`; its state (momentum buffers, Adam moments, step count) is keye
 name ("3.W"), so `state_dict()` is a plain dict of arrays that saves to .npz.
 
 An optimizer takes one model or several (`Adam([refiner, head])`).
+
+Each optimizer's math is its `update` method, written for one parameter. `step` applies it to every
+parameter; nn/optim_flat.py (speed machinery, the same numbers) first gathers all parameters, gradients
+and state into one flat buffer each, so that `update` runs once per step instead of once per parameter:
+on a GPU that is a handful of kernel launches instead of hundreds.
 """
 import numpy as np
 
-from nn import backend
+from nn import backend, optim_flat
 
 
 class Optimizer:
@@ -15,6 +20,8 @@ class Optimizer:
         self.lr = float(lr)
         self.state = {}
         self.t = 0
+
+    state_suffixes = ()   # the per-parameter state buffers `update` takes, as suffixes of the key ("3.W.m")
 
     def _params(self):
         for m, model in enumerate(self.models):
@@ -27,6 +34,17 @@ class Optimizer:
         if key not in self.state:
             self.state[key] = backend.xp.zeros_like(p)
         return self.state[key]
+
+    def step(self):
+        """One update of every parameter from its gradient."""
+        self.t += 1
+        if optim_flat.step(self):     # all parameters at once, as flat buffers (same results)
+            return
+        for key, p, g in self._params():
+            self.update(p, g, *[self._buffer(key + suffix, p) for suffix in self.state_suffixes])
+
+    def update(self, p, g, *state):
+        raise NotImplementedError
 
     def zero_state(self):
         self.state, self.t = {}, 0
@@ -56,18 +74,17 @@ class SGD(Optimizer):
     def __init__(self, models, lr=0.01, momentum=0.9, weight_decay=0.0):
         super().__init__(models, lr)
         self.momentum, self.weight_decay = float(momentum), float(weight_decay)
+        self.state_suffixes = ("",) if self.momentum else ()    # the velocity v, keyed like its parameter
 
-    def step(self):
-        self.t += 1
-        for key, p, g in self._params():
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            if self.momentum:
-                v = self._buffer(key, p)
-                v *= self.momentum
-                v += g
-                g = v
-            p -= self.lr * g
+    def update(self, p, g, v=None):
+        """p and v in place; g is left as it is."""
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        if v is not None:
+            v *= self.momentum
+            v += g
+            g = v
+        p -= self.lr * g
 
 
 class Adam(Optimizer):
@@ -79,26 +96,24 @@ class Adam(Optimizer):
         p ← p - lr · m̂ / (sqrt(v̂) + eps)
     """
 
+    state_suffixes = (".m", ".v")
+
     def __init__(self, models, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(models, lr)
         self.beta1, self.beta2 = map(float, betas)
         self.eps, self.weight_decay = float(eps), float(weight_decay)
 
-    def step(self):
-        xp = backend.xp
-        self.t += 1
+    def update(self, p, g, m, v):
+        """p, m and v in place (self.t, the step count, already counts this step); g is left as it is."""
         c1 = 1 - self.beta1 ** self.t
         c2 = 1 - self.beta2 ** self.t
-        for key, p, g in self._params():
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            m = self._buffer(key + ".m", p)
-            v = self._buffer(key + ".v", p)
-            m *= self.beta1
-            m += (1 - self.beta1) * g
-            v *= self.beta2
-            v += (1 - self.beta2) * (g * g)
-            p -= (self.lr / c1) * m / (xp.sqrt(v / c2) + self.eps)
+        if self.weight_decay:
+            g = g + self.weight_decay * p
+        m *= self.beta1
+        m += (1 - self.beta1) * g
+        v *= self.beta2
+        v += (1 - self.beta2) * (g * g)
+        p -= (self.lr / c1) * m / (backend.xp.sqrt(v / c2) + self.eps)
 
 
 # ----------------------------------------------------------------------------- weight averaging
@@ -113,6 +128,8 @@ def ema_update(average, model, decay):
     """Exponential moving average of the weights, in place, for two models of the same architecture:
         θ_avg ← decay·θ_avg + (1 - decay)·θ
     for every parameter and every BatchNorm buffer (running mean and variance)."""
+    if optim_flat.ema_update(average, model, decay):     # all of them at once, as flat buffers (same results)
+        return
     for avg_layer, layer in zip(average.layers, model.layers):
         for avg_dict, dict_ in ((avg_layer.params, layer.params), (avg_layer.buffers, layer.buffers)):
             for key, value in dict_.items():

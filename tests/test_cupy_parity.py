@@ -87,3 +87,38 @@ def test_dropout_runs_on_the_gpu():
     y = layers.Dropout(0.5).forward(backend.xp.ones((100, 100), dtype=np.float32))
     assert type(y).__module__.startswith("cupy") and abs(float((y == 0).mean()) - 0.5) < 0.05
     backend.set_backend("numpy")
+
+
+def _optimizer_run(name, make_opt, steps=4):
+    """Given gradients (the same on both backends), so only the update itself is compared: on CuPy the
+    fused kernels of nn/optim_flat.py, on NumPy nn/optim.py's expressions."""
+    import copy
+    backend.set_backend(name)
+    backend.seed(0)
+    model = Sequential(layers.Dense(7, 5), layers.BatchNorm1D(5), layers.Dense(5, 3))
+    average = copy.deepcopy(model)
+    opt = make_opt(model)
+    rng = np.random.default_rng(2)
+    for s in range(steps):
+        for layer in model.layers:
+            layer.grads = {k: backend.asarray(rng.standard_normal(p.shape).astype(np.float32))
+                           for k, p in layer.params.items()}
+        opt.step()
+        optim.ema_update(average, model, optim.ema_decay(s, 0.999))
+    out = {**model.state_dict(), **{"avg." + k: v for k, v in average.state_dict().items()},
+           **{"opt." + k: v for k, v in opt.state_dict().items()}}
+    backend.set_backend("numpy")
+    return out
+
+
+@pytest.mark.parametrize("make_opt", [lambda m: optim.SGD(m, lr=0.05, momentum=0.9, weight_decay=1e-3),
+                                      lambda m: optim.SGD(m, lr=0.05, momentum=0.0, weight_decay=1e-3),
+                                      lambda m: optim.Adam(m, lr=1e-2, betas=(0.5, 0.999), weight_decay=1e-3)],
+                         ids=["sgd-momentum", "sgd", "adam"])
+def test_fused_optimizer_and_weight_average_kernels_match_numpy(make_opt):
+    from nn import optim_flat
+    assert optim_flat.ENABLED
+    cpu, gpu = _optimizer_run("numpy", make_opt), _optimizer_run("cupy", make_opt)
+    assert cpu.keys() == gpu.keys()
+    for k in cpu:
+        np.testing.assert_allclose(gpu[k], cpu[k], rtol=1e-5, atol=1e-6, err_msg=k)
