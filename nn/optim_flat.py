@@ -12,9 +12,9 @@ a handful of operations:
   one array per parameter, so `state_dict()` and saved checkpoints do not change).
 - `step(opt)`: gathers the gradients into one flat buffer (one `concatenate`: a single kernel on CuPy),
   then runs the optimizer's update once over the flat buffers. On NumPy that is `opt.update` itself,
-  the very expression nn/optim.py states; on CuPy it is one fused kernel (`_FUSED`, below), whose body is
-  the same expression written in CUDA beside the Python it replaces; tests/test_cupy_parity.py compares
-  the two on a GPU.
+  the very expression nn/optim.py states; on CuPy it is one fused kernel of nn/fused.py, whose body is
+  the same expression written in CUDA beside the Python it replaces (checked against it at first use;
+  tests/test_cupy_parity.py compares the two on a GPU).
 - `ema_update(average, model, decay)`: the weight average θ_avg ← decay·θ_avg + (1 − decay)·θ, with the
   average's parameters and buffers as one flat buffer and the model's gathered by one `concatenate`.
 
@@ -28,7 +28,7 @@ switches this module off (the per-parameter path everywhere).
 import os
 import weakref
 
-from nn import backend
+from nn import backend, fused
 
 ENABLED = os.environ.get("NN_FLAT_OPTIM", "1").strip() != "0"
 
@@ -113,8 +113,8 @@ def step(opt):
     if flat is None or not flat.fits(opt, named):
         flat = _optimizers[opt] = _FlatStep(opt, named)
     backend.xp.concatenate(grads, out=flat.grad)
-    fused = _fused_update(opt) if backend.name == "cupy" else None
-    (fused or type(opt).update)(opt, flat.params.flat, flat.grad, *[s.flat for s in flat.state])
+    update = _fused_update(opt) or type(opt).update
+    update(opt, flat.params.flat, flat.grad, *[s.flat for s in flat.state])
     return True
 
 
@@ -144,72 +144,23 @@ def ema_update(average, model, decay):
         flat = _averages[average] = _FlatAverage(average)
     xp = backend.xp
     theta = xp.concatenate([xp.ravel(a) for a in current])
-    if backend.name == "cupy":
-        s = flat.values.flat.dtype.type
-        _fused_kernels()["ema"](theta, s(decay), s(1 - decay), flat.values.flat)
-    else:
-        flat.values.flat *= decay
-        flat.values.flat += (1 - decay) * theta
+    average_update = fused.average if fused.ready("average", _average_plain) else _average_plain
+    average_update(flat.values.flat, theta, decay)
     return True
 
 
-# ----------------------------------------------------------------------------- the fused CUDA kernels
-# Each kernel's body is the update of nn/optim.py, written once more in CUDA for one element; the
-# comments give the Python line it stands for. Scalars are passed in the arrays' dtype.
-
-_kernels = {}
-
-
-def _fused_kernels():
-    if not _kernels:
-        import cupy
-        _kernels["sgd"] = cupy.ElementwiseKernel(
-            "T g, T lr, T momentum, T weight_decay", "T p, T v",
-            """
-            T grad = g + weight_decay * p;      // g = g + self.weight_decay * p
-            v = momentum * v + grad;            // v *= self.momentum; v += g
-            p = p - lr * v;                     // p -= self.lr * g  (g = v)
-            """, "nn_sgd_momentum_step")
-        _kernels["sgd_plain"] = cupy.ElementwiseKernel(
-            "T g, T lr, T weight_decay", "T p",
-            """
-            p = p - lr * (g + weight_decay * p);   // p -= self.lr * (g + self.weight_decay * p)
-            """, "nn_sgd_step")
-        _kernels["adam"] = cupy.ElementwiseKernel(
-            "T g, T step_size, T beta1, T beta2, T one_minus_beta1, T one_minus_beta2, T c2, T eps, T weight_decay",
-            "T p, T m, T v",
-            """
-            T grad = g + weight_decay * p;                  // g = g + self.weight_decay * p
-            m = beta1 * m + one_minus_beta1 * grad;         // m *= β1; m += (1 - β1) * g
-            v = beta2 * v + one_minus_beta2 * (grad * grad);   // v *= β2; v += (1 - β2) * (g * g)
-            p = p - step_size * m / (sqrt(v / c2) + eps);   // p -= (lr / c1) * m / (sqrt(v / c2) + eps)
-            """, "nn_adam_step")
-        _kernels["ema"] = cupy.ElementwiseKernel(
-            "T theta, T decay, T one_minus_decay", "T average",
-            """
-            average = decay * average + one_minus_decay * theta;   // θ_avg *= decay; θ_avg += (1 - decay) * θ
-            """, "nn_weight_average")
-    return _kernels
-
-
-def _sgd_fused(opt, p, g, v=None):
-    s = p.dtype.type
-    if v is None:
-        _fused_kernels()["sgd_plain"](g, s(opt.lr), s(opt.weight_decay), p)
-    else:
-        _fused_kernels()["sgd"](g, s(opt.lr), s(opt.momentum), s(opt.weight_decay), p, v)
-
-
-def _adam_fused(opt, p, g, m, v):
-    s = p.dtype.type
-    c1, c2 = 1 - opt.beta1 ** opt.t, 1 - opt.beta2 ** opt.t
-    _fused_kernels()["adam"](g, s(opt.lr / c1), s(opt.beta1), s(opt.beta2), s(1 - opt.beta1), s(1 - opt.beta2),
-                             s(c2), s(opt.eps), s(opt.weight_decay), p, m, v)
+def _average_plain(flat_average, theta, decay):
+    """nn.optim.ema_update's expression over the flat buffers (what the NumPy backend runs)."""
+    flat_average *= decay
+    flat_average += (1 - decay) * theta
 
 
 def _fused_update(opt):
-    """The fused kernel standing for `type(opt).update`: for nn.optim's SGD and Adam themselves, not for
-    subclasses (which may change the update); None otherwise."""
+    """The fused kernel (nn/fused.py) standing for `type(opt).update` on a GPU, or None: only for nn.optim's
+    SGD and Adam themselves (a subclass may change the update), and only once the kernel passed its check."""
     if type(opt).__module__ != "nn.optim":
         return None
-    return {"SGD": _sgd_fused, "Adam": _adam_fused}.get(type(opt).__name__)
+    name = {"SGD": "sgd" if getattr(opt, "state_suffixes", ()) else "sgd_no_momentum", "Adam": "adam"}.get(type(opt).__name__)
+    if name is None or not fused.ready(name, type(opt).update):
+        return None
+    return fused.sgd if name.startswith("sgd") else fused.adam

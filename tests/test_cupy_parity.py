@@ -122,3 +122,22 @@ def test_fused_optimizer_and_weight_average_kernels_match_numpy(make_opt):
     assert cpu.keys() == gpu.keys()
     for k in cpu:
         np.testing.assert_allclose(gpu[k], cpu[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_every_fused_kernel_passes_its_check_on_the_gpu(monkeypatch):
+    """nn/fused.py switches a kernel off (with a warning) when it fails to compile or disagrees with the
+    plain code; on a real GPU every one must be on."""
+    import warnings
+    from nn import fused, optim_flat
+    from nn.layers import conv
+    plain = {"im2col": conv.im2col, "col2im": conv.col2im, "sgd": optim.SGD.update,
+             "sgd_no_momentum": optim.SGD.update, "adam": optim.Adam.update, "average": optim_flat._average_plain}
+    assert set(plain) == set(fused._SOURCES)
+    monkeypatch.setattr(fused, "_state", {})
+    backend.set_backend("cupy")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert {name: fused.ready(name, f) for name, f in plain.items()} == {name: True for name in plain}
+    finally:
+        backend.set_backend("numpy")

@@ -12,7 +12,7 @@ returned as an NCHW *view* — the next layer reads it without a transpose copy.
 """
 import numpy as np
 
-from nn import backend, init
+from nn import backend, fused, init
 from nn.layers.base import Layer, _pair
 from nn.layers.winograd import winograd_supported
 from nn.layers.winograd_fast import winograd_backward, winograd_forward
@@ -24,6 +24,8 @@ def conv_output_size(size, kernel, stride, padding):
 
 def im2col(x, kernel_size, stride, padding):
     """(N, C, H, W) -> columns (C, kh, kw, N, OH, OW): cols[c,i,j,n,oh,ow] = x_pad[n,c,oh*sh+i,ow*sw+j]."""
+    if fused.ready("im2col", im2col):         # on a GPU: the same in one kernel (nn/fused.py)
+        return fused.im2col(x, kernel_size, stride, padding)
     xp = backend.xp
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     N, C, H, W = x.shape
@@ -44,6 +46,8 @@ def im2col(x, kernel_size, stride, padding):
 def col2im(cols, x_shape, stride, padding):
     """The adjoint of im2col: every column entry is added back to the pixel it came from.
     (C, kh, kw, N, OH, OW) -> (N, C, H, W), returned as an NCHW view of (C, N, H, W) memory."""
+    if fused.ready("col2im", col2im):         # on a GPU: the same in one kernel (nn/fused.py)
+        return fused.col2im(cols, x_shape, stride, padding)
     xp = backend.xp
     C, kh, kw, _, OH, OW = cols.shape
     N, _, H, W = x_shape

@@ -1,0 +1,261 @@
+"""GPU kernels that do in one launch what nn's plain array code does in several: speed machinery, CuPy only.
+
+On a GPU every CuPy call is at least one kernel launch, and each launch costs the host 8-16 µs, often
+more than the work. The plain code a student reads (im2col's loop over the kernel's taps, Adam's dozen
+array operations) therefore leaves the GPU idle between tiny kernels. Each kernel here does the same
+work as one plain function in a single launch:
+
+    kernel      stands for                              launches: plain -> fused
+    im2col      nn.layers.conv.im2col                   kh·kw copies (+ zero fill and pad copy) -> 1
+    col2im      nn.layers.conv.col2im                   kh·kw strided adds + zero fill -> 1
+    sgd, adam   nn.optim.SGD.update / Adam.update       4 / 13 per parameter -> 1 per step (with nn/optim_flat.py)
+    average     nn.optim.ema_update                     3 per array -> 1 per step (with nn/optim_flat.py)
+
+Each kernel's CUDA body is written next to the Python line it stands for (in comments), and the NumPy
+backend always runs the plain code. A kernel is used only after it has checked itself, once per process,
+against its plain function on a small input (`ready`): a kernel that fails to compile or disagrees is
+switched off with one warning and the plain code runs, so a broken kernel costs speed, never results.
+tests/test_cupy_parity.py asserts on a GPU that every kernel is on and agrees; NN_FUSED=0 switches them
+all off.
+"""
+import os
+import types
+import warnings
+
+import numpy as np
+
+from nn import backend
+
+ENABLED = os.environ.get("NN_FUSED", "1").strip() != "0"
+
+_state = {}       # kernel name -> True (checked, in use) or False (off: failed its check, or being checked)
+_kernels = {}     # kernel name -> compiled cupy.ElementwiseKernel
+
+
+def ready(name, plain):
+    """True where the fused kernel `name` should run instead of `plain`: on CuPy, after it has passed its
+    one check against `plain` (the plain function itself, or, for the optimizers, the `update` method)."""
+    if backend.name != "cupy" or not ENABLED:
+        return False
+    if name not in _state:
+        _state[name] = False                      # while checking, the plain function runs its own code
+        try:
+            problem = _CHECKS[name](plain)
+        except Exception as exc:                  # e.g. a compile error of the CUDA source
+            problem = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+        if problem:
+            warnings.warn(f"nn.fused: the {name} kernel is off ({problem}); the plain code runs instead",
+                          RuntimeWarning, stacklevel=2)
+        _state[name] = not problem
+    return _state[name]
+
+
+def status():
+    """{kernel name: True (in use) / False (off)} for the kernels checked so far in this process."""
+    return dict(_state)
+
+
+def _kernel(name):
+    if name not in _kernels:
+        import cupy
+        in_params, out_params, body = _SOURCES[name]
+        _kernels[name] = cupy.ElementwiseKernel(in_params, out_params, body, f"nn_fused_{name}")
+    return _kernels[name]
+
+
+# ----------------------------------------------------------------------------- CUDA sources
+# `i` is the element's index (CuPy's name). Raw arrays are indexed by hand: the 4-D input of im2col by
+# {n, c, h, w} through its own strides (a non-contiguous view needs no copy), col2im's columns as one
+# flat, contiguous array.
+
+_SOURCES = {
+    "im2col": (
+        "raw T x, int32 N, int32 C, int32 H, int32 W, int32 KH, int32 KW, int32 SH, int32 SW, "
+        "int32 PH, int32 PW, int32 OH, int32 OW", "T cols",
+        """
+        // cols[c, ki, kj, n, oh, ow] = x[n, c, oh·sh + ki − ph, ow·sw + kj − pw], 0 in the padding
+        ptrdiff_t r = i;
+        const int ow = r % OW; r /= OW;
+        const int oh = r % OH; r /= OH;
+        const int n = r % N;   r /= N;
+        const int kj = r % KW; r /= KW;
+        const int ki = r % KH; r /= KH;
+        const int c = r;
+        const int h = oh * SH + ki - PH, w = ow * SW + kj - PW;
+        if (h >= 0 && h < H && w >= 0 && w < W) {
+            ptrdiff_t at[] = {n, c, h, w};
+            cols = x[at];
+        } else {
+            cols = 0;
+        }
+        """),
+    "col2im": (
+        "raw T cols, int32 N, int32 C, int32 H, int32 W, int32 KH, int32 KW, int32 SH, int32 SW, "
+        "int32 PH, int32 PW, int32 OH, int32 OW", "T dx",
+        """
+        // dx[n, c, h, w] = Σ over the taps (ki, kj) whose window covers (h, w) of cols[c, ki, kj, n, oh, ow],
+        // oh = (h + ph − ki)/sh, ow = (w + pw − kj)/sw (whole numbers in range) — summed in the plain
+        // loop's order (ki, then kj), so the result is the plain col2im's to the last bit
+        ptrdiff_t r = i;
+        const int w = r % W; r /= W;
+        const int h = r % H; r /= H;
+        const int c = r % C; r /= C;
+        const int n = r;
+        T sum = 0;
+        for (int ki = 0; ki < KH; ++ki) {
+            const int hh = h + PH - ki;
+            if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
+            for (int kj = 0; kj < KW; ++kj) {
+                const int ww = w + PW - kj;
+                if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
+                sum += cols[((((ptrdiff_t)c * KH + ki) * KW + kj) * N + n) * OH * OW
+                            + (ptrdiff_t)(hh / SH) * OW + ww / SW];
+            }
+        }
+        dx = sum;
+        """),
+    "sgd": (
+        "T g, T lr, T momentum, T weight_decay", "T p, T v",
+        """
+        T grad = g + weight_decay * p;      // g = g + self.weight_decay * p
+        v = momentum * v + grad;            // v *= self.momentum; v += g
+        p = p - lr * v;                     // p -= self.lr * g   (g = v)
+        """),
+    "sgd_no_momentum": (
+        "T g, T lr, T weight_decay", "T p",
+        """
+        p = p - lr * (g + weight_decay * p);   // g = g + self.weight_decay * p;  p -= self.lr * g
+        """),
+    "adam": (
+        "T g, T step_size, T beta1, T beta2, T one_minus_beta1, T one_minus_beta2, T c2, T eps, T weight_decay",
+        "T p, T m, T v",
+        """
+        T grad = g + weight_decay * p;                       // g = g + self.weight_decay * p
+        m = beta1 * m + one_minus_beta1 * grad;              // m *= β1;  m += (1 - β1) * g
+        v = beta2 * v + one_minus_beta2 * (grad * grad);     // v *= β2;  v += (1 - β2) * (g * g)
+        p = p - step_size * m / (sqrt(v / c2) + eps);        // p -= (lr / c1) * m / (sqrt(v / c2) + eps)
+        """),
+    "average": (
+        "T theta, T decay, T one_minus_decay", "T average",
+        """
+        average = decay * average + one_minus_decay * theta;  // θ_avg *= decay;  θ_avg += (1 - decay) * θ
+        """),
+}
+
+
+# ----------------------------------------------------------------------------- the calls
+
+def _geometry(x_shape, kernel_size, stride, padding, out_hw):
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    N, C, H, W = x_shape
+    return [np.int32(v) for v in (N, C, H, W, kh, kw, sh, sw, ph, pw, *out_hw)]
+
+
+def im2col(x, kernel_size, stride, padding):
+    """nn.layers.conv.im2col in one kernel: (N, C, H, W) -> cols (C, kh, kw, N, OH, OW)."""
+    (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
+    N, C, H, W = x.shape
+    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    cols = backend.xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
+    _kernel("im2col")(x, *_geometry(x.shape, kernel_size, stride, padding, (OH, OW)), cols)
+    return cols
+
+
+def col2im(cols, x_shape, stride, padding):
+    """nn.layers.conv.col2im in one kernel: cols (C, kh, kw, N, OH, OW) -> dx (N, C, H, W)."""
+    xp = backend.xp
+    C, kh, kw, _, OH, OW = cols.shape
+    dx = xp.empty(tuple(x_shape), dtype=cols.dtype)
+    _kernel("col2im")(xp.ascontiguousarray(cols).reshape(-1), *_geometry(x_shape, (kh, kw), stride, padding, (OH, OW)), dx)
+    return dx
+
+
+def sgd(opt, p, g, v=None):
+    """nn.optim.SGD.update over flat buffers, in one kernel."""
+    s = p.dtype.type
+    if v is None:
+        _kernel("sgd_no_momentum")(g, s(opt.lr), s(opt.weight_decay), p)
+    else:
+        _kernel("sgd")(g, s(opt.lr), s(opt.momentum), s(opt.weight_decay), p, v)
+
+
+def adam(opt, p, g, m, v):
+    """nn.optim.Adam.update over flat buffers, in one kernel."""
+    s = p.dtype.type
+    c1, c2 = 1 - opt.beta1 ** opt.t, 1 - opt.beta2 ** opt.t
+    _kernel("adam")(g, s(opt.lr / c1), s(opt.beta1), s(opt.beta2), s(1 - opt.beta1), s(1 - opt.beta2),
+                    s(c2), s(opt.eps), s(opt.weight_decay), p, m, v)
+
+
+def average(flat_average, theta, decay):
+    """θ_avg ← decay·θ_avg + (1 − decay)·θ over one flat buffer, in one kernel."""
+    s = flat_average.dtype.type
+    _kernel("average")(theta, s(decay), s(1 - decay), flat_average)
+
+
+# ----------------------------------------------------------------------------- the checks
+# Each returns None when the kernel agrees with the plain code on a small, awkward input (padding,
+# strides, a non-contiguous view), else what went wrong.
+
+def _compare(name, fused_out, plain_out, rtol):
+    for a, b in zip(fused_out, plain_out):
+        a, b = backend.to_host(a), backend.to_host(b)
+        if a.shape != b.shape or not np.allclose(a, b, rtol=rtol, atol=rtol * 1e-2):
+            return f"disagrees with the plain code (max difference {np.max(np.abs(a - b)) if a.shape == b.shape else a.shape})"
+    return None
+
+
+def _random(shape, seed=0):
+    return backend.asarray(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+
+
+def _check_im2col(plain):
+    x = _random((3, 2, 9, 7)).transpose(1, 0, 2, 3)                 # a non-contiguous (N, C, H, W) view
+    cases = [((3, 3), (1, 1), (1, 1)), ((4, 3), (2, 1), (1, 0)), ((3, 3), (2, 2), (0, 2))]
+    for k, s, p in cases:
+        problem = _compare("im2col", [im2col(x, k, s, p)], [plain(x, k, s, p)], 0)
+        if problem:
+            return problem
+    return None
+
+
+def _check_col2im(plain):
+    for (kh, kw), s, p, (N, C, H, W) in [((3, 3), (1, 1), (1, 1), (2, 3, 6, 5)), ((4, 4), (2, 2), (1, 1), (2, 3, 8, 6)),
+                                         ((3, 2), (2, 1), (0, 1), (1, 2, 7, 5))]:
+        OH, OW = (H + 2 * p[0] - kh) // s[0] + 1, (W + 2 * p[1] - kw) // s[1] + 1
+        cols = _random((C, kh, kw, N, OH, OW), seed=1)
+        problem = _compare("col2im", [col2im(cols, (N, C, H, W), s, p)], [plain(cols, (N, C, H, W), s, p)], 1e-6)
+        if problem:
+            return problem
+    return None
+
+
+def _check_update(fused_update, settings, n_state):
+    def check(plain):
+        opt = types.SimpleNamespace(**settings)
+        runs = []
+        for fn in (fused_update, plain):
+            arrays = [_random(1000, seed) for seed in range(2)] + [abs(_random(1000, 5 + k)) for k in range(n_state)]
+            fn(opt, *arrays)
+            runs.append([arrays[0]] + arrays[2:])
+        return _compare("update", runs[0], runs[1], 1e-5)
+    return check
+
+
+def _check_average(plain):
+    runs = []
+    for fn in (average, plain):
+        avg, theta = _random(1000, 0), _random(1000, 1)
+        fn(avg, theta, 0.9)
+        runs.append([avg])
+    return _compare("average", runs[0], runs[1], 1e-6)
+
+
+_CHECKS = {
+    "im2col": _check_im2col,
+    "col2im": _check_col2im,
+    "sgd": _check_update(sgd, dict(lr=0.05, momentum=0.9, weight_decay=1e-3, t=3), 1),
+    "sgd_no_momentum": _check_update(sgd, dict(lr=0.05, momentum=0.0, weight_decay=1e-3, t=3), 0),
+    "adam": _check_update(adam, dict(lr=1e-2, beta1=0.5, beta2=0.999, eps=1e-8, weight_decay=1e-3, t=3), 2),
+    "average": _check_average,
+}

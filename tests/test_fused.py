@@ -1,0 +1,130 @@
+"""nn/fused.py without a GPU: every CUDA kernel body, compiled as C++ for the CPU (tests/fused_cpu.py), gives
+what the plain NumPy code gives; each kernel's own first-use check passes; and `fused.ready` switches a
+kernel off, with one warning, when it fails to compile or disagrees. (On a GPU, tests/test_cupy_parity.py
+runs the real kernels.)"""
+import warnings
+
+import numpy as np
+import pytest
+
+from nn import backend, fused, optim, optim_flat
+from nn.layers import conv
+
+import fused_cpu  # tests/fused_cpu.py
+pytestmark = pytest.mark.skipif(fused_cpu.COMPILER is None, reason="no C++ compiler on this machine to build "
+                                "the CUDA kernel bodies for the CPU")
+
+PLAIN = {"im2col": conv.im2col, "col2im": conv.col2im, "sgd": optim.SGD.update, "sgd_no_momentum": optim.SGD.update,
+         "adam": optim.Adam.update, "average": optim_flat._average_plain}
+
+GEOMETRIES = [  # (N, C, H, W), kernel, stride, padding: the ConvNet's 3x3, the DCGAN discriminator's 4x4 / 2, odd ones
+    ((4, 3, 8, 8), (3, 3), (1, 1), (1, 1)),
+    ((3, 2, 16, 16), (4, 4), (2, 2), (1, 1)),
+    ((2, 3, 9, 7), (3, 2), (2, 1), (1, 0)),
+    ((2, 2, 5, 6), (5, 5), (1, 1), (2, 2)),
+    ((1, 1, 4, 4), (1, 1), (1, 1), (0, 0)),
+    ((2, 3, 7, 8), (3, 3), (3, 2), (0, 2)),
+]
+
+
+@pytest.fixture
+def cpu_kernels(monkeypatch):
+    monkeypatch.setattr(fused, "_kernel", fused_cpu.kernel)
+
+
+def test_every_kernel_has_a_check_and_a_plain_function():
+    assert set(fused._SOURCES) == set(fused._CHECKS) == set(PLAIN)
+
+
+@pytest.mark.parametrize("shape,kernel,stride,padding", GEOMETRIES)
+def test_im2col_and_col2im_kernels_equal_the_plain_functions(shape, kernel, stride, padding, cpu_kernels):
+    r = np.random.default_rng(0)
+    x = r.standard_normal((shape[1], shape[0]) + shape[2:]).astype(np.float32).transpose(1, 0, 2, 3)  # a view
+    cols = conv.im2col(x, kernel, stride, padding)
+    np.testing.assert_array_equal(fused.im2col(x, kernel, stride, padding), cols)
+    dcols = r.standard_normal(cols.shape).astype(np.float32)
+    dx = fused.col2im(dcols, x.shape, stride, padding)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dx, conv.col2im(dcols, x.shape, stride, padding))  # same sums, same order
+
+
+@pytest.mark.parametrize("name,settings,n_state", [
+    ("sgd", dict(lr=0.05, momentum=0.9, weight_decay=1e-3), 1),
+    ("sgd_no_momentum", dict(lr=0.05, momentum=0.0, weight_decay=0.0), 0),
+    ("adam", dict(lr=1e-2, beta1=0.5, beta2=0.999, eps=1e-8, weight_decay=1e-3), 2),
+])
+def test_optimizer_kernels_equal_the_update_methods_over_several_steps(name, settings, n_state, cpu_kernels):
+    import types
+    r = np.random.default_rng(1)
+    grads = [r.standard_normal(500).astype(np.float32) for _ in range(4)]
+    results = []
+    for update in (fused.sgd if name.startswith("sgd") else fused.adam, PLAIN[name]):
+        opt = types.SimpleNamespace(t=0, **settings)
+        arrays = [np.random.default_rng(2).standard_normal(500).astype(np.float32)] + \
+                 [np.zeros(500, np.float32) for _ in range(n_state)]
+        for g in grads:
+            opt.t += 1
+            update(opt, arrays[0], g, *arrays[1:])
+        results.append(arrays)
+    for a, b in zip(*results):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert not np.allclose(results[0][0], np.random.default_rng(2).standard_normal(500).astype(np.float32))
+
+
+def test_average_kernel_equals_the_plain_average(cpu_kernels):
+    r = np.random.default_rng(3)
+    a, theta = r.standard_normal(300).astype(np.float32), r.standard_normal(300).astype(np.float32)
+    b = a.copy()
+    fused.average(a, theta, 0.9)
+    optim_flat._average_plain(b, theta, 0.9)
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(PLAIN))
+def test_each_kernels_first_use_check_passes(name, cpu_kernels):
+    assert fused._CHECKS[name](PLAIN[name]) is None
+
+
+@pytest.fixture
+def as_if_on_a_gpu(monkeypatch):
+    """`ready` believes it runs on CuPy (the arrays stay NumPy), with a fresh record of checked kernels."""
+    monkeypatch.setattr(backend, "name", "cupy")
+    monkeypatch.setattr(fused, "_state", {})
+
+
+def test_ready_turns_a_kernel_on_once_it_agrees(cpu_kernels, as_if_on_a_gpu):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert fused.ready("im2col", conv.im2col) and fused.ready("adam", optim.Adam.update)
+    assert fused.status() == {"im2col": True, "adam": True}
+
+
+def test_ready_switches_off_a_kernel_that_disagrees_with_one_warning(monkeypatch, as_if_on_a_gpu):
+    def wrong(name):
+        def call(*values):
+            values[-1][...] = 0                     # writes zeros instead of the columns
+        return call
+    monkeypatch.setattr(fused, "_kernel", wrong)
+    with pytest.warns(RuntimeWarning, match=r"the im2col kernel is off \(disagrees with the plain code"):
+        assert not fused.ready("im2col", conv.im2col)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # decided once: no second check, no second warning
+        assert not fused.ready("im2col", conv.im2col)
+    x = np.random.default_rng(0).standard_normal((2, 3, 5, 5)).astype(np.float32)
+    assert np.abs(conv.im2col(x, (3, 3), (1, 1), (1, 1))).sum() > 0      # the plain code runs
+
+
+def test_ready_switches_off_a_kernel_that_does_not_compile(monkeypatch, as_if_on_a_gpu):
+    def broken(name):
+        raise RuntimeError("nvrtc: error: identifier \"q\" is undefined\n  p = q + g;\n      ^")
+    monkeypatch.setattr(fused, "_kernel", broken)
+    with pytest.warns(RuntimeWarning) as record:
+        assert not fused.ready("adam", optim.Adam.update)
+    message = str(record[0].message)
+    assert "\n" not in message and 'RuntimeError: nvrtc: error: identifier "q" is undefined' in message
+
+
+def test_numpy_never_uses_the_kernels(monkeypatch):
+    monkeypatch.setattr(backend, "name", "numpy")
+    monkeypatch.setattr(fused, "_kernel", lambda name: pytest.fail("a kernel was asked for on NumPy"))
+    assert not fused.ready("im2col", conv.im2col)
