@@ -5,11 +5,16 @@ more than the work. The plain code a student reads (im2col's loop over the kerne
 array operations) therefore leaves the GPU idle between tiny kernels. Each kernel here does the same
 work as one plain function in a single launch:
 
-    kernel      stands for                              launches: plain -> fused
-    im2col      nn.layers.conv.im2col                   kh·kw copies (+ zero fill and pad copy) -> 1
-    col2im      nn.layers.conv.col2im                   kh·kw strided adds + zero fill -> 1
-    sgd, adam   nn.optim.SGD.update / Adam.update       4 / 13 per parameter -> 1 per step (with nn/optim_flat.py)
-    average     nn.optim.ema_update                     3 per array -> 1 per step (with nn/optim_flat.py)
+    kernel                  stands for                                  launches: plain -> fused
+    im2col                  nn.layers.conv.im2col                       kh·kw copies (+ zero fill, pad copy) -> 1
+    col2im                  nn.layers.conv.col2im                       kh·kw strided adds + zero fill -> 1
+    max_pool                nn.layers.pool.max_pool_windows             about 5 per window offset -> 1
+    max_pool_backward       nn.layers.pool.max_pool_scatter             3 per window offset + zero fill -> 1
+    batchnorm_scale_shift   nn.layers.norm.scale_and_shift              3 -> 1
+    batchnorm_input_grad    nn.layers.norm.normalized_input_grad        5 -> 1
+    batchnorm_running       nn.layers.norm.running_statistics           9 -> 1
+    sgd, adam               nn.optim.SGD.update / Adam.update           4 / 13 per parameter -> 1 per step (nn/optim_flat.py)
+    average                 nn.optim.ema_update                         3 per array -> 1 per step (nn/optim_flat.py)
 
 Each kernel's CUDA body is written next to the Python line it stands for (in comments), and the NumPy
 backend always runs the plain code. A kernel is used only after it has checked itself, once per process,
@@ -114,6 +119,68 @@ _SOURCES = {
         }
         dx = sum;
         """),
+    "max_pool": (
+        "raw T x, int32 C, int32 OH, int32 OW, int32 KH, int32 KW, int32 SH, int32 SW", "T y, uint8 winner",
+        """
+        // y[n, c, oh, ow] = the largest x[n, c, oh·sh + k / kw, ow·sw + k % kw] over the window's offsets k,
+        // winner = that k, the first on ties (the plain loop replaces only where v > y)
+        ptrdiff_t r = i;
+        const int ow = r % OW; r /= OW;
+        const int oh = r % OH; r /= OH;
+        const int c = r % C;   r /= C;
+        const int n = r;
+        ptrdiff_t at[] = {n, c, oh * SH, ow * SW};
+        T best = x[at];
+        int best_k = 0;
+        for (int k = 1; k < KH * KW; ++k) {
+            ptrdiff_t at_k[] = {n, c, oh * SH + k / KW, ow * SW + k % KW};
+            const T v = x[at_k];
+            if (v > best) { best = v; best_k = k; }
+        }
+        y = best;
+        winner = best_k;
+        """),
+    "max_pool_backward": (
+        "raw T dy, raw uint8 winner, int32 C, int32 H, int32 W, int32 OH, int32 OW, int32 KH, int32 KW, "
+        "int32 SH, int32 SW", "T dx",
+        """
+        // dx[n, c, h, w] = Σ over the offsets k = ki·kw + kj (in the plain loop's order) of dy[n, c, oh, ow] for
+        // the window (oh, ow) = ((h − ki)/sh, (w − kj)/sw) that holds (h, w) at offset k, if k is its winner
+        ptrdiff_t r = i;
+        const int w = r % W; r /= W;
+        const int h = r % H; r /= H;
+        const int c = r % C; r /= C;
+        const int n = r;
+        T sum = 0;
+        for (int ki = 0; ki < KH; ++ki) {
+            const int hh = h - ki;
+            if (hh < 0 || hh % SH != 0 || hh / SH >= OH) continue;
+            for (int kj = 0; kj < KW; ++kj) {
+                const int ww = w - kj;
+                if (ww < 0 || ww % SW != 0 || ww / SW >= OW) continue;
+                ptrdiff_t at[] = {n, c, hh / SH, ww / SW};
+                if (winner[at] == ki * KW + kj) sum += dy[at];
+            }
+        }
+        dx = sum;
+        """),
+    "batchnorm_scale_shift": (
+        "T xc, T inv_std, T gamma, T beta", "T x_hat, T y",
+        """
+        x_hat = xc * inv_std;           // x_hat = xc * inv_std
+        y = x_hat * gamma + beta;       // y = x_hat * gamma + beta
+        """),
+    "batchnorm_input_grad": (
+        "T dy, T x_hat, T scale, T dbeta_over_m, T dgamma, T m", "T dx",
+        """
+        dx = scale * (dy - dbeta_over_m - x_hat * dgamma / m);   // the same expression
+        """),
+    "batchnorm_running": (
+        "T running_mean, T running_var, T mu, T var, T r, T one_minus_r, T unbias", "T new_mean, T new_var",
+        """
+        new_mean = one_minus_r * running_mean + r * mu;             // (1 - r) * running_mean + r * mu
+        new_var = one_minus_r * running_var + r * (var * unbias);   // unbiased = var * (m / (m - 1)); ...
+        """),
     "sgd": (
         "T g, T lr, T momentum, T weight_decay", "T p, T v",
         """
@@ -168,6 +235,50 @@ def col2im(cols, x_shape, stride, padding):
     dx = xp.empty(tuple(x_shape), dtype=cols.dtype)
     _kernel("col2im")(xp.ascontiguousarray(cols).reshape(-1), *_geometry(x_shape, (kh, kw), stride, padding, (OH, OW)), dx)
     return dx
+
+
+def max_pool(x_pad, kernel_size, stride, out_hw):
+    """nn.layers.pool.max_pool_windows in one kernel: (y, winner) for the padded input (N, C, H, W)."""
+    xp = backend.xp
+    N, C = x_pad.shape[:2]
+    (kh, kw), (sh, sw), (OH, OW) = kernel_size, stride, out_hw
+    y = xp.empty((N, C, OH, OW), dtype=x_pad.dtype)
+    winner = xp.empty((N, C, OH, OW), dtype=np.uint8)
+    _kernel("max_pool")(x_pad, *[np.int32(v) for v in (C, OH, OW, kh, kw, sh, sw)], y, winner)
+    return y, winner
+
+
+def max_pool_backward(dy, winner, pad_shape, kernel_size, stride):
+    """nn.layers.pool.max_pool_scatter in one kernel: dx of the padded input's shape."""
+    N, C, H, W = pad_shape
+    (kh, kw), (sh, sw) = kernel_size, stride
+    dx = backend.xp.empty(tuple(pad_shape), dtype=dy.dtype)
+    _kernel("max_pool_backward")(dy, winner, *[np.int32(v) for v in (C, H, W, *dy.shape[2:], kh, kw, sh, sw)], dx)
+    return dx
+
+
+def batchnorm_scale_shift(xc, inv_std, gamma, beta):
+    """nn.layers.norm.scale_and_shift in one kernel: (x̂, y)."""
+    xp = backend.xp
+    x_hat, y = xp.empty(xc.shape, dtype=xc.dtype), xp.empty(xc.shape, dtype=xc.dtype)
+    _kernel("batchnorm_scale_shift")(xc, inv_std, gamma, beta, x_hat, y)
+    return x_hat, y
+
+
+def batchnorm_input_grad(dy, x_hat, scale, dbeta_over_m, dgamma, m):
+    """nn.layers.norm.normalized_input_grad in one kernel: dx."""
+    dx = backend.xp.empty(dy.shape, dtype=dy.dtype)
+    _kernel("batchnorm_input_grad")(dy, x_hat, scale, dbeta_over_m, dgamma, dy.dtype.type(m), dx)
+    return dx
+
+
+def batchnorm_running(running_mean, running_var, mu, var, r, m):
+    """nn.layers.norm.running_statistics in one kernel: the new (running_mean, running_var)."""
+    xp = backend.xp
+    s = mu.dtype.type
+    new_mean, new_var = xp.empty(mu.shape, dtype=mu.dtype), xp.empty(mu.shape, dtype=mu.dtype)
+    _kernel("batchnorm_running")(running_mean, running_var, mu, var, s(r), s(1 - r), s(m / (m - 1)), new_mean, new_var)
+    return new_mean, new_var
 
 
 def sgd(opt, p, g, v=None):
@@ -230,6 +341,53 @@ def _check_col2im(plain):
     return None
 
 
+def _check_max_pool(plain):
+    for (N, C, H, W), k, st in [((2, 3, 8, 6), (2, 2), (2, 2)), ((2, 2, 7, 7), (3, 3), (2, 2)), ((1, 2, 6, 5), (3, 2), (1, 1))]:
+        x = _random((C, N, H, W), seed=3).transpose(1, 0, 2, 3)
+        x[:, :, 1, 1] = x[:, :, 1, 2]                                   # ties: the first offset must win
+        out_hw = ((H - k[0]) // st[0] + 1, (W - k[1]) // st[1] + 1)
+        problem = _compare("max_pool", max_pool(x, k, st, out_hw), plain(x, k, st, out_hw), 0)
+        if problem:
+            return problem
+    return None
+
+
+def _check_max_pool_backward(plain):
+    for (N, C, H, W), (kh, kw), (sh, sw) in [((2, 3, 8, 6), (2, 2), (2, 2)), ((2, 2, 7, 7), (3, 3), (2, 2)),
+                                             ((1, 2, 6, 5), (3, 2), (1, 1))]:
+        OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
+        dy = _random((N, C, OH, OW), seed=4)
+        winner = backend.asarray(np.random.default_rng(5).integers(0, kh * kw, (N, C, OH, OW)).astype(np.uint8))
+        problem = _compare("max_pool_backward", [max_pool_backward(dy, winner, (N, C, H, W), (kh, kw), (sh, sw))],
+                           [plain(dy, winner, (N, C, H, W), (kh, kw), (sh, sw))], 0)
+        if problem:
+            return problem
+    return None
+
+
+def _check_batchnorm(fused_fn, make_args):
+    def check(plain):
+        args = make_args()
+        out_f, out_p = fused_fn(*args), plain(*args)
+        out_f, out_p = (out_f, out_p) if isinstance(out_f, tuple) else ((out_f,), (out_p,))
+        return _compare("batchnorm", out_f, out_p, 1e-6)
+    return check
+
+
+def _bn_args_scale_shift():
+    c = (1, 3, 1, 1)
+    return _random((4, 3, 5, 5), 6), abs(_random(c, 7)) + 0.5, _random(c, 8), _random(c, 9)
+
+
+def _bn_args_input_grad():
+    c = (1, 3, 1, 1)
+    return _random((4, 3, 5, 5), 6), _random((4, 3, 5, 5), 7), _random(c, 8), _random(c, 9), _random(c, 10), 100
+
+
+def _bn_args_running():
+    return _random(6, 1), abs(_random(6, 2)), _random(6, 3), abs(_random(6, 4)), 0.1, 50
+
+
 def _check_update(fused_update, settings, n_state):
     def check(plain):
         opt = types.SimpleNamespace(**settings)
@@ -254,6 +412,11 @@ def _check_average(plain):
 _CHECKS = {
     "im2col": _check_im2col,
     "col2im": _check_col2im,
+    "max_pool": _check_max_pool,
+    "max_pool_backward": _check_max_pool_backward,
+    "batchnorm_scale_shift": _check_batchnorm(batchnorm_scale_shift, _bn_args_scale_shift),
+    "batchnorm_input_grad": _check_batchnorm(batchnorm_input_grad, _bn_args_input_grad),
+    "batchnorm_running": _check_batchnorm(batchnorm_running, _bn_args_running),
     "sgd": _check_update(sgd, dict(lr=0.05, momentum=0.9, weight_decay=1e-3, t=3), 1),
     "sgd_no_momentum": _check_update(sgd, dict(lr=0.05, momentum=0.0, weight_decay=1e-3, t=3), 0),
     "adam": _check_update(adam, dict(lr=1e-2, beta1=0.5, beta2=0.999, eps=1e-8, weight_decay=1e-3, t=3), 2),

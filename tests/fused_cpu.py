@@ -22,51 +22,58 @@ PRELUDE = r"""
 #include <cmath>
 #include <cstddef>
 using std::sqrt;
-struct CArray {                       // CuPy's CArray as the bodies use it: byte strides, two ways to index
-    float* data_; int ndim_; ptrdiff_t shape_[8]; ptrdiff_t strides_[8];
-    template <int N> float& operator[](const ptrdiff_t (&idx)[N]) {      // {n, c, h, w}
+template <typename E> struct CArray {   // CuPy's CArray as the bodies use it: byte strides, two ways to index
+    E* data_; int ndim_; ptrdiff_t shape_[8]; ptrdiff_t strides_[8];
+    template <int N> E& operator[](const ptrdiff_t (&idx)[N]) {          // {n, c, h, w}
         ptrdiff_t diff = 0;
         for (int d = 0; d < N; ++d) diff += strides_[d] * idx[d];
-        return *reinterpret_cast<float*>(reinterpret_cast<char*>(data_) + diff);
+        return *reinterpret_cast<E*>(reinterpret_cast<char*>(data_) + diff);
     }
-    float& operator[](ptrdiff_t i) {                                      // a flat index, C order
+    E& operator[](ptrdiff_t i) {                                          // a flat index, C order
         ptrdiff_t diff = 0;
         for (int d = ndim_ - 1; d >= 0; --d) { diff += strides_[d] * (i % shape_[d]); i /= shape_[d]; }
-        return *reinterpret_cast<float*>(reinterpret_cast<char*>(data_) + diff);
+        return *reinterpret_cast<E*>(reinterpret_cast<char*>(data_) + diff);
     }
 };
 typedef float T;
 """
 
 
+C_TYPES = {"T": "float", "int32": "int", "uint8": "unsigned char"}
+NUMPY_TYPES = {"T": np.float32, "int32": np.int32, "uint8": np.uint8}
+
+
 def _params(spec):
-    """'raw T x, int32 N, T g' -> [('raw', 'x'), ('int32', 'N'), ('T', 'g')]"""
+    """'raw T x, int32 N, T g' -> [(raw?, type, name)]: [(True, 'T', 'x'), (False, 'int32', 'N'), (False, 'T', 'g')]"""
     out = []
     for part in spec.split(","):
         words = part.split()
-        out.append(("raw", words[2]) if words[0] == "raw" else (words[0], words[1]))
+        out.append((True, words[1], words[2]) if words[0] == "raw" else (False, words[0], words[1]))
     return out
 
 
 def _all_params(in_params, out_params):
-    return _params(in_params) + [("out", var) for _, var in _params(out_params)]
+    """(kind, type, name) with kind 'raw', 'scalar-or-array' (an elementwise input) or 'out'."""
+    ins = [("raw" if raw else "in", t, var) for raw, t, var in _params(in_params)]
+    return ins + [("out", t, var) for _, t, var in _params(out_params)]
 
 
 def _function(name, in_params, out_params, body):
     """The C++ function k_<name>: raw arrays as (data, shape, strides, ndim), int32 as int, elementwise
     values as (pointer, step) with step 0 for a scalar, then n, the number of elements."""
     args, setup, refs = [], [], []
-    for kind, var in _all_params(in_params, out_params):
+    for kind, t, var in _all_params(in_params, out_params):
+        c = C_TYPES[t]
         if kind == "raw":
-            args.append(f"float* {var}_data, const ptrdiff_t* {var}_shape, const ptrdiff_t* {var}_strides, int {var}_ndim")
-            setup.append(f"CArray {var}; {var}.data_ = {var}_data; {var}.ndim_ = {var}_ndim; "
+            args.append(f"{c}* {var}_data, const ptrdiff_t* {var}_shape, const ptrdiff_t* {var}_strides, int {var}_ndim")
+            setup.append(f"CArray<{c}> {var}; {var}.data_ = {var}_data; {var}.ndim_ = {var}_ndim; "
                          f"for (int d = 0; d < {var}_ndim; ++d) {{ {var}.shape_[d] = {var}_shape[d]; "
                          f"{var}.strides_[d] = {var}_strides[d]; }}")
-        elif kind == "int32":
+        elif kind == "in" and t == "int32":
             args.append(f"int {var}")
-        else:
-            args.append(f"float* {var}_ptr, ptrdiff_t {var}_step")
-            refs.append(f"float& {var} = {var}_ptr[i * {var}_step];")
+        else:                                   # an elementwise input (array or scalar) or an output
+            args.append(f"{c}* {var}_ptr, ptrdiff_t {var}_step")
+            refs.append(f"{c}& {var} = {var}_ptr[i * {var}_step];")
     return (f'extern "C" void k_{name}({", ".join(args + ["ptrdiff_t n"])}) {{\n  ' + "\n  ".join(setup)
             + f"\n  for (ptrdiff_t i = 0; i < n; ++i) {{\n    {' '.join(refs)}\n{body}\n  }}\n}}\n")
 
@@ -96,25 +103,29 @@ def kernel(name):
     def call(*values):
         assert len(values) == len(params), (name, len(values))
         keep, args = [], []
-        n = values[-1].size                                     # the (last) output's size
-        for (kind, _), value in zip(params, values):
+        out_shape = values[-1].shape                            # the outputs' shape (CuPy broadcasts to it)
+        n = values[-1].size
+        for (kind, t, _), value in zip(params, values):
             if kind == "raw":
                 a = np.asarray(value)
-                assert a.dtype == np.float32
+                assert a.dtype == NUMPY_TYPES[t], (name, a.dtype)
                 shape = np.array(a.shape, dtype=np.int64)
                 strides = np.array(a.strides, dtype=np.int64)
                 keep += [a, shape, strides]
                 args += [ctypes.c_void_p(a.ctypes.data), shape.ctypes.data_as(ctypes.c_void_p),
                          strides.ctypes.data_as(ctypes.c_void_p), ctypes.c_int(a.ndim)]
-            elif kind == "int32":
+            elif kind == "in" and t == "int32":
                 args.append(ctypes.c_int(int(value)))
             else:
-                a = np.asarray(value, dtype=np.float32)
-                if kind == "out" or a.ndim:
-                    assert a.dtype == np.float32 and a.flags.c_contiguous and a.size == n, (name, a.shape)
+                a = np.asarray(value)
+                if kind == "out":
+                    assert a.dtype == NUMPY_TYPES[t] and a.flags.c_contiguous and a.shape == out_shape, (name, a.shape)
                     step = 1
-                else:
-                    a, step = np.array([a], dtype=np.float32), 0
+                elif a.ndim == 0:
+                    a, step = np.array([a], dtype=NUMPY_TYPES[t]), 0
+                else:                                           # broadcast as CuPy does, as a contiguous copy
+                    assert a.dtype == NUMPY_TYPES[t], (name, a.dtype)
+                    a, step = np.ascontiguousarray(np.broadcast_to(a, out_shape)), 1
                 keep.append(a)
                 args += [ctypes.c_void_p(a.ctypes.data), ctypes.c_ssize_t(step)]
         function(*args, ctypes.c_ssize_t(n))

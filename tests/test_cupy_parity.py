@@ -129,8 +129,11 @@ def test_every_fused_kernel_passes_its_check_on_the_gpu(monkeypatch):
     plain code; on a real GPU every one must be on."""
     import warnings
     from nn import fused, optim_flat
-    from nn.layers import conv
-    plain = {"im2col": conv.im2col, "col2im": conv.col2im, "sgd": optim.SGD.update,
+    from nn.layers import conv, norm, pool
+    plain = {"im2col": conv.im2col, "col2im": conv.col2im, "max_pool": pool.max_pool_windows,
+             "max_pool_backward": pool.max_pool_scatter, "batchnorm_scale_shift": norm.scale_and_shift,
+             "batchnorm_input_grad": norm.normalized_input_grad, "batchnorm_running": norm.running_statistics,
+             "sgd": optim.SGD.update,
              "sgd_no_momentum": optim.SGD.update, "adam": optim.Adam.update, "average": optim_flat._average_plain}
     assert set(plain) == set(fused._SOURCES)
     monkeypatch.setattr(fused, "_state", {})

@@ -8,13 +8,15 @@ import numpy as np
 import pytest
 
 from nn import backend, fused, optim, optim_flat
-from nn.layers import conv
+from nn.layers import conv, norm, pool
 
 import fused_cpu  # tests/fused_cpu.py
 pytestmark = pytest.mark.skipif(fused_cpu.COMPILER is None, reason="no C++ compiler on this machine to build "
                                 "the CUDA kernel bodies for the CPU")
 
-PLAIN = {"im2col": conv.im2col, "col2im": conv.col2im, "sgd": optim.SGD.update, "sgd_no_momentum": optim.SGD.update,
+PLAIN = {"im2col": conv.im2col, "col2im": conv.col2im, "max_pool": pool.max_pool_windows,
+         "max_pool_backward": pool.max_pool_scatter, "batchnorm_scale_shift": norm.scale_and_shift,
+         "batchnorm_input_grad": norm.normalized_input_grad, "batchnorm_running": norm.running_statistics, "sgd": optim.SGD.update, "sgd_no_momentum": optim.SGD.update,
          "adam": optim.Adam.update, "average": optim_flat._average_plain}
 
 GEOMETRIES = [  # (N, C, H, W), kernel, stride, padding: the ConvNet's 3x3, the DCGAN discriminator's 4x4 / 2, odd ones
@@ -128,3 +130,44 @@ def test_numpy_never_uses_the_kernels(monkeypatch):
     monkeypatch.setattr(backend, "name", "numpy")
     monkeypatch.setattr(fused, "_kernel", lambda name: pytest.fail("a kernel was asked for on NumPy"))
     assert not fused.ready("im2col", conv.im2col)
+
+
+def _gpu_path_training(fused_on, monkeypatch):
+    """Three SGD steps and weight averages of a net with every layer kind that has a kernel, on the code
+    paths CuPy takes (backend.name is "cupy": no chunking, im2col everywhere, the max-pool loop), on NumPy
+    arrays; the kernels are the CPU builds of the CUDA bodies."""
+    import copy
+    from nn import Sequential, layers
+    monkeypatch.setattr(fused, "ENABLED", fused_on)
+    monkeypatch.setattr(fused, "_state", {})
+    backend.set_backend("numpy")
+    backend.seed(0)
+    # SGD, not Adam: the kernels return contiguous arrays where the plain code returns other memory layouts,
+    # so later sums round differently, and Adam would turn rounding in a near-zero gradient into whole steps
+    model = Sequential(layers.Conv2D(3, 4, 3, padding=1, bias=False), layers.BatchNorm2D(4), layers.LeakyReLU(0.2),
+                       layers.MaxPool2D(2), layers.Conv2D(4, 6, 4, stride=2, padding=1, bias=False),
+                       layers.BatchNorm2D(6), layers.ReLU(), layers.MaxPool2D(3, stride=1, padding=1),
+                       layers.Upsample2D(2), layers.Conv2D(6, 2, 3, padding=1, method="auto"), layers.Flatten(),
+                       layers.Dense(2 * 4 * 4, 5, bias=False), layers.BatchNorm1D(5))
+    average = copy.deepcopy(model)
+    opt = optim.SGD(model, lr=0.05, momentum=0.9, weight_decay=1e-3)
+    monkeypatch.setattr(backend, "name", "cupy")
+    r = np.random.default_rng(0)
+    for step in range(3):
+        x = r.standard_normal((6, 3, 8, 8)).astype(np.float32)
+        y = model.forward(x, training=True)
+        model.backward(y - r.standard_normal(y.shape).astype(np.float32))
+        opt.step()
+        optim.ema_update(average, model, optim.ema_decay(step, 0.99))
+    out = average.predict(r.standard_normal((4, 3, 8, 8)).astype(np.float32))
+    monkeypatch.setattr(backend, "name", "numpy")
+    return {**model.state_dict(), **{"avg." + k: v for k, v in average.state_dict().items()}, "predict": out}
+
+
+def test_a_training_step_on_the_gpu_code_path_gives_the_same_numbers_with_the_kernels(cpu_kernels, monkeypatch):
+    plain = _gpu_path_training(False, monkeypatch)
+    with_kernels = _gpu_path_training(True, monkeypatch)
+    used = {name: True for name in PLAIN if name not in ("adam", "sgd_no_momentum")}   # SGD with momentum trains
+    assert fused.status() == used                                           # used, and none switched off
+    for k in plain:
+        np.testing.assert_allclose(with_kernels[k], plain[k], rtol=1e-5, atol=1e-6, err_msg=k)

@@ -1,7 +1,7 @@
 """Batch normalisation (Ioffe & Szegedy 2015)."""
 import numpy as np
 
-from nn import backend
+from nn import backend, fused
 from nn.layers.base import Layer
 
 
@@ -60,17 +60,15 @@ class _BatchNorm(Layer):
 
     def update_running(self, mu, var, m):
         """running ← (1 - momentum)·running + momentum·batch statistic (the variance made unbiased)."""
-        r, dtype = self.momentum, mu.dtype
-        self.buffers["running_mean"] = ((1 - r) * self.buffers["running_mean"] + r * mu.ravel()).astype(dtype)
-        unbiased = var.ravel() * (m / (m - 1))
-        self.buffers["running_var"] = ((1 - r) * self.buffers["running_var"] + r * unbiased).astype(dtype)
+        self.buffers["running_mean"], self.buffers["running_var"] = running_statistics(
+            self.buffers["running_mean"], self.buffers["running_var"], mu.ravel(), var.ravel(), self.momentum, m)
 
     def normalize(self, xc, var, training=True):
         """y = gamma · x̂ + beta with x̂ = xc / sqrt(var + eps), for the centred input xc = x - mu."""
         inv_std = 1.0 / backend.xp.sqrt(var + self.eps)
-        x_hat = xc * inv_std
+        x_hat, y = scale_and_shift(xc, inv_std, self._bcast(self.params["gamma"]), self._bcast(self.params["beta"]))
         self.cache = (x_hat, inv_std, training)
-        return x_hat * self._bcast(self.params["gamma"]) + self._bcast(self.params["beta"])
+        return y
 
     def backward(self, dy):
         dbeta, dgamma = self.parameter_grads(dy)
@@ -88,10 +86,35 @@ class _BatchNorm(Layer):
         scale = self._bcast(self.params["gamma"]) * inv_std
         if not training:
             return dy * scale
-        return scale * (dy - self._bcast(dbeta) / m - x_hat * self._bcast(dgamma) / m)
+        return normalized_input_grad(dy, x_hat, scale, self._bcast(dbeta) / m, self._bcast(dgamma), m)
 
     def __repr__(self):
         return f"{type(self).__name__}({self.num_features})"
+
+
+def running_statistics(running_mean, running_var, mu, var, r, m):
+    """The new running averages (new arrays): running ← (1 - r)·running + r·batch statistic, the batch's
+    variance made unbiased by m/(m - 1) (m values per channel)."""
+    if fused.ready("batchnorm_running", running_statistics):   # on a GPU: one kernel (nn/fused.py)
+        return fused.batchnorm_running(running_mean, running_var, mu, var, r, m)
+    dtype = mu.dtype
+    unbiased = var * (m / (m - 1))
+    return ((1 - r) * running_mean + r * mu).astype(dtype), ((1 - r) * running_var + r * unbiased).astype(dtype)
+
+
+def scale_and_shift(xc, inv_std, gamma, beta):
+    """(x̂, y) with x̂ = xc · inv_std and y = gamma · x̂ + beta (per-channel values broadcast)."""
+    if fused.ready("batchnorm_scale_shift", scale_and_shift):   # on a GPU: one kernel (nn/fused.py)
+        return fused.batchnorm_scale_shift(xc, inv_std, gamma, beta)
+    x_hat = xc * inv_std
+    return x_hat, x_hat * gamma + beta
+
+
+def normalized_input_grad(dy, x_hat, scale, dbeta_over_m, dgamma, m):
+    """dx = scale · (dy - dbeta/m - x̂ · dgamma/m), scale = gamma / sqrt(var + eps) (per channel, broadcast)."""
+    if fused.ready("batchnorm_input_grad", normalized_input_grad):   # on a GPU: one kernel (nn/fused.py)
+        return fused.batchnorm_input_grad(dy, x_hat, scale, dbeta_over_m, dgamma, m)
+    return scale * (dy - dbeta_over_m - x_hat * dgamma / m)
 
 
 class BatchNorm1D(_BatchNorm):

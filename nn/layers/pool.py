@@ -7,7 +7,7 @@ and the same code runs on NumPy and CuPy.
 """
 import numpy as np
 
-from nn import backend
+from nn import backend, fused
 from nn.layers.base import Layer, _pair
 from nn.layers import pool_fast
 from nn.layers.conv import conv_output_size
@@ -87,15 +87,7 @@ class MaxPool2D(_Pool2D):
             self.cache = ("2x2", fast_cache)
             return y
         x_pad = self._padded(x, -np.inf)
-        (kh, kw) = self.kernel_size
-        out_hw = self.output_shape(x.shape[1:])[1:]
-        y = x_pad[_window_slice(0, 0, self.stride, out_hw)].copy(order="K")
-        winner = xp.zeros(y.shape, dtype=np.uint8)
-        for k in range(1, kh * kw):
-            v = x_pad[_window_slice(k // kw, k % kw, self.stride, out_hw)]
-            better = v > y
-            winner += better * (np.uint8(k) - winner)   # winner = k where better (k > winner always);
-            xp.maximum(y, v, out=y)                     # arithmetic measured ~30× faster than copyto(where=)
+        y, winner = max_pool_windows(x_pad, self.kernel_size, self.stride, self.output_shape(x.shape[1:])[1:])
         self.cache = (x.shape, x_pad.shape, winner)
         return y
 
@@ -103,11 +95,35 @@ class MaxPool2D(_Pool2D):
         if self.cache[0] == "2x2":
             return pool_fast.max_pool_2x2_backward(dy, self.cache[1])
         x_shape, pad_shape, winner = self.cache
-        kh, kw = self.kernel_size
-        dx_pad = _zeros_cnhw(pad_shape, dy.dtype)
-        for k in range(kh * kw):
-            dx_pad[_window_slice(k // kw, k % kw, self.stride, dy.shape[2:])] += dy * (winner == k)
-        return self._unpad(dx_pad, x_shape)
+        return self._unpad(max_pool_scatter(dy, winner, pad_shape, self.kernel_size, self.stride), x_shape)
+
+
+def max_pool_windows(x_pad, kernel_size, stride, out_hw):
+    """MaxPool2D's forward on the padded input: (y, winner), y the largest value of each window and winner
+    (uint8) its offset k = i·kw + j, the first one on ties."""
+    if fused.ready("max_pool", max_pool_windows):     # on a GPU: the same in one kernel (nn/fused.py)
+        return fused.max_pool(x_pad, kernel_size, stride, out_hw)
+    xp = backend.xp
+    kh, kw = kernel_size
+    y = x_pad[_window_slice(0, 0, stride, out_hw)].copy(order="K")
+    winner = xp.zeros(y.shape, dtype=np.uint8)
+    for k in range(1, kh * kw):
+        v = x_pad[_window_slice(k // kw, k % kw, stride, out_hw)]
+        better = v > y
+        winner += better * (np.uint8(k) - winner)   # winner = k where better (k > winner always);
+        xp.maximum(y, v, out=y)                     # arithmetic measured ~30× faster than copyto(where=)
+    return y, winner
+
+
+def max_pool_scatter(dy, winner, pad_shape, kernel_size, stride):
+    """MaxPool2D's backward on the padded input's shape: each dy[n,c,p,q] is added to its window's winner."""
+    if fused.ready("max_pool_backward", max_pool_scatter):   # on a GPU: the same in one kernel (nn/fused.py)
+        return fused.max_pool_backward(dy, winner, pad_shape, kernel_size, stride)
+    kh, kw = kernel_size
+    dx_pad = _zeros_cnhw(pad_shape, dy.dtype)
+    for k in range(kh * kw):
+        dx_pad[_window_slice(k // kw, k % kw, stride, dy.shape[2:])] += dy * (winner == k)
+    return dx_pad
 
 
 class AvgPool2D(_Pool2D):
