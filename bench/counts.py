@@ -13,7 +13,7 @@ import copy
 
 import numpy as np
 
-from nn import backend, losses, optim
+from nn import backend, fused, losses, optim
 from nn.optim import ema_decay, ema_update
 from common.files import atomic_write_json
 from svhn.imageset import to_float
@@ -81,6 +81,11 @@ def main(names, json_path=None):
             rows.append({"backend": name, "precision": backend.precision(), "net": net,
                          "host_reads_per_step": reads, "kernel_launches_per_step": None})
             print(f"{name:<6} {net:<42} host reads/step {reads:g}   kernel launches/step n/a   [{backend.precision()}]")
+        if name == "cupy":      # which fused kernels (nn/fused.py) passed their first-use check and run
+            kernels = fused.status()
+            rows.append({"backend": name, "fused_kernels": kernels})
+            print(f"{name:<6} fused kernels in use: {', '.join(k for k, on in kernels.items() if on) or 'none'}; "
+                  f"switched off: {', '.join(k for k, on in kernels.items() if not on) or 'none'}")
     if json_path:
         atomic_write_json(json_path, rows)
     return 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one script a GPU session runs (about 9 minutes; every part has its own time limit, so it never
-# hangs): NumPy-vs-CuPy parity tests, host reads per step (and kernel launches where nsys is
+# hangs): NumPy-vs-CuPy parity tests (every fused kernel of nn/fused.py must be on), host reads per step
+# and the fused kernels in use (and kernel launches where nsys is
 # installed), the benchmark against PyTorch CUDA in FP32 and in TF32, the quick preset end to end on
 # the sample, and the paper preset on the sample, time-boxed (its finished stages' times are printed;
 # a preset that does not finish is extrapolated by the reader from them, and this script says so).
@@ -65,5 +66,5 @@ fi
 echo "== summary (logs in $out)"
 printf '%s\n' "${summary[@]}"
 grep -h " images/s" "$out/bench_fp32.log" "$out/bench_tf32.log" 2>/dev/null
-grep -h "host reads/step" "$out/counts.log" 2>/dev/null
+grep -h "host reads/step\|fused kernels" "$out/counts.log" 2>/dev/null
 exit 0
