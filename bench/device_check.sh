@@ -40,7 +40,7 @@ try:
     import torch; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'no cuda')
 except Exception: print('torch: not installed')" 2>&1
 
-part parity "${T_PARITY:-60}" python3 -m pytest -q --no-header -p no:cacheprovider tests/test_cupy_parity.py tests/test_host_reads.py
+part parity "${T_PARITY:-60}" python3 -m pytest -q --no-header -p no:cacheprovider tests/test_cupy_parity.py tests/test_fused.py tests/test_host_reads.py
 part counts "${T_COUNT:-45}" python3 -m bench --count --backend numpy,cupy --json "$out/counts.json"
 if command -v nsys > /dev/null; then   # kernel launches: the whole --count run on CuPy (set-up + 4 calls of each net)
   part nsys "${T_NSYS:-60}" bash -c "nsys profile -t cuda -o '$out/counts' --force-overwrite true \

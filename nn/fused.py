@@ -37,10 +37,12 @@ _state = {}       # kernel name -> True (checked, in use) or False (off: failed 
 _kernels = {}     # kernel name -> compiled cupy.ElementwiseKernel
 
 
-def ready(name, plain):
-    """True where the fused kernel `name` should run instead of `plain`: on CuPy, after it has passed its
-    one check against `plain` (the plain function itself, or, for the optimizers, the `update` method)."""
-    if backend.name != "cupy" or not ENABLED:
+def ready(name, plain, *arrays):
+    """True where the fused kernel `name` should run instead of `plain`: on CuPy, for float32 `arrays` (the
+    call's inputs; the kernels are checked in float32, and other dtypes are for gradient checks, not
+    speed), after it has passed its one check against `plain` (the plain function itself, or, for the
+    optimizers, the `update` method)."""
+    if backend.name != "cupy" or not ENABLED or any(a.dtype != np.float32 for a in arrays):
         return False
     if name not in _state:
         _state[name] = False                      # while checking, the plain function runs its own code
@@ -69,7 +71,8 @@ def _kernel(name):
 
 
 # ----------------------------------------------------------------------------- CUDA sources
-# `i` is the element's index (CuPy's name). Raw arrays are indexed by hand: the 4-D input of im2col by
+# `i` is the element's index (CuPy's name): its C-order index in the outputs' shape, which each body decodes
+# into (n, c, h, w) or the like. Raw arrays are indexed by hand: the 4-D input of im2col by
 # {n, c, h, w} through its own strides (a non-contiguous view needs no copy), col2im's columns as one
 # flat, contiguous array.
 
@@ -136,6 +139,7 @@ _SOURCES = {
             ptrdiff_t at_k[] = {n, c, oh * SH + k / KW, ow * SW + k % KW};
             const T v = x[at_k];
             if (v > best) { best = v; best_k = k; }
+            else if (v != v) { best = v; break; }    // NaN: the plain maximum keeps it, and the winner so far
         }
         y = best;
         winner = best_k;
@@ -171,9 +175,9 @@ _SOURCES = {
         y = x_hat * gamma + beta;       // y = x_hat * gamma + beta
         """),
     "batchnorm_input_grad": (
-        "T dy, T x_hat, T scale, T dbeta_over_m, T dgamma, T m", "T dx",
+        "T dy, T x_hat, T scale, T dbeta_over_m, T dgamma, T count", "T dx",
         """
-        dx = scale * (dy - dbeta_over_m - x_hat * dgamma / m);   // the same expression
+        dx = scale * (dy - dbeta_over_m - x_hat * dgamma / count);   // ... - x_hat * dgamma / m  (m values per channel)
         """),
     "batchnorm_running": (
         "T running_mean, T running_var, T mu, T var, T r, T one_minus_r, T unbias", "T new_mean, T new_var",
@@ -308,7 +312,7 @@ def average(flat_average, theta, decay):
 # Each returns None when the kernel agrees with the plain code on a small, awkward input (padding,
 # strides, a non-contiguous view), else what went wrong.
 
-def _compare(name, fused_out, plain_out, rtol):
+def _compare(fused_out, plain_out, rtol):
     for a, b in zip(fused_out, plain_out):
         a, b = backend.to_host(a), backend.to_host(b)
         if a.shape != b.shape or not np.allclose(a, b, rtol=rtol, atol=rtol * 1e-2):
@@ -324,7 +328,7 @@ def _check_im2col(plain):
     x = _random((3, 2, 9, 7)).transpose(1, 0, 2, 3)                 # a non-contiguous (N, C, H, W) view
     cases = [((3, 3), (1, 1), (1, 1)), ((4, 3), (2, 1), (1, 0)), ((3, 3), (2, 2), (0, 2))]
     for k, s, p in cases:
-        problem = _compare("im2col", [im2col(x, k, s, p)], [plain(x, k, s, p)], 0)
+        problem = _compare([im2col(x, k, s, p)], [plain(x, k, s, p)], 0)
         if problem:
             return problem
     return None
@@ -335,7 +339,7 @@ def _check_col2im(plain):
                                          ((3, 2), (2, 1), (0, 1), (1, 2, 7, 5))]:
         OH, OW = (H + 2 * p[0] - kh) // s[0] + 1, (W + 2 * p[1] - kw) // s[1] + 1
         cols = _random((C, kh, kw, N, OH, OW), seed=1)
-        problem = _compare("col2im", [col2im(cols, (N, C, H, W), s, p)], [plain(cols, (N, C, H, W), s, p)], 1e-6)
+        problem = _compare([col2im(cols, (N, C, H, W), s, p)], [plain(cols, (N, C, H, W), s, p)], 1e-6)
         if problem:
             return problem
     return None
@@ -346,7 +350,7 @@ def _check_max_pool(plain):
         x = _random((C, N, H, W), seed=3).transpose(1, 0, 2, 3)
         x[:, :, 1, 1] = x[:, :, 1, 2]                                   # ties: the first offset must win
         out_hw = ((H - k[0]) // st[0] + 1, (W - k[1]) // st[1] + 1)
-        problem = _compare("max_pool", max_pool(x, k, st, out_hw), plain(x, k, st, out_hw), 0)
+        problem = _compare(max_pool(x, k, st, out_hw), plain(x, k, st, out_hw), 0)
         if problem:
             return problem
     return None
@@ -358,7 +362,7 @@ def _check_max_pool_backward(plain):
         OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
         dy = _random((N, C, OH, OW), seed=4)
         winner = backend.asarray(np.random.default_rng(5).integers(0, kh * kw, (N, C, OH, OW)).astype(np.uint8))
-        problem = _compare("max_pool_backward", [max_pool_backward(dy, winner, (N, C, H, W), (kh, kw), (sh, sw))],
+        problem = _compare([max_pool_backward(dy, winner, (N, C, H, W), (kh, kw), (sh, sw))],
                            [plain(dy, winner, (N, C, H, W), (kh, kw), (sh, sw))], 0)
         if problem:
             return problem
@@ -370,7 +374,7 @@ def _check_batchnorm(fused_fn, make_args):
         args = make_args()
         out_f, out_p = fused_fn(*args), plain(*args)
         out_f, out_p = (out_f, out_p) if isinstance(out_f, tuple) else ((out_f,), (out_p,))
-        return _compare("batchnorm", out_f, out_p, 1e-6)
+        return _compare(out_f, out_p, 1e-6)
     return check
 
 
@@ -396,7 +400,7 @@ def _check_update(fused_update, settings, n_state):
             arrays = [_random(1000, seed) for seed in range(2)] + [abs(_random(1000, 5 + k)) for k in range(n_state)]
             fn(opt, *arrays)
             runs.append([arrays[0]] + arrays[2:])
-        return _compare("update", runs[0], runs[1], 1e-5)
+        return _compare(runs[0], runs[1], 1e-5)
     return check
 
 
@@ -406,7 +410,7 @@ def _check_average(plain):
         avg, theta = _random(1000, 0), _random(1000, 1)
         fn(avg, theta, 0.9)
         runs.append([avg])
-    return _compare("average", runs[0], runs[1], 1e-6)
+    return _compare(runs[0], runs[1], 1e-6)
 
 
 _CHECKS = {

@@ -117,7 +117,7 @@ class Sequential:
         return state
 
     def load_state_dict(self, state, source="state"):
-        """Copy arrays from `state` into the layers (in place); every key and shape must match."""
+        """Put the arrays of `state` into the layers (each replaces the layer's array; every key and shape must match)."""
         expected = {}
         for i, layer in enumerate(self.layers):
             for d in (layer.params, layer.buffers):

@@ -10,7 +10,8 @@ a handful of operations:
   parameters become such views (each `layer.params[key]` is replaced by its view, so the layers read and
   the optimizer writes the same memory), and so do the optimizer's state buffers (`opt.state[key]` stays
   one array per parameter, so `state_dict()` and saved checkpoints do not change).
-- `step(opt)`: gathers the gradients into one flat buffer (one `concatenate`: a single kernel on CuPy),
+- `step(opt)`: gathers the gradients into one flat buffer (one `concatenate`: on CuPy a single kernel for
+  more than 8 arrays of under 2 MiB on average, plus three small host-to-device copies of its pointers),
   then runs the optimizer's update once over the flat buffers. On NumPy that is `opt.update` itself,
   the very expression nn/optim.py states; on CuPy it is one fused kernel of nn/fused.py, whose body is
   the same expression written in CUDA beside the Python it replaces (checked against it at first use;
@@ -19,10 +20,10 @@ a handful of operations:
   average's parameters and buffers as one flat buffer and the model's gathered by one `concatenate`.
 
 Elementwise float operations give the same result whatever the array's length, so on NumPy the flat step
-equals the per-parameter step bit for bit (tests/test_nn_model.py checks it). Whenever a layout no longer
+equals the per-parameter step bit for bit (tests/test_optim_flat.py checks it). Whenever a layout no longer
 holds (a loaded state replaced the arrays, a parameter was added, BatchNorm's running statistics were
 reassigned by a training pass of the average) the buffers are rebuilt from the current arrays before the
-step. Mixed dtypes, or models that are not `Sequential`s, take the per-parameter path. NN_FLAT_OPTIM=0
+step. Mixed dtypes, a layer twice, or models without a `layers` list take the per-parameter path. NN_FLAT_OPTIM=0
 switches this module off (the per-parameter path everywhere).
 """
 import os
@@ -39,31 +40,56 @@ _averages = weakref.WeakKeyDictionary()     # average model -> its _FlatAverage
 class FlatBuffer:
     """Arrays of one dtype as views of one 1-D buffer `flat`. Built from `slots`, pairs (mapping, key):
     each array is copied into the buffer and `mapping[key]` is replaced by its view, so in-place updates of
-    `flat` reach every array and code reading `mapping[key]` sees them. `intact()`: every slot still holds
-    its view (a load or a reassignment replaces it; then the buffer must be rebuilt)."""
+    `flat` reach every array and code reading `mapping[key]` sees them. Each view starts on a multiple of
+    ALIGN elements (128 bytes in float32, as matrix-product kernels prefer); the gaps hold zeros.
+    `holds(slots)`: the same slots, every one still holding its view (a load, a reassignment or a new dict
+    replaces them; the buffer must then be rebuilt). `gather(arrays, out)` writes arrays of the slots'
+    shapes into a buffer of the same layout, in one `concatenate`."""
+    ALIGN = 32
 
     def __init__(self, slots):
         xp = backend.xp
         self.slots = list(slots)
         arrays = [mapping[key] for mapping, key in self.slots]
-        self.flat = xp.concatenate([xp.ravel(a) for a in arrays])
-        self.views, start = [], 0
-        for (mapping, key), a in zip(self.slots, arrays):
+        starts, end = [], 0
+        for a in arrays:
+            starts.append(end)
+            end = -(-(end + a.size) // self.ALIGN) * self.ALIGN
+        self.flat = xp.zeros(end, dtype=arrays[0].dtype)
+        self.views, self._gaps = [], []
+        for (mapping, key), a, start in zip(self.slots, arrays, starts):
             view = self.flat[start:start + a.size].reshape(a.shape)
+            view[...] = a
             mapping[key] = view
             self.views.append(view)
-            start += a.size
+        for a, start, next_start in zip(arrays, starts, starts[1:] + [end]):
+            gap = next_start - start - a.size
+            self._gaps.append(xp.zeros(gap, dtype=self.flat.dtype) if gap else None)
 
-    def intact(self):
-        return all(mapping.get(key) is view for (mapping, key), view in zip(self.slots, self.views))
+    def holds(self, slots):
+        return (len(slots) == len(self.slots)
+                and all(m is mine and k == my_k for (m, k), (mine, my_k) in zip(slots, self.slots))
+                and all(m.get(k) is view for (m, k), view in zip(self.slots, self.views)))
+
+    def gather(self, arrays, out):
+        pieces = []
+        for a, gap in zip(arrays, self._gaps):
+            pieces.append(backend.xp.ravel(a))
+            if gap is not None:
+                pieces.append(gap)
+        backend.xp.concatenate(pieces, out=out)
 
 
-def _one_dtype(arrays):
-    return bool(arrays) and len({a.dtype for a in arrays}) == 1
+def _usable(slots, arrays):
+    """True where one flat buffer can hold these arrays: some, of one float dtype, and no (mapping, key) or
+    array twice (a layer used twice in a model would otherwise have one view and two updates)."""
+    return (bool(arrays) and len({a.dtype for a in arrays}) == 1 and arrays[0].dtype.kind == "f"
+            and len({(id(m), k) for m, k in slots}) == len(slots) and len({id(a) for a in arrays}) == len(arrays))
 
 
 def _named_params(opt):
-    """[(key, layer, param key)] in `Optimizer._params` order; None where a model is not a Sequential."""
+    """[(name, layer, key)] in `Optimizer._params` order (name as its state keys use it, "0/3.W");
+    None where a model has no `layers` list."""
     out = []
     for m, model in enumerate(opt.models):
         if not hasattr(model, "layers"):
@@ -78,8 +104,6 @@ class _FlatStep:
 
     def __init__(self, opt, named):
         xp = backend.xp
-        self.names = [(id(layer), key) for _, layer, key in named]
-        self.state_dict_ = opt.state
         self.params = FlatBuffer([(layer.params, key) for _, layer, key in named])
         self.state = []
         for suffix in opt.state_suffixes:
@@ -87,11 +111,12 @@ class _FlatStep:
                 if name + suffix not in opt.state:
                     opt.state[name + suffix] = xp.zeros_like(layer.params[key])
             self.state.append(FlatBuffer([(opt.state, name + suffix) for name, _, _ in named]))
-        self.grad = xp.empty_like(self.params.flat)
+        self.grad = xp.zeros_like(self.params.flat)
 
     def fits(self, opt, named):
-        return (opt.state is self.state_dict_ and [(id(layer), key) for _, layer, key in named] == self.names
-                and self.params.intact() and all(s.intact() for s in self.state))
+        return (self.params.holds([(layer.params, key) for _, layer, key in named])
+                and all(s.holds([(opt.state, name + suffix) for name, _, _ in named])
+                        for s, suffix in zip(self.state, opt.state_suffixes)))
 
 
 def step(opt):
@@ -100,7 +125,7 @@ def step(opt):
     if not ENABLED:
         return False
     named = _named_params(opt)
-    if named is None or not _one_dtype([layer.params[key] for _, layer, key in named]):
+    if named is None:
         return False
     grads = []
     for name, layer, key in named:
@@ -108,26 +133,23 @@ def step(opt):
         if g is None:
             raise RuntimeError(f"{type(opt).__name__}: parameter {name.partition('/')[2]} has no gradient; "
                                "call backward first")
-        grads.append(backend.xp.ravel(g))
+        grads.append(g)
+    state = [opt.state[name + suffix] for name, _, _ in named for suffix in opt.state_suffixes
+             if name + suffix in opt.state]
+    if not _usable([(layer.params, key) for _, layer, key in named],
+                   [layer.params[key] for _, layer, key in named] + grads + state):
+        return False
     flat = _optimizers.get(opt)
     if flat is None or not flat.fits(opt, named):
         flat = _optimizers[opt] = _FlatStep(opt, named)
-    backend.xp.concatenate(grads, out=flat.grad)
-    update = _fused_update(opt) or type(opt).update
+    flat.params.gather(grads, out=flat.grad)
+    update = _fused_update(opt, flat) or type(opt).update
     update(opt, flat.params.flat, flat.grad, *[s.flat for s in flat.state])
     return True
 
 
-class _FlatAverage:
-    def __init__(self, average):
-        self.names = [(id(layer), key) for layer in average.layers for d in (layer.params, layer.buffers) for key in d]
-        self.values = FlatBuffer([(d, key) for layer in average.layers for d in (layer.params, layer.buffers)
-                                  for key in d])
-
-    def fits(self, average):
-        return (self.values.intact() and
-                [(id(layer), key) for layer in average.layers for d in (layer.params, layer.buffers) for key in d]
-                == self.names)
+def _value_slots(model):
+    return [(d, key) for layer in model.layers for d in (layer.params, layer.buffers) for key in d]
 
 
 def ema_update(average, model, decay):
@@ -135,17 +157,18 @@ def ema_update(average, model, decay):
     which states it array by array). False where this module is off or does not apply."""
     if not ENABLED or not (hasattr(average, "layers") and hasattr(model, "layers")):
         return False
-    current = [d[key] for layer in model.layers for d in (layer.params, layer.buffers) for key in d]
-    own = [d[key] for layer in average.layers for d in (layer.params, layer.buffers) for key in d]
-    if not _one_dtype(current + own) or [a.shape for a in current] != [a.shape for a in own]:
+    slots = _value_slots(average)
+    current = [d[key] for d, key in _value_slots(model)]
+    own = [d[key] for d, key in slots]
+    if not _usable(slots, own + current) or [a.shape for a in current] != [a.shape for a in own]:
         return False
     flat = _averages.get(average)
-    if flat is None or not flat.fits(average):
-        flat = _averages[average] = _FlatAverage(average)
-    xp = backend.xp
-    theta = xp.concatenate([xp.ravel(a) for a in current])
-    average_update = fused.average if fused.ready("average", _average_plain) else _average_plain
-    average_update(flat.values.flat, theta, decay)
+    if flat is None or not flat.holds(slots):
+        flat = _averages[average] = FlatBuffer(slots)
+    theta = backend.xp.empty_like(flat.flat)
+    flat.gather(current, out=theta)
+    average_update = fused.average if fused.ready("average", _average_plain, flat.flat, theta) else _average_plain
+    average_update(flat.flat, theta, decay)
     return True
 
 
@@ -155,12 +178,12 @@ def _average_plain(flat_average, theta, decay):
     flat_average += (1 - decay) * theta
 
 
-def _fused_update(opt):
+def _fused_update(opt, flat):
     """The fused kernel (nn/fused.py) standing for `type(opt).update` on a GPU, or None: only for nn.optim's
     SGD and Adam themselves (a subclass may change the update), and only once the kernel passed its check."""
     if type(opt).__module__ != "nn.optim":
         return None
-    name = {"SGD": "sgd" if getattr(opt, "state_suffixes", ()) else "sgd_no_momentum", "Adam": "adam"}.get(type(opt).__name__)
-    if name is None or not fused.ready(name, type(opt).update):
+    name = {"SGD": "sgd" if opt.state_suffixes else "sgd_no_momentum", "Adam": "adam"}.get(type(opt).__name__)
+    if name is None or not fused.ready(name, type(opt).update, flat.params.flat):
         return None
     return fused.sgd if name.startswith("sgd") else fused.adam

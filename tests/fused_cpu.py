@@ -22,17 +22,19 @@ PRELUDE = r"""
 #include <cmath>
 #include <cstddef>
 using std::sqrt;
-template <typename E> struct CArray {   // CuPy's CArray as the bodies use it: byte strides, two ways to index
-    E* data_; int ndim_; ptrdiff_t shape_[8]; ptrdiff_t strides_[8];
-    template <int N> E& operator[](const ptrdiff_t (&idx)[N]) {          // {n, c, h, w}
+extern "C" { int rank_errors = 0; }     // indexings with the wrong number of indices (CuPy: a compile error)
+template <typename E> struct CArray {   // CuPy's CArray as the bodies use it: byte strides, two ways to index;
+    E* data_; int ndim_; ptrdiff_t shape_[8]; ptrdiff_t strides_[8];   // read-only, as CuPy passes raw inputs
+    template <int N> const E& operator[](const ptrdiff_t (&idx)[N]) const {      // {n, c, h, w}
+        if (N != ndim_) ++rank_errors;
         ptrdiff_t diff = 0;
         for (int d = 0; d < N; ++d) diff += strides_[d] * idx[d];
-        return *reinterpret_cast<E*>(reinterpret_cast<char*>(data_) + diff);
+        return *reinterpret_cast<const E*>(reinterpret_cast<const char*>(data_) + diff);
     }
-    E& operator[](ptrdiff_t i) {                                          // a flat index, C order
+    const E& operator[](ptrdiff_t i) const {                              // a flat index, C order
         ptrdiff_t diff = 0;
         for (int d = ndim_ - 1; d >= 0; --d) { diff += strides_[d] * (i % shape_[d]); i /= shape_[d]; }
-        return *reinterpret_cast<E*>(reinterpret_cast<char*>(data_) + diff);
+        return *reinterpret_cast<const E*>(reinterpret_cast<const char*>(data_) + diff);
     }
 };
 typedef float T;
@@ -53,7 +55,7 @@ def _params(spec):
 
 
 def _all_params(in_params, out_params):
-    """(kind, type, name) with kind 'raw', 'scalar-or-array' (an elementwise input) or 'out'."""
+    """(kind, type, name) with kind 'raw', 'in' (an elementwise input: an array or a scalar) or 'out'."""
     ins = [("raw" if raw else "in", t, var) for raw, t, var in _params(in_params)]
     return ins + [("out", t, var) for _, t, var in _params(out_params)]
 
@@ -66,14 +68,14 @@ def _function(name, in_params, out_params, body):
         c = C_TYPES[t]
         if kind == "raw":
             args.append(f"{c}* {var}_data, const ptrdiff_t* {var}_shape, const ptrdiff_t* {var}_strides, int {var}_ndim")
-            setup.append(f"CArray<{c}> {var}; {var}.data_ = {var}_data; {var}.ndim_ = {var}_ndim; "
-                         f"for (int d = 0; d < {var}_ndim; ++d) {{ {var}.shape_[d] = {var}_shape[d]; "
-                         f"{var}.strides_[d] = {var}_strides[d]; }}")
+            setup.append(f"CArray<{c}> {var}_; {var}_.data_ = {var}_data; {var}_.ndim_ = {var}_ndim; "
+                         f"for (int d = 0; d < {var}_ndim; ++d) {{ {var}_.shape_[d] = {var}_shape[d]; "
+                         f"{var}_.strides_[d] = {var}_strides[d]; }} const CArray<{c}>& {var} = {var}_;")
         elif kind == "in" and t == "int32":
             args.append(f"int {var}")
-        else:                                   # an elementwise input (array or scalar) or an output
+        else:                                   # an elementwise input (array or scalar; const) or an output
             args.append(f"{c}* {var}_ptr, ptrdiff_t {var}_step")
-            refs.append(f"{c}& {var} = {var}_ptr[i * {var}_step];")
+            refs.append(f"{'const ' if kind == 'in' else ''}{c}& {var} = {var}_ptr[i * {var}_step];")
     return (f'extern "C" void k_{name}({", ".join(args + ["ptrdiff_t n"])}) {{\n  ' + "\n  ".join(setup)
             + f"\n  for (ptrdiff_t i = 0; i < n; ++i) {{\n    {' '.join(refs)}\n{body}\n  }}\n}}\n")
 
@@ -128,5 +130,8 @@ def kernel(name):
                     a, step = np.ascontiguousarray(np.broadcast_to(a, out_shape)), 1
                 keep.append(a)
                 args += [ctypes.c_void_p(a.ctypes.data), ctypes.c_ssize_t(step)]
+        errors = ctypes.c_int.in_dll(library(), "rank_errors")
+        errors.value = 0
         function(*args, ctypes.c_ssize_t(n))
+        assert errors.value == 0, f"{name}: a raw array indexed with the wrong number of indices"
     return call

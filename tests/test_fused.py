@@ -171,3 +171,74 @@ def test_a_training_step_on_the_gpu_code_path_gives_the_same_numbers_with_the_ke
     assert fused.status() == used                                           # used, and none switched off
     for k in plain:
         np.testing.assert_allclose(with_kernels[k], plain[k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_max_pool_kernel_keeps_nan_like_the_plain_maximum(cpu_kernels):
+    x = np.random.default_rng(0).standard_normal((1, 2, 4, 4)).astype(np.float32)
+    x[0, 0, 1, 0] = np.nan          # in the first window, after the first offset
+    x[0, 1, 0, 0] = np.nan          # the first offset of a window
+    y, winner = fused.max_pool(x, (2, 2), (2, 2), (2, 2))
+    y_plain, winner_plain = pool.max_pool_windows(x, (2, 2), (2, 2), (2, 2))
+    np.testing.assert_array_equal(y, y_plain)                 # NaN where the plain code has NaN
+    np.testing.assert_array_equal(winner, winner_plain)
+    assert np.isnan(y[0, 0, 0, 0]) and np.isnan(y[0, 1, 0, 0])
+
+
+def _cupy_codegen():
+    """CuPy's own code generator and NVRTC, where CuPy imports (no GPU needed); else skip."""
+    try:
+        import cupy
+        from cupy._core import _carray, _kernel, _scalar, core
+        from cupy.cuda import compiler
+        compiler._NVRTCProgram                                     # private APIs of CuPy 14
+        _kernel._get_elementwise_kernel_code, _kernel._ArgInfo, _kernel._TypeMap
+    except Exception as exc:
+        pytest.skip(f"CuPy's kernel code generator is not available here ({type(exc).__name__})")
+    return cupy, _carray, _kernel, _scalar, core, compiler
+
+
+def _argument_kinds(monkeypatch):
+    """{kernel: [(is_scalar, ndim)] per input} as nn/fused.py's wrappers really call each kernel (recorded
+    while its first-use check runs on the CPU builds)."""
+    kinds = {}
+
+    def recording(name):
+        run = fused_cpu.kernel(name)
+
+        def call(*values):
+            n_in = len(fused._SOURCES[name][0].split(","))
+            kinds.setdefault(name, [(np.ndim(v) == 0, np.ndim(v)) for v in values[:n_in]])
+            run(*values)
+        return call
+    monkeypatch.setattr(fused, "_kernel", recording)
+    for name, check in fused._CHECKS.items():
+        assert check(PLAIN[name]) is None
+    return kinds
+
+
+def test_every_kernel_compiles_as_cupy_generates_it(monkeypatch):
+    """The CUDA source as CuPy 14's ElementwiseKernel writes it (its headers, CArray, CIndexer, the
+    parameters as the wrappers pass them), compiled by NVRTC for compute_90 in float32 — so a typo in a
+    kernel is found on any machine with CuPy, before a GPU ever sees it."""
+    cupy, _carray, _kernel, _scalar, core, compiler = _cupy_codegen()
+    kinds = _argument_kinds(monkeypatch)
+    options = core.assemble_cupy_compiler_options(("-ftz=true",)) + ("-arch=compute_90",)
+    headers = "".join(f"#include <{h}>\n" for h in core._cupy_header_list)
+    for name, (in_params, out_params, body) in fused._SOURCES.items():
+        kernel = cupy.ElementwiseKernel(in_params, out_params, body, f"nn_fused_{name}")
+        out_ndim = 1 if name in ("sgd", "sgd_no_momentum", "adam", "average", "batchnorm_running") else 4
+        infos = []
+        for param, (is_scalar, ndim) in zip(kernel.params, kinds[name] + [(False, out_ndim)] * len(out_params.split(","))):
+            dtype = np.dtype(param.dtype) if param.dtype is not None else np.dtype(np.float32)
+            if is_scalar:
+                infos.append(_kernel._ArgInfo(3, _scalar.CScalar, dtype, 0, True, True))
+            else:
+                infos.append(_kernel._ArgInfo(1, cupy.ndarray, dtype, ndim if param.raw else out_ndim,
+                                              not param.raw, False))
+        infos.append(_kernel._ArgInfo(2, _carray.Indexer, None, out_ndim, True, False))
+        code = _kernel._get_elementwise_kernel_code(tuple(infos), _kernel._TypeMap((("T", np.dtype(np.float32)),)),
+                                                    kernel.params, kernel.operation, kernel.name, kernel.preamble)
+        try:
+            compiler._NVRTCProgram(headers + code, name="kern.cu", method="ptx").compile(options)
+        except Exception as exc:
+            pytest.fail(f"{name} does not compile: {str(exc)[:1500]}")

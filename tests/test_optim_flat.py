@@ -65,18 +65,52 @@ def test_flat_step_equals_the_per_parameter_step(name, monkeypatch):
     assert np.isfinite(a["0.W"]).all() and not np.array_equal(a["0.W"], _net().state_dict()["0.W"])   # it trained
 
 
-def test_parameters_and_state_become_views_of_one_buffer_and_update_runs_once(monkeypatch):
+def test_parameters_and_state_become_aligned_views_of_one_buffer_and_update_runs_once(monkeypatch):
     monkeypatch.setattr(optim_flat, "ENABLED", True)
     calls = []
     real_update = optim.Adam.update
     monkeypatch.setattr(optim.Adam, "update", lambda self, *a: (calls.append(a[0].shape), real_update(self, *a))[1])
     model, opt = _train(OPTIMIZERS["adam"], True, steps=3, monkeypatch=monkeypatch)
-    n = sum(p.size for p, _ in model.parameters())
+    params = [p for p, _ in model.parameters()]
+    flat = params[0].base
+    assert all(p.base is flat for p in params) and flat.ndim == 1
+    assert len({id(v.base) for v in opt.state.values()} - {id(flat)}) == 2            # m and v: one buffer each
+    n = sum(p.size for p in params)
+    assert n <= flat.size < n + 32 * len(params)
     if backend.name == "numpy":
-        assert calls == [(n,)] * 3              # one update over all n numbers per step, not one per parameter
-    bases = {id(p.base) for p, _ in model.parameters()} | {id(v.base) for v in opt.state.values()}
-    assert len({id(p.base) for p, _ in model.parameters()}) == 1 and len(bases) == 3    # p, m and v buffers
-    assert all(p.base is not None and p.base.size == n for p, _ in model.parameters())
+        assert calls == [(flat.size,)] * 3      # one update over every number per step, not one per parameter
+        offsets = [(p.__array_interface__["data"][0] - flat.__array_interface__["data"][0]) // 4 for p in params]
+        assert all(o % optim_flat.FlatBuffer.ALIGN == 0 for o in offsets) and len(set(offsets)) == len(params)
+
+
+def test_a_params_dict_bound_anew_is_noticed(monkeypatch):
+    """A layer whose `params` dict is replaced by a new one (with copies of its arrays; the old dict still holds
+    the views) must not be left behind: the step has to update what the layer reads now."""
+    monkeypatch.setattr(optim_flat, "ENABLED", True)
+    model, opt = _train(OPTIMIZERS["sgd-momentum-wd"], True, steps=2, monkeypatch=monkeypatch)
+    layer = model.layers[0]
+    layer.params = {k: v.copy() for k, v in layer.params.items()}
+    W = host(layer.params["W"]).copy()
+    x, t = _batch(5)
+    model.backward(model.forward(x, training=True) - t)
+    opt.step()
+    assert not np.array_equal(host(layer.params["W"]), W)
+
+
+def test_a_layer_used_twice_takes_the_per_parameter_path(monkeypatch):
+    results = []
+    for flat in (False, True):
+        monkeypatch.setattr(optim_flat, "ENABLED", flat)
+        backend.seed(0)
+        dense = layers.Dense(4, 4)
+        model = Sequential(dense, layers.Tanh(), dense)
+        opt = optim.SGD(model, lr=0.05, momentum=0.9)
+        for s in range(3):
+            x = backend.asarray(np.random.default_rng(s).standard_normal((5, 4)).astype(np.float32))
+            model.backward(model.forward(x) - x)
+            opt.step()
+        results.append(host(dense.params["W"]))
+    np.testing.assert_array_equal(results[1], results[0])
 
 
 def test_a_load_replaces_the_arrays_and_the_next_step_uses_the_loaded_values(monkeypatch):

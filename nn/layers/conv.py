@@ -24,7 +24,7 @@ def conv_output_size(size, kernel, stride, padding):
 
 def im2col(x, kernel_size, stride, padding):
     """(N, C, H, W) -> columns (C, kh, kw, N, OH, OW): cols[c,i,j,n,oh,ow] = x_pad[n,c,oh*sh+i,ow*sw+j]."""
-    if fused.ready("im2col", im2col):         # on a GPU: the same in one kernel (nn/fused.py)
+    if fused.ready("im2col", im2col, x):         # on a GPU: the same in one kernel (nn/fused.py)
         return fused.im2col(x, kernel_size, stride, padding)
     xp = backend.xp
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
@@ -46,7 +46,7 @@ def im2col(x, kernel_size, stride, padding):
 def col2im(cols, x_shape, stride, padding):
     """The adjoint of im2col: every column entry is added back to the pixel it came from.
     (C, kh, kw, N, OH, OW) -> (N, C, H, W), returned as an NCHW view of (C, N, H, W) memory."""
-    if fused.ready("col2im", col2im):         # on a GPU: the same in one kernel (nn/fused.py)
+    if fused.ready("col2im", col2im, cols):         # on a GPU: the same in one kernel (nn/fused.py)
         return fused.col2im(cols, x_shape, stride, padding)
     xp = backend.xp
     C, kh, kw, _, OH, OW = cols.shape

@@ -95,7 +95,8 @@ class _BatchNorm(Layer):
 def running_statistics(running_mean, running_var, mu, var, r, m):
     """The new running averages (new arrays): running ← (1 - r)·running + r·batch statistic, the batch's
     variance made unbiased by m/(m - 1) (m values per channel)."""
-    if fused.ready("batchnorm_running", running_statistics):   # on a GPU: one kernel (nn/fused.py)
+    # on a GPU: one kernel (nn/fused.py)
+    if fused.ready("batchnorm_running", running_statistics, running_mean, running_var, mu, var):
         return fused.batchnorm_running(running_mean, running_var, mu, var, r, m)
     dtype = mu.dtype
     unbiased = var * (m / (m - 1))
@@ -104,7 +105,8 @@ def running_statistics(running_mean, running_var, mu, var, r, m):
 
 def scale_and_shift(xc, inv_std, gamma, beta):
     """(x̂, y) with x̂ = xc · inv_std and y = gamma · x̂ + beta (per-channel values broadcast)."""
-    if fused.ready("batchnorm_scale_shift", scale_and_shift):   # on a GPU: one kernel (nn/fused.py)
+    # on a GPU: one kernel (nn/fused.py)
+    if fused.ready("batchnorm_scale_shift", scale_and_shift, xc, inv_std, gamma, beta):
         return fused.batchnorm_scale_shift(xc, inv_std, gamma, beta)
     x_hat = xc * inv_std
     return x_hat, x_hat * gamma + beta
@@ -112,7 +114,8 @@ def scale_and_shift(xc, inv_std, gamma, beta):
 
 def normalized_input_grad(dy, x_hat, scale, dbeta_over_m, dgamma, m):
     """dx = scale · (dy - dbeta/m - x̂ · dgamma/m), scale = gamma / sqrt(var + eps) (per channel, broadcast)."""
-    if fused.ready("batchnorm_input_grad", normalized_input_grad):   # on a GPU: one kernel (nn/fused.py)
+    # on a GPU: one kernel (nn/fused.py)
+    if fused.ready("batchnorm_input_grad", normalized_input_grad, dy, x_hat, scale, dbeta_over_m, dgamma):
         return fused.batchnorm_input_grad(dy, x_hat, scale, dbeta_over_m, dgamma, m)
     return scale * (dy - dbeta_over_m - x_hat * dgamma / m)
 

@@ -101,7 +101,7 @@ class MaxPool2D(_Pool2D):
 def max_pool_windows(x_pad, kernel_size, stride, out_hw):
     """MaxPool2D's forward on the padded input: (y, winner), y the largest value of each window and winner
     (uint8) its offset k = i·kw + j, the first one on ties."""
-    if fused.ready("max_pool", max_pool_windows):     # on a GPU: the same in one kernel (nn/fused.py)
+    if fused.ready("max_pool", max_pool_windows, x_pad):     # on a GPU: the same in one kernel (nn/fused.py)
         return fused.max_pool(x_pad, kernel_size, stride, out_hw)
     xp = backend.xp
     kh, kw = kernel_size
@@ -117,7 +117,7 @@ def max_pool_windows(x_pad, kernel_size, stride, out_hw):
 
 def max_pool_scatter(dy, winner, pad_shape, kernel_size, stride):
     """MaxPool2D's backward on the padded input's shape: each dy[n,c,p,q] is added to its window's winner."""
-    if fused.ready("max_pool_backward", max_pool_scatter):   # on a GPU: the same in one kernel (nn/fused.py)
+    if fused.ready("max_pool_backward", max_pool_scatter, dy):   # on a GPU: the same in one kernel (nn/fused.py)
         return fused.max_pool_backward(dy, winner, pad_shape, kernel_size, stride)
     kh, kw = kernel_size
     dx_pad = _zeros_cnhw(pad_shape, dy.dtype)
