@@ -14,7 +14,6 @@ GANs see digits): costs do not depend on what the pixels show. A backend that is
 chart) to --out.
 """
 import argparse
-import io
 import os
 import sys
 import tempfile
@@ -26,7 +25,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nn import backend                                              # noqa: E402
-from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text   # noqa: E402
+from common.figures import pyplot, save_figure                        # noqa: E402
+from common.files import atomic_write_json, atomic_write_text   # noqa: E402
 from common.cli import (ArgumentParser, add_backend_options, check_backend_list, number, run_cli,  # noqa: E402
                         tf32_setting, whole)
 from common.files import check_output_path   # noqa: E402
@@ -105,9 +105,7 @@ def markdown(result):
 
 
 def bar_chart(result, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     names = [b for b in result["backends"] if result["backends"][b].get("stages")]
     if not names:
         return
@@ -124,10 +122,7 @@ def bar_chart(result, path):
     ax.set_title(f"run_all stages, preset {result['preset']} x {result['scale']}")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=100)
 
 
 def main(argv=None):

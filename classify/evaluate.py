@@ -6,7 +6,6 @@ most probable class is the true digit. `evaluate` averages the softmax probabili
 and of copies shifted by TTA_SHIFT pixels left, right, up and down (test-time augmentation, TTA);
 pass `tta=False` for the plain single-view number.
 """
-import io
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +14,7 @@ from nn import backend
 from svhn.imageset import check_image_set, to_float
 
 from classify.augment import shifted_copies
-from common.files import atomic_write_bytes
+from common.figures import pyplot, save_figure
 
 TTA_SHIFT = 2
 TTA_SHIFTS = ((0, 0), (-TTA_SHIFT, 0), (TTA_SHIFT, 0), (0, -TTA_SHIFT), (0, TTA_SHIFT))
@@ -102,34 +101,22 @@ def draw_confusion(ax, C, fontsize=7):
 
 def save_confusion_png(path, C, title="confusion matrix"):
     """Draw the confusion matrix C (rows = true digit, columns = predicted) as a PNG, counts in the cells."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(5.5, 5))
+    fig, ax = pyplot().subplots(figsize=(5.5, 5))
     draw_confusion(ax, C, fontsize=7)
     ax.set_title(title)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=110)
 
 
 def save_misclassified_png(path, x, y, pred, max_images=60, ncol=10):
     """A grid of (up to max_images) misclassified test images, in test-set order, each captioned
     'true>predicted'; returns how many are shown (no file when there is none)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-
     wrong = np.flatnonzero(np.asarray(pred) != np.asarray(y))
     shown = wrong[:max_images]
     if len(shown) == 0:
         return 0
     nrow = -(-len(shown) // ncol)
-    fig, axes = plt.subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 1.05 + 0.4), squeeze=False)
+    fig, axes = pyplot().subplots(nrow, ncol, figsize=(ncol * 0.9, nrow * 1.05 + 0.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), shown):
@@ -137,10 +124,7 @@ def save_misclassified_png(path, x, y, pred, max_images=60, ncol=10):
         ax.set_title(f"{y[i]}>{pred[i]}", fontsize=8, pad=2)
     fig.suptitle(f"misclassified (true>predicted): {len(shown)} of {len(wrong)} shown", fontsize=9)
     fig.tight_layout(pad=0.3)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
+    save_figure(fig, path, dpi=100)
     return len(shown)
 
 

@@ -8,7 +8,6 @@
 
 The report stage writes them into its own stage folder; `publish_report` copies them to OUT.
 """
-import io
 import json
 import os
 import platform
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from common.figures import pyplot, save_figure
 from common.files import atomic_write_bytes, atomic_write_json, atomic_write_text
 from gan import FIGURE_ITERATIONS, log_path, plot_losses, read_log, samples_path
 from gan.simgan import LOSSES_FILE, PAIRS_FILE
@@ -218,18 +218,7 @@ def mixing_markdown(points, sets):
 # ---------------------------------------------------------------------------------- figures
 
 def _save(fig, path):
-    import matplotlib.pyplot as plt
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    save_figure(fig, path, dpi=100)
 
 
 def copy_figure(src, dst):
@@ -246,7 +235,7 @@ def figure_dcgan_iterations(run_dir, digit, path):
     found = [(i, p) for i, p in found if p.is_file()]
     if not found:
         return False
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(found), figsize=(max(7.0, 2.6 * len(found)), 3.2), squeeze=False)
     for ax, (i, p) in zip(axes[0], found):
         image = np.asarray(Image.open(p).convert("RGB"))[TITLE_STRIP:]   # below the grid's title
@@ -266,7 +255,7 @@ def figure_dcgan_losses(ctx, path):
 
 
 def figure_confusions(table, path):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(table), figsize=(4.2 * len(table), 4.2), squeeze=False)
     for ax, t in zip(axes[0], table):
         draw_confusion(ax, t["confusion_matrix"], fontsize=6)
@@ -277,7 +266,7 @@ def figure_confusions(table, path):
 
 
 def figure_classifier_curves(table, path):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for t in table:
         h = t["history"]
@@ -297,7 +286,7 @@ def figure_classifier_curves(table, path):
 
 
 def figure_accuracy_bars(table, path):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7.5, 4))
     x = np.arange(len(table))
     ours = [100 * t["test_accuracy"] for t in table]
@@ -316,7 +305,7 @@ def figure_accuracy_bars(table, path):
 
 
 def figure_mixing(points, n_train, path):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     for s in sorted({p["synthetic_set"] for p in points}, key=lambda s: (s is not None, str(s))):
         mine = sorted((p for p in points if p["synthetic_set"] == s), key=lambda p: p["real_images"])
