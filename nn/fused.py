@@ -13,15 +13,17 @@ work as one plain function in a single launch:
     batchnorm_scale_shift   nn.layers.norm.scale_and_shift              3 -> 1
     batchnorm_input_grad    nn.layers.norm.normalized_input_grad        5 -> 1
     batchnorm_running       nn.layers.norm.running_statistics           9 -> 1
-    sgd, adam               nn.optim.SGD.update / Adam.update           4 / 13 per parameter -> 1 per step (nn/optim_flat.py)
-    average                 nn.optim.ema_update                         3 per array -> 1 per step (nn/optim_flat.py)
+    sgd, adam               nn.optim.SGD.update / Adam.update           up to 6 / 13 per parameter -> 1 per step
+                                                                        (with nn/optim_flat.py's flat buffers)
+    average                 nn.optim.ema_update                         3 per array -> 1 per step (the same)
 
 Each kernel's CUDA body is written next to the Python line it stands for (in comments), and the NumPy
 backend always runs the plain code. A kernel is used only after it has checked itself, once per process,
 against its plain function on a small input (`ready`): a kernel that fails to compile or disagrees is
 switched off with one warning and the plain code runs, so a broken kernel costs speed, never results.
-tests/test_cupy_parity.py asserts on a GPU that every kernel is on and agrees; NN_FUSED=0 switches them
-all off.
+tests/test_fused.py compiles the same bodies as C++ and compares them with the plain code on the CPU (and,
+where CuPy imports, compiles them as CuPy generates them); tests/test_cupy_parity.py asserts on a GPU that
+every kernel is on and agrees. NN_FUSED=0 switches them all off.
 """
 import os
 import types

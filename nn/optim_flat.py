@@ -2,7 +2,7 @@
 
 nn/optim.py states each optimizer's math once, in its `update(p, g, *state)` method, for one parameter,
 and `Optimizer.step` calls it parameter by parameter. Adam's update is about a dozen array operations, so
-one DCGAN iteration (two Adams over about 24 parameters) makes some 300 small operations; on a GPU each
+one DCGAN iteration (two Adams over 22 parameters) makes some 290 small operations; on a GPU each
 is a kernel launch costing the host 8-16 µs, far longer than the work itself. This module makes a step
 a handful of operations:
 
@@ -34,14 +34,15 @@ from nn import backend, fused
 ENABLED = os.environ.get("NN_FLAT_OPTIM", "1").strip() != "0"
 
 _optimizers = weakref.WeakKeyDictionary()   # optimizer -> its _FlatStep (kept off the object: copies rebuild)
-_averages = weakref.WeakKeyDictionary()     # average model -> its _FlatAverage
+_averages = weakref.WeakKeyDictionary()     # average model -> the FlatBuffer of its parameters and buffers
 
 
 class FlatBuffer:
     """Arrays of one dtype as views of one 1-D buffer `flat`. Built from `slots`, pairs (mapping, key):
     each array is copied into the buffer and `mapping[key]` is replaced by its view, so in-place updates of
     `flat` reach every array and code reading `mapping[key]` sees them. Each view starts on a multiple of
-    ALIGN elements (128 bytes in float32, as matrix-product kernels prefer); the gaps hold zeros.
+    ALIGN elements (128 bytes in float32), as each parameter would on its own, so the matrix products
+    that read them see aligned memory; the gaps hold zeros.
     `holds(slots)`: the same slots, every one still holding its view (a load, a reassignment or a new dict
     replaces them; the buffer must then be rebuilt). `gather(arrays, out)` writes arrays of the slots'
     shapes into a buffer of the same layout, in one `concatenate`."""
