@@ -242,3 +242,37 @@ def test_every_kernel_compiles_as_cupy_generates_it(monkeypatch):
             compiler._NVRTCProgram(headers + code, name="kern.cu", method="ptx").compile(options)
         except Exception as exc:
             pytest.fail(f"{name} does not compile: {str(exc)[:1500]}")
+
+
+@pytest.mark.parametrize("make", ["convnet_step", "dcgan_step"])
+def test_the_real_training_steps_run_on_the_gpu_code_path_with_every_kernel_on(make, cpu_kernels, monkeypatch):
+    """classify's ConvNet step and the DCGAN iteration as the trainers run them (bench/counts.py), on the
+    code paths CuPy takes, with the CPU builds of the kernels: every kernel they reach stays on, and the
+    first step's losses and metrics equal those of the plain code."""
+    from bench import counts
+    results = []
+    for on in (False, True):
+        monkeypatch.setattr(fused, "ENABLED", on)
+        monkeypatch.setattr(fused, "_state", {})
+        backend.set_backend("numpy")
+        monkeypatch.setattr(backend, "name", "cupy")
+        masks = np.random.default_rng(0)                # Dropout's masks (CuPy's generator is not here)
+        monkeypatch.setattr(backend, "random_uniform", lambda shape, dtype: masks.random(shape, dtype=dtype))
+        backend.seed(0)
+        step = getattr(counts, make)(batch=16)          # builds the nets and runs one step
+        results.append([float(v) for v in np.atleast_1d(_metric_values(step()))])
+        monkeypatch.setattr(backend, "name", "numpy")
+        if on:
+            assert fused.status() and all(fused.status().values()), fused.status()
+            assert {"im2col", "col2im", "batchnorm_scale_shift", "batchnorm_input_grad"} <= set(fused.status())
+    assert len(results[0]) >= 1 and np.isfinite(results[0]).all()
+    np.testing.assert_allclose(results[1], results[0], rtol=1e-4, atol=1e-5)
+
+
+def _metric_values(out):
+    """The numbers a training step returns (a loss, or a dict / tuple of losses and metrics)."""
+    if isinstance(out, dict):
+        return [float(v) for k, v in sorted(out.items()) if np.ndim(v) == 0 and not isinstance(v, str)]
+    if isinstance(out, (tuple, list)):
+        return [float(v) for v in out if np.ndim(v) == 0]
+    return [float(out)]
