@@ -5,7 +5,7 @@
 
 Runs `--warmup` untimed iterations, then `--iters` timed ones on random images, and prints the
 median and mean seconds per iteration for each upsample mode asked for (and the projected time of
-10 digits x 300 iterations). Add `--json FILE` to write the numbers.
+10 digits x 900 iterations, `gan train`'s default). Add `--json FILE` to write the numbers.
 """
 import argparse
 import json
@@ -74,7 +74,7 @@ def main(argv=None):
         results.append(row)
         print(f"{args.backend:<6} upsample={mode:<8} width={args.width:<3} batch={args.batch_size}: "
               f"median {row['median_s']:.3f} s/iter (mean {row['mean_s']:.3f}, min {row['min_s']:.3f}; "
-              f"{args.iters} iters) -> 10 digits x 300 iters = {3000 * row['median_s'] / 60:.0f} min", flush=True)
+              f"{args.iters} iters) -> 10 digits x 900 iters = {9000 * row['median_s'] / 60:.0f} min", flush=True)
     if args.json:
         atomic_write_json(args.json, results)
     return 0

@@ -1,7 +1,7 @@
 """gan — the generators: the paper's DCGAN per digit (gan/dcgan/) and the SimGAN refiner (gan/simgan/).
 
     from gan import Config, train_all, sample
-    train_all("runs/paper", Config(iters=300, loss="paper", data_dir="svhn_data"), digits=range(10))
+    train_all("runs/paper", Config(iters=900, loss="paper", data_dir="svhn_data"), digits=range(10))
     x, y = sample("runs/paper", per_digit=7300, seed=0)       # uint8 (73000, 32, 32, 3), int64 labels
 
     from gan.simgan import train_simgan, refine               # the refiner (see gan/simgan/__init__.py)
