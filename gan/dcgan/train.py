@@ -49,7 +49,7 @@ class Config:
     """Everything that defines a run (saved as RUN_DIR/config.json).
 
     900 iterations per digit: on the 783-image sample a ConvNet trained on 73,000 images of ten BCE GANs
-    read the real test digits at 50.7 % after 300 iterations, 69.8 % after 600 and 73.3 % after 900 (one GAN
+    read the real test digits at 50.7 % after 300 iterations, 69.8 % after 600 and 73.6 % after 900 (one GAN
     seed, two or three classifier seeds; docs/results.md §10). The other defaults are the recipe that worked
     best on that sample in 300 iterations: the
     paper's nearest-upsampling generator (the transposed-convolution one collapsed to one periodic
