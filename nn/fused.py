@@ -78,19 +78,23 @@ def _kernel(name):
 # {n, c, h, w} through its own strides (a non-contiguous view needs no copy), col2im's columns as one
 # flat, contiguous array.
 
+def _unravel(names, sizes):
+    """CUDA lines splitting the element index i into coordinates in C order: names from slowest to fastest
+    ("n", "c", "h", "w") and the sizes of all but the slowest ("C", "H", "W")."""
+    lines = ["ptrdiff_t r = i;"]
+    for name, size in zip(reversed(names[1:]), reversed(sizes)):
+        lines.append(f"const int {name} = r % {size}; r /= {size};")
+    lines.append(f"const int {names[0]} = r;")
+    return "\n        ".join(lines)
+
+
 _SOURCES = {
     "im2col": (
         "raw T x, int32 N, int32 C, int32 H, int32 W, int32 KH, int32 KW, int32 SH, int32 SW, "
         "int32 PH, int32 PW, int32 OH, int32 OW", "T cols",
         """
         // cols[c, ki, kj, n, oh, ow] = x[n, c, oh·sh + ki − ph, ow·sw + kj − pw], 0 in the padding
-        ptrdiff_t r = i;
-        const int ow = r % OW; r /= OW;
-        const int oh = r % OH; r /= OH;
-        const int n = r % N;   r /= N;
-        const int kj = r % KW; r /= KW;
-        const int ki = r % KH; r /= KH;
-        const int c = r;
+        """ + _unravel(("c", "ki", "kj", "n", "oh", "ow"), ("KH", "KW", "N", "OH", "OW")) + """
         const int h = oh * SH + ki - PH, w = ow * SW + kj - PW;
         if (h >= 0 && h < H && w >= 0 && w < W) {
             ptrdiff_t at[] = {n, c, h, w};
@@ -106,11 +110,7 @@ _SOURCES = {
         // dx[n, c, h, w] = Σ over the taps (ki, kj) whose window covers (h, w) of cols[c, ki, kj, n, oh, ow],
         // oh = (h + ph − ki)/sh, ow = (w + pw − kj)/sw (whole numbers in range) — summed in the plain
         // loop's order (ki, then kj), so the result is the plain col2im's to the last bit
-        ptrdiff_t r = i;
-        const int w = r % W; r /= W;
-        const int h = r % H; r /= H;
-        const int c = r % C; r /= C;
-        const int n = r;
+        """ + _unravel(("n", "c", "h", "w"), ("C", "H", "W")) + """
         T sum = 0;
         for (int ki = 0; ki < KH; ++ki) {
             const int hh = h + PH - ki;
@@ -129,11 +129,7 @@ _SOURCES = {
         """
         // y[n, c, oh, ow] = the largest x[n, c, oh·sh + k / kw, ow·sw + k % kw] over the window's offsets k,
         // winner = that k, the first on ties (the plain loop replaces only where v > y)
-        ptrdiff_t r = i;
-        const int ow = r % OW; r /= OW;
-        const int oh = r % OH; r /= OH;
-        const int c = r % C;   r /= C;
-        const int n = r;
+        """ + _unravel(("n", "c", "oh", "ow"), ("C", "OH", "OW")) + """
         ptrdiff_t at[] = {n, c, oh * SH, ow * SW};
         T best = x[at];
         int best_k = 0;
@@ -152,11 +148,7 @@ _SOURCES = {
         """
         // dx[n, c, h, w] = Σ over the offsets k = ki·kw + kj (in the plain loop's order) of dy[n, c, oh, ow] for
         // the window (oh, ow) = ((h − ki)/sh, (w − kj)/sw) that holds (h, w) at offset k, if k is its winner
-        ptrdiff_t r = i;
-        const int w = r % W; r /= W;
-        const int h = r % H; r /= H;
-        const int c = r % C; r /= C;
-        const int n = r;
+        """ + _unravel(("n", "c", "h", "w"), ("C", "H", "W")) + """
         T sum = 0;
         for (int ki = 0; ki < KH; ++ki) {
             const int hh = h - ki;
@@ -218,6 +210,11 @@ _SOURCES = {
 
 # ----------------------------------------------------------------------------- the calls
 
+def _out_size(size, kernel, stride, padding=0):
+    """nn.layers.conv.conv_output_size (not imported: that module imports this one)."""
+    return (size + 2 * padding - kernel) // stride + 1
+
+
 def _geometry(x_shape, kernel_size, stride, padding, out_hw):
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     N, C, H, W = x_shape
@@ -228,7 +225,7 @@ def im2col(x, kernel_size, stride, padding):
     """nn.layers.conv.im2col in one kernel: (N, C, H, W) -> cols (C, kh, kw, N, OH, OW)."""
     (kh, kw), (sh, sw), (ph, pw) = kernel_size, stride, padding
     N, C, H, W = x.shape
-    OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+    OH, OW = _out_size(H, kh, sh, ph), _out_size(W, kw, sw, pw)
     cols = backend.xp.empty((C, kh, kw, N, OH, OW), dtype=x.dtype)
     _kernel("im2col")(x, *_geometry(x.shape, kernel_size, stride, padding, (OH, OW)), cols)
     return cols
@@ -339,7 +336,7 @@ def _check_im2col(plain):
 def _check_col2im(plain):
     for (kh, kw), s, p, (N, C, H, W) in [((3, 3), (1, 1), (1, 1), (2, 3, 6, 5)), ((4, 4), (2, 2), (1, 1), (2, 3, 8, 6)),
                                          ((3, 2), (2, 1), (0, 1), (1, 2, 7, 5))]:
-        OH, OW = (H + 2 * p[0] - kh) // s[0] + 1, (W + 2 * p[1] - kw) // s[1] + 1
+        OH, OW = _out_size(H, kh, s[0], p[0]), _out_size(W, kw, s[1], p[1])
         cols = _random((C, kh, kw, N, OH, OW), seed=1)
         problem = _compare([col2im(cols, (N, C, H, W), s, p)], [plain(cols, (N, C, H, W), s, p)], 1e-6)
         if problem:
@@ -351,7 +348,7 @@ def _check_max_pool(plain):
     for (N, C, H, W), k, st in [((2, 3, 8, 6), (2, 2), (2, 2)), ((2, 2, 7, 7), (3, 3), (2, 2)), ((1, 2, 6, 5), (3, 2), (1, 1))]:
         x = _random((C, N, H, W), seed=3).transpose(1, 0, 2, 3)
         x[:, :, 1, 1] = x[:, :, 1, 2]                                   # ties: the first offset must win
-        out_hw = ((H - k[0]) // st[0] + 1, (W - k[1]) // st[1] + 1)
+        out_hw = (_out_size(H, k[0], st[0]), _out_size(W, k[1], st[1]))
         problem = _compare(max_pool(x, k, st, out_hw), plain(x, k, st, out_hw), 0)
         if problem:
             return problem
@@ -361,7 +358,7 @@ def _check_max_pool(plain):
 def _check_max_pool_backward(plain):
     for (N, C, H, W), (kh, kw), (sh, sw) in [((2, 3, 8, 6), (2, 2), (2, 2)), ((2, 2, 7, 7), (3, 3), (2, 2)),
                                              ((1, 2, 6, 5), (3, 2), (1, 1))]:
-        OH, OW = (H - kh) // sh + 1, (W - kw) // sw + 1
+        OH, OW = _out_size(H, kh, sh), _out_size(W, kw, sw)
         dy = _random((N, C, OH, OW), seed=4)
         winner = backend.asarray(np.random.default_rng(5).integers(0, kh * kw, (N, C, OH, OW)).astype(np.uint8))
         problem = _compare([max_pool_backward(dy, winner, (N, C, H, W), (kh, kw), (sh, sw))],

@@ -34,7 +34,7 @@ from nn import backend, fused
 ENABLED = os.environ.get("NN_FLAT_OPTIM", "1").strip() != "0"
 
 _optimizers = weakref.WeakKeyDictionary()   # optimizer -> its _FlatStep (kept off the object: copies rebuild)
-_averages = weakref.WeakKeyDictionary()     # average model -> the FlatBuffer of its parameters and buffers
+_averages = weakref.WeakKeyDictionary()     # average model -> (FlatBuffer of its values, scratch for the model's)
 
 
 class FlatBuffer:
@@ -103,9 +103,9 @@ def _named_params(opt):
 class _FlatStep:
     """One optimizer's flat buffers: parameters, gradients, and one buffer per state suffix."""
 
-    def __init__(self, opt, named):
+    def __init__(self, opt, named, slots):
         xp = backend.xp
-        self.params = FlatBuffer([(layer.params, key) for _, layer, key in named])
+        self.params = FlatBuffer(slots)
         self.state = []
         for suffix in opt.state_suffixes:
             for name, layer, key in named:
@@ -114,8 +114,8 @@ class _FlatStep:
             self.state.append(FlatBuffer([(opt.state, name + suffix) for name, _, _ in named]))
         self.grad = xp.zeros_like(self.params.flat)
 
-    def fits(self, opt, named):
-        return (self.params.holds([(layer.params, key) for _, layer, key in named])
+    def fits(self, opt, named, slots):
+        return (self.params.holds(slots)
                 and all(s.holds([(opt.state, name + suffix) for name, _, _ in named])
                         for s, suffix in zip(self.state, opt.state_suffixes)))
 
@@ -137,12 +137,12 @@ def step(opt):
         grads.append(g)
     state = [opt.state[name + suffix] for name, _, _ in named for suffix in opt.state_suffixes
              if name + suffix in opt.state]
-    if not _usable([(layer.params, key) for _, layer, key in named],
-                   [layer.params[key] for _, layer, key in named] + grads + state):
+    slots = [(layer.params, key) for _, layer, key in named]
+    if not _usable(slots, [mapping[key] for mapping, key in slots] + grads + state):
         return False
     flat = _optimizers.get(opt)
-    if flat is None or not flat.fits(opt, named):
-        flat = _optimizers[opt] = _FlatStep(opt, named)
+    if flat is None or not flat.fits(opt, named, slots):
+        flat = _optimizers[opt] = _FlatStep(opt, named, slots)
     flat.params.gather(grads, out=flat.grad)
     update = _fused_update(opt, flat) or type(opt).update
     update(opt, flat.params.flat, flat.grad, *[s.flat for s in flat.state])
@@ -163,10 +163,11 @@ def ema_update(average, model, decay):
     own = [d[key] for d, key in slots]
     if not _usable(slots, own + current) or [a.shape for a in current] != [a.shape for a in own]:
         return False
-    flat = _averages.get(average)
+    flat, theta = _averages.get(average, (None, None))
     if flat is None or not flat.holds(slots):
-        flat = _averages[average] = FlatBuffer(slots)
-    theta = backend.xp.empty_like(flat.flat)
+        flat = FlatBuffer(slots)
+        theta = backend.xp.empty_like(flat.flat)     # the model's values, gathered here every step
+        _averages[average] = flat, theta
     flat.gather(current, out=theta)
     average_update = fused.average if fused.ready("average", _average_plain, flat.flat, theta) else _average_plain
     average_update(flat.flat, theta, decay)
