@@ -14,9 +14,34 @@ TABLE_ROWS = (("real", "all", None), ("procedural", 0, "procedural"), ("dcgan", 
 """The table's rows: (row, real images, synthetic set)."""
 
 
-def classifier_name(real, synthetic):
-    """'classify_real-all', 'classify_real-0+procedural', 'classify_real-100+dcgan', ..."""
-    return f"classify_real-{real}" + (f"+{synthetic}" if synthetic else "")
+def gan_tag(g):
+    """The suffix of everything made by the g-th set of ten DCGANs (GAN seed = run seed + g): '' for
+    the first, so a run with one set keeps its plain names; '-g1', '-g2', ... for the others."""
+    return f"-g{g}" if g else ""
+
+
+def dcgan_set_name(g):
+    """The name of the g-th DCGAN training set: 'dcgan', 'dcgan-g1', ..."""
+    return "dcgan" + gan_tag(g)
+
+
+def set_stage(synthetic):
+    """The stage that makes a synthetic set ('procedural', 'dcgan', 'dcgan-g1', 'simgan'), and its file."""
+    kind, _, g = synthetic.partition("-")
+    return SET_STAGE[kind] + (f"-{g}" if g else ""), SET_FILE[kind]
+
+
+def classifier_name(real, synthetic, clf=0):
+    """'classify_real-all', 'classify_real-0+procedural', 'classify_real-100+dcgan', ...; the clf-th
+    classifier seed (seed + clf) of a table row adds '-c1', '-c2', ...: 'classify_real-0+dcgan-g1-c2'."""
+    return f"classify_real-{real}" + (f"+{synthetic}" if synthetic else "") + (f"-c{clf}" if clf else "")
+
+
+def table_runs(settings, synthetic):
+    """[(synthetic set, classifier seed offset)]: the ConvNets behind one table row, clf_seeds of them on
+    each set (for the DCGAN row, on each of the dcgan_seeds sets)."""
+    sets = [dcgan_set_name(g) for g in range(settings.dcgan_seeds)] if synthetic == "dcgan" else [synthetic]
+    return [(s, c) for s in sets for c in range(settings.clf_seeds)]
 
 
 def mixing_points(settings, n_train):
@@ -36,14 +61,20 @@ def given(**settings):
     return {k: v for k, v in settings.items() if v is not None}
 
 
-def dcgan_config(ctx):
-    """gan.Config: its recipe, with the dcgan_* settings that are given (not None) in its place."""
+def dcgan_config(ctx, g=0):
+    """gan.Config of the g-th set of ten DCGANs (seed: the run's + g): its recipe, with the dcgan_*
+    settings that are given (not None) in its place."""
     s = ctx.settings
-    return Config(iters=s.dcgan_iters, seed=ctx.seed,
+    return Config(iters=s.dcgan_iters, seed=ctx.seed + g,
                   **given(loss=s.dcgan_loss, upsample=s.dcgan_upsample, augment=s.dcgan_augment,
                           width=s.dcgan_width, batch_size=s.dcgan_batch))
 
 
-def dcgan_run(ctx, digit):
+def dcgan_stage(digit, g=0):
+    """The stage name of one digit's DCGAN in the g-th set: 'dcgan_digit_3', 'dcgan_digit_3-g1', ..."""
+    return f"dcgan_digit_{digit}" + gan_tag(g)
+
+
+def dcgan_run(ctx, digit, g=0):
     """gan.dcgan's run folder of one digit's DCGAN (it holds digit_K/: checkpoint, log, sample grids)."""
-    return ctx.stage_dir(f"dcgan_digit_{digit}") / "run"
+    return ctx.stage_dir(dcgan_stage(digit, g)) / "run"

@@ -41,8 +41,8 @@ from gan import copy_digit_run, prepare_run, sample, train_digit
 from gan.simgan import REFINED_FILE, SimGANConfig, train_simgan
 from classify import NONE, AugmentConfig, did_not_learn, save_model, train_classifier, validation_size
 from experiment.stages import Runner, Stage, content_hash, fingerprint
-from experiment.layout import (SET_FILE, SET_STAGE, TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, given,
-                               mixing_points)
+from experiment.layout import (TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, dcgan_stage,
+                               gan_tag, given, mixing_points, set_stage, table_runs)
 from experiment.report import publish_report, run_report
 
 
@@ -97,7 +97,9 @@ class Context:
         return np.random.default_rng([self.seed, 12]).permutation(n)
 
     def image_set(self, name):
-        return load_image_set(self.stage_dir(SET_STAGE[name]) / SET_FILE[name])
+        """A synthetic training set by name: 'procedural', 'dcgan', 'dcgan-g1', ..., 'simgan'."""
+        stage, file = set_stage(name)
+        return load_image_set(self.stage_dir(stage) / file)
 
 
 # ---------------------------------------------------------------------------------- data
@@ -159,41 +161,41 @@ def run_procedural(ctx, folder, upstream):
     return {"n": int(n), "note": f"{n} images", "content": content_hash(x, y)}
 
 
-def dcgan_iterations(ctx, digit):
-    """dcgan_iters, and at least dcgan_iters_digit5 for digit 5 (Figures 7-8)."""
+def dcgan_iterations(ctx, digit, g=0):
+    """dcgan_iters, and at least dcgan_iters_digit5 for digit 5 of the first set (Figures 7-8)."""
     s = ctx.settings
-    return max(s.dcgan_iters, s.dcgan_iters_digit5) if digit == 5 else s.dcgan_iters
+    return max(s.dcgan_iters, s.dcgan_iters_digit5) if digit == 5 and g == 0 else s.dcgan_iters
 
 
-def dcgan_set_run(ctx, digit):
-    """The run folder the DCGAN set samples digit `digit` from: for digit 5, when it trains longer
+def dcgan_set_run(ctx, digit, g=0):
+    """The run folder the g-th DCGAN set samples digit `digit` from: for digit 5, when it trains longer
     than the others for Figures 7-8, a copy of its run at dcgan_iters (so every digit's images come
     from a generator trained equally long); otherwise the digit's run itself."""
-    snapshot = ctx.stage_dir(f"dcgan_digit_{digit}") / "run_at_dcgan_iters"
-    return snapshot if snapshot.is_dir() else dcgan_run(ctx, digit)
+    snapshot = ctx.stage_dir(dcgan_stage(digit, g)) / "run_at_dcgan_iters"
+    return snapshot if snapshot.is_dir() else dcgan_run(ctx, digit, g)
 
 
-def run_dcgan_digit(ctx, digit, folder, upstream):
-    """The DCGAN of one digit, trained on the real training images of that digit, in folder/run
-    (resumable from its checkpoints after an interrupt)."""
+def run_dcgan_digit(ctx, digit, g, folder, upstream):
+    """The DCGAN of one digit in the g-th set of ten, trained on the real training images of that
+    digit, in folder/run (resumable from its checkpoints after an interrupt)."""
     x, y = ctx.real()[:2]
     mine = x[y == digit]
     if len(mine) == 0:
         raise ValueError(f"the real training images hold no digit {digit}: a DCGAN per digit needs some (raise train_n)")
-    iters, set_iters = dcgan_iterations(ctx, digit), ctx.settings.dcgan_iters
+    iters, set_iters = dcgan_iterations(ctx, digit, g), ctx.settings.dcgan_iters
     snapshot = folder / "run_at_dcgan_iters"
     if iters > set_iters and not snapshot.is_dir():
         # Digit 5 trains on for Figures 7-8; the DCGAN set takes its images from the generator at
         # dcgan_iters, like every other digit's (a longer-trained digit 5 makes sharper images, and a
         # classifier trained on the set learns "sharp means 5").
-        config = prepare_run(folder / "run", dataclasses.replace(dcgan_config(ctx), iters=set_iters),
+        config = prepare_run(folder / "run", dataclasses.replace(dcgan_config(ctx, g), iters=set_iters),
                              explicit=("iters",))
         status = train_digit(mine, digit, folder / "run", config, progress=ctx.progress, log=ctx.log)
         if status["state"] != "done":
             return {"iterations": iters, "n_real": int(len(mine)), "status": status,
                     "note": f"stopped early at iteration {status['iteration']}: {status['message']}"}
         copy_digit_run(folder / "run", digit, snapshot)
-    config = prepare_run(folder / "run", dataclasses.replace(dcgan_config(ctx), iters=iters), explicit=("iters",))
+    config = prepare_run(folder / "run", dataclasses.replace(dcgan_config(ctx, g), iters=iters), explicit=("iters",))
     status = train_digit(mine, digit, folder / "run", config, progress=ctx.progress, log=ctx.log)
     note = f"{status['iteration']} iterations on {len(mine)} real images of digit {digit}"
     if status["state"] != "done":
@@ -201,10 +203,11 @@ def run_dcgan_digit(ctx, digit, folder, upstream):
     return {"iterations": iters, "n_real": int(len(mine)), "status": status, "note": note}
 
 
-def run_dcgan_set(ctx, folder, upstream):
-    """dcgan_per_digit images from each digit's generator, and a grid of each digit's samples."""
+def run_dcgan_set(ctx, g, folder, upstream):
+    """dcgan_per_digit images from each digit's generator of the g-th set of ten, and a grid of each
+    digit's samples."""
     n = ctx.settings.dcgan_per_digit
-    parts = [sample(dcgan_set_run(ctx, d), n, digits=[d], seed=ctx.seed, log=ctx.log) for d in range(10)]
+    parts = [sample(dcgan_set_run(ctx, d, g), n, digits=[d], seed=ctx.seed + g, log=ctx.log) for d in range(10)]
     x, y = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
     save_image_set(folder / "images.npz", x, y)
     for d in range(10):
@@ -255,9 +258,10 @@ def augmentation(name):
     return NONE if name == "none" else AugmentConfig()
 
 
-def run_classifier(ctx, real, synthetic, folder, upstream):
-    """Train the ConvNet on `real` real images (a count or "all") plus the `synthetic` set (or none),
-    test it on the real test images; writes model.npz and metrics.json (the report draws the figures)."""
+def run_classifier(ctx, real, synthetic, clf, folder, upstream):
+    """Train the ConvNet (seed: the run's + clf) on `real` real images (a count or "all") plus the
+    `synthetic` set (or none), test it on the real test images; writes model.npz and metrics.json
+    (the report draws the figures)."""
     s = ctx.settings
     x_tr, y_tr, x_te, y_te = ctx.real()
     parts = []
@@ -269,7 +273,7 @@ def run_classifier(ctx, real, synthetic, folder, upstream):
     n = sum(len(p[1]) for p in parts)
     epochs = epochs_for(n, s.clf_steps, s.clf_batch) if s.clf_steps else None
     model, metrics = train_classifier(parts, test=(x_te, y_te), arch=s.clf_arch, widths=tuple(s.clf_widths),
-                                      batch_size=s.clf_batch, epochs=epochs, tta=s.clf_tta, seed=ctx.seed,
+                                      batch_size=s.clf_batch, epochs=epochs, tta=s.clf_tta, seed=ctx.seed + clf,
                                       lr=s.clf_lr, augment=augmentation(s.clf_augment),
                                       progress=ctx.progress)
     save_model(model, folder / "model.npz")
@@ -285,20 +289,23 @@ def run_classifier(ctx, real, synthetic, folder, upstream):
 
 
 def classifier_points(ctx, n_train):
-    """[(real, synthetic)]: the table's rows, then the mixing curve's other points (each once)."""
-    points = [(real, syn) for _, real, syn in TABLE_ROWS]
-    return points + [p for p in mixing_points(ctx.settings, n_train) if p not in points]
+    """[(real, synthetic, clf)]: the table's rows (clf_seeds classifiers each, on each DCGAN set for
+    its row), then the mixing curve's other points (each once, with the first classifier seed)."""
+    points = [(real, syn, clf) for _, real, row_set in TABLE_ROWS for syn, clf in table_runs(ctx.settings, row_set)]
+    return points + [(real, syn, 0) for real, syn in mixing_points(ctx.settings, n_train)
+                     if (real, syn, 0) not in points]
 
 
-def classifier_stage(ctx, real, synthetic):
+def classifier_stage(ctx, real, synthetic, clf=0):
     s = ctx.settings
     settings = {"real_images": real, "synthetic_set": synthetic, "steps": s.clf_steps, "arch": s.clf_arch,
                 "widths": list(s.clf_widths), "batch_size": s.clf_batch, "lr": s.clf_lr, "augment": s.clf_augment,
-                "tta": s.clf_tta, "seed": ctx.seed, "backend": ctx.backend}
-    deps = ("data",) + ((SET_STAGE[synthetic],) if synthetic else ())
-    what = f"ConvNet on {real} real images" + (f" + the {synthetic} set" if synthetic else "")
-    return Stage(classifier_name(real, synthetic), partial(run_classifier, ctx, real, synthetic), settings, deps,
-                 what=what)
+                "tta": s.clf_tta, "seed": ctx.seed + clf, "backend": ctx.backend}
+    deps = ("data",) + ((set_stage(synthetic)[0],) if synthetic else ())
+    what = (f"ConvNet on {real} real images" + (f" + the {synthetic} set" if synthetic else "")
+            + (f", classifier seed +{clf}" if clf else ""))
+    return Stage(classifier_name(real, synthetic, clf), partial(run_classifier, ctx, real, synthetic, clf), settings,
+                 deps, what=what)
 
 
 # ---------------------------------------------------------------------------------- the plan
@@ -313,15 +320,18 @@ def plan(ctx, n_train):
         Stage("simgan", partial(run_simgan, ctx), {**asdict(SimGANConfig(**simgan_settings(ctx))), "backend": be},
               ("data", "procedural"), resumable=True, what="SimGAN refiner, refined procedural set"),
     ]
-    stages += [Stage(f"dcgan_digit_{d}", partial(run_dcgan_digit, ctx, d),
-                     {"config": {**asdict(dcgan_config(ctx)), "iters": dcgan_iterations(ctx, d)},
-                      "set_iters": s.dcgan_iters, "backend": be},
-                     ("data",), resumable=True, what=f"the DCGAN of digit {d}" + (", Figures 7-8" if d == 5 else ""))
-               for d in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9)]         # the longest first, for parallel runs
-    stages.append(Stage("dcgan_set", partial(run_dcgan_set, ctx),
-                        {"per_digit": s.dcgan_per_digit, "seed": seed, "backend": be},
-                        tuple(f"dcgan_digit_{d}" for d in range(10)), what="the DCGAN training set"))
-    stages += [classifier_stage(ctx, real, syn) for real, syn in classifier_points(ctx, n_train)]
+    for g in range(s.dcgan_seeds):                              # sets of ten DCGANs, GAN seed = seed + g
+        of_set = f" (GAN seed +{g})" if g else ""
+        stages += [Stage(dcgan_stage(d, g), partial(run_dcgan_digit, ctx, d, g),
+                         {"config": {**asdict(dcgan_config(ctx, g)), "iters": dcgan_iterations(ctx, d, g)},
+                          "set_iters": s.dcgan_iters, "backend": be},
+                         ("data",), resumable=True,
+                         what=f"the DCGAN of digit {d}" + (", Figures 7-8" if d == 5 and g == 0 else "") + of_set)
+                   for d in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9)]     # the longest first, for parallel runs
+        stages.append(Stage("dcgan_set" + gan_tag(g), partial(run_dcgan_set, ctx, g),
+                            {"per_digit": s.dcgan_per_digit, "seed": seed + g, "backend": be},
+                            tuple(dcgan_stage(d, g) for d in range(10)), what="the DCGAN training set" + of_set))
+    stages += [classifier_stage(ctx, real, syn, clf) for real, syn, clf in classifier_points(ctx, n_train)]
     labels = {"preset": ctx.preset, "backend": be, "settings": s.as_dict(), "seed": seed}
     stages.append(Stage("report", partial(run_report, ctx), labels, tuple(["data"] + [st.name for st in stages]),
                         what="table.md, results.json, figures"))

@@ -24,7 +24,7 @@ from common.files import atomic_write_bytes, atomic_write_json, atomic_write_tex
 from gan import FIGURE_ITERATIONS, log_path, plot_losses, read_log, samples_path
 from gan.simgan import LOSSES_FILE, PAIRS_FILE
 from classify import draw_confusion, load_model, predict_labels
-from experiment.layout import TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, mixing_points
+from experiment.layout import TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, mixing_points, table_runs
 from experiment.stages import publish
 
 PAPER = {"real": 0.86, "procedural": 0.63, "dcgan": 0.77, "simgan": None}
@@ -45,14 +45,7 @@ def stage_metrics(ctx, name):
 def collect(ctx, upstream):
     """Every number of the run as one JSON-ready dict (results.json)."""
     data = upstream["data"]["summary"]
-    table = []
-    for row, real, syn in TABLE_ROWS:
-        name = classifier_name(real, syn)
-        m = stage_metrics(ctx, name)
-        table.append({"row": row, "training_set": ROW_NAMES[row], "stage": name, "n_images": m["n_images"],
-                      "test_accuracy": m["test_accuracy"], "paper_accuracy": PAPER[row],
-                      "per_digit_accuracy": m["per_digit_accuracy"], "confusion_matrix": m["confusion_matrix"],
-                      "steps": m["steps"], "val_accuracy": m.get("val_accuracy"), "history": m.get("history", [])})
+    table = [table_row(ctx, row, real, syn) for row, real, syn in TABLE_ROWS]
     mixing = []
     for real, syn in mixing_points(ctx.settings, data["n_train"]):
         name = classifier_name(real, syn)
@@ -83,6 +76,32 @@ def collect(ctx, upstream):
         "machine": machine(),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+
+
+def mean_and_se(values):
+    """The mean of `values` and its standard error (sample SD / sqrt(n); None for one value)."""
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), (float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else None)
+
+
+def table_row(ctx, row, real, synthetic):
+    """One row of the table: the mean test accuracy of the ConvNets behind it (clf_seeds classifier
+    seeds on each of its sets: dcgan_seeds sets for the DCGAN row) with its standard error, the mean
+    per-digit accuracy, the summed confusion matrix, and the first ConvNet's training curve."""
+    runs = table_runs(ctx.settings, synthetic)
+    names = [classifier_name(real, syn, clf) for syn, clf in runs]
+    ms = [stage_metrics(ctx, name) for name in names]
+    accuracy, se = mean_and_se([m["test_accuracy"] for m in ms])
+    per_digit = [None if any(m["per_digit_accuracy"][d] is None for m in ms)
+                 else float(np.mean([m["per_digit_accuracy"][d] for m in ms])) for d in range(10)]
+    return {"row": row, "training_set": ROW_NAMES[row], "stage": names[0], "stages": names,
+            "n_images": ms[0]["n_images"], "test_accuracy": accuracy, "test_accuracy_se": se,
+            "test_accuracies": [m["test_accuracy"] for m in ms], "paper_accuracy": PAPER[row],
+            "classifier_seeds": ctx.settings.clf_seeds,
+            "gan_seeds": ctx.settings.dcgan_seeds if synthetic == "dcgan" else None,
+            "per_digit_accuracy": per_digit,
+            "confusion_matrix": np.sum([m["confusion_matrix"] for m in ms], axis=0).tolist(),
+            "steps": ms[0]["steps"], "val_accuracy": ms[0].get("val_accuracy"), "history": ms[0].get("history", [])}
 
 
 def dcgan_summary(upstream):
@@ -154,6 +173,18 @@ def pct(a):
     return "—" if a is None else f"{100 * a:.1f} %"
 
 
+def pct_se(a, se):
+    """'73.6 % ± 0.8' (mean and standard error, in points), or '73.6 %' when there is one run."""
+    return pct(a) if se is None else f"{100 * a:.1f} % ± {100 * se:.1f}"
+
+
+def seeds_text(t):
+    """How many runs stand behind a table row: '3 classifier seeds', '2 GAN × 3 classifier seeds'."""
+    c = t["classifier_seeds"]
+    text = f"{c} classifier seed" + ("s" if c > 1 else "")
+    return text if t["gan_seeds"] is None else f"{t['gan_seeds']} GAN × {text}"
+
+
 def paper_pct(a):
     return "—" if a is None else f"{100 * a:.0f} %"
 
@@ -179,13 +210,15 @@ def table_markdown(r):
         f"({d['n_train']:,} real training images, {d['n_test']:,} real test images; the paper: 73,257 and 26,032).",
         run_time_line(r),
         "",
-        "| training set | training images | our test accuracy | paper |",
-        "|---|---:|---:|---:|",
+        "| training set | training images | our test accuracy | seeds behind it | paper |",
+        "|---|---:|---:|---|---:|",
     ]
-    lines += [f"| {t['training_set']} | {t['n_images']:,} | {pct(t['test_accuracy'])} | {paper_pct(t['paper_accuracy'])} |"
-              for t in r["table"]]
+    lines += [f"| {t['training_set']} | {t['n_images']:,} | {pct_se(t['test_accuracy'], t['test_accuracy_se'])} | "
+              f"{seeds_text(t)} | {paper_pct(t['paper_accuracy'])} |" for t in r["table"]]
     lines += ["", "Each row: the paper's ConvNet (6 conv, 3 pool, 1 dense; `classify`) trained on that set alone and "
-              "tested on the real test images."]
+              "tested on the real test images; the mean over the seeds behind it, ± its standard error where there "
+              "is more than one run (more: `--set clf_seeds=3 --set dcgan_seeds=2`). The DCGAN row's GAN seeds are "
+              "independent sets of ten DCGANs, each sampled into its own training set."]
     fid = r["label_fidelity"]
     lines += ["", "Label fidelity (the ConvNet trained on the real images labels each synthetic set's images with the "
               "digit they were made as): " + ", ".join(f"{k} {pct(v['mean'])}" for k, v in fid.items()) + "."]
@@ -260,7 +293,7 @@ def figure_confusions(table, path):
     for ax, t in zip(axes[0], table):
         draw_confusion(ax, t["confusion_matrix"], fontsize=6)
         ax.set_title(f"{t['row']}: {pct(t['test_accuracy'])}", fontsize=10)
-    fig.suptitle("Confusion matrices on the real test images (rows: true digit)")
+    fig.suptitle("Confusion matrices on the real test images (rows: true digit; summed over each row's ConvNets)")
     fig.tight_layout(rect=(0, 0, 1, 0.94))
     _save(fig, path)
 
@@ -290,8 +323,9 @@ def figure_accuracy_bars(table, path):
     fig, ax = plt.subplots(figsize=(7.5, 4))
     x = np.arange(len(table))
     ours = [100 * t["test_accuracy"] for t in table]
+    errors = [0 if t["test_accuracy_se"] is None else 100 * t["test_accuracy_se"] for t in table]
     paper = [np.nan if t["paper_accuracy"] is None else 100 * t["paper_accuracy"] for t in table]
-    ax.bar(x - 0.2, ours, 0.4, label="ours")
+    ax.bar(x - 0.2, ours, 0.4, yerr=errors, capsize=3, label="ours (± standard error over seeds)")
     ax.bar(x + 0.2, paper, 0.4, label="paper")
     for xi, v in zip(x, ours):
         ax.text(xi - 0.2, v + 1, f"{v:.1f}", ha="center", fontsize=8)
@@ -355,7 +389,7 @@ def run_report(ctx, folder, upstream):
         t.pop("history")            # in each classifier's metrics.json; too long for results.json
     atomic_write_json(folder / "results.json", r)
     atomic_write_text(folder / "table.md", table_markdown(r))
-    rows = ", ".join(f"{t['row']} {pct(t['test_accuracy'])}" for t in r["table"])
+    rows = ", ".join(f"{t['row']} {pct_se(t['test_accuracy'], t['test_accuracy_se'])}" for t in r["table"])
     return {"note": rows}
 
 

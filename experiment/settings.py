@@ -85,6 +85,14 @@ class Settings:
     shifts, rotations and colour changes only; short runs learn sooner) or none."""
     clf_tta: bool = True
     """Test-time augmentation (mean over the image and 4 shifted copies) in the final test."""
+    clf_seeds: int = 1
+    """Classifier seeds behind each row of the table: the row's ConvNet is trained this many times
+    (seeds seed, seed+1, ...) and the table shows the mean and its standard error. The mixing curve
+    uses the first."""
+    dcgan_seeds: int = 1
+    """Independent sets of ten DCGANs (GAN training seeds seed, seed+1, ...), each sampled into its own
+    DCGAN set; the DCGAN row trains clf_seeds ConvNets on each set and shows the mean over all of
+    them. The figures, label fidelity and mixing curve use the first set."""
 
     # ---- the mixing curve (beyond the paper) -------------------------------------------------
     mix_real: tuple = (0, 100, 300, 1000, 10_000, "all")
@@ -147,7 +155,7 @@ KINDS = {
     "procedural_n": "int", "dcgan_iters": "int", "dcgan_iters_digit5": "int", "dcgan_width": "int",
     "dcgan_batch": "int", "dcgan_per_digit": "int", "simgan_steps": "count", "simgan_pretrain_r": "count",
     "simgan_pretrain_d": "count", "simgan_kg": "int", "simgan_width": "int", "simgan_blocks": "count",
-    "simgan_batch": "int", "clf_batch": "int",
+    "simgan_batch": "int", "clf_batch": "int", "clf_seeds": "int", "dcgan_seeds": "int",
     "simgan_lambda": "float", "clf_lr": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
     "dcgan_augment": "flag", "clf_tta": "flag",

@@ -116,6 +116,7 @@ def runs(tmp_path_factory):
         seen["c"] = dict(runner.actions)
         seen["c_manifests"] = runner.manifests
         seen["c_results"] = json.loads((out / "results.json").read_text())
+        seen["c_table"] = (out / "table.md").read_text()
         runner, seen["d_log"] = smoke(out, data_dir)
         seen["d"] = dict(runner.actions)
         runner, seen["e_log"] = smoke(out, data_dir, "dcgan_per_digit=5")
@@ -130,6 +131,13 @@ def runs(tmp_path_factory):
             os.utime(f, (f.stat().st_atime + 100, f.stat().st_mtime + 100))
         runner, seen["f_log"] = smoke(out, copy, "dcgan_per_digit=5")
         seen["f"] = dict(runner.actions)
+
+        # g. two classifier seeds per table row and two sets of ten DCGANs: only the new runs train
+        runner, seen["g_log"] = smoke(out, data_dir, "dcgan_per_digit=5", "clf_seeds=2", "dcgan_seeds=2")
+        seen["g"] = dict(runner.actions)
+        seen["g_manifests"] = runner.manifests
+        seen["g_results"] = json.loads((out / "results.json").read_text())
+        seen["g_table"] = (out / "table.md").read_text()
     return seen
 
 
@@ -179,9 +187,9 @@ def test_smoke_outputs_exist_and_numbers_are_in_range(runs):
     assert r["backend"] == "numpy" and r["preset"] == "smoke" and r["versions"]["numpy"] == np.__version__
     assert r["data"]["n_train"] == 10 * TRAIN_PER_DIGIT and r["data"]["n_test"] == 10 * TEST_PER_DIGIT
     assert set(r["stages"]) | {"report"} == set(runs["c"]) and r["run_time_s"] > 0
-    table = (out / "table.md").read_text()
+    table = runs["c_table"]
     for row in ("real SVHN", "procedural", "DCGAN", "SimGAN-refined procedural", "86 %", "63 %", "77 %", "—",
-                "smoke", "numpy"):
+                "smoke", "numpy", "| 1 GAN × 1 classifier seed |", "| 1 classifier seed |"):
         assert row in table
     assert len(runs["c_log"]) == len(runs["c"]) + 1           # one summary line per stage, and a last one
     assert PLOT_TITLES["losses_dcgan.png"] == "DCGAN per digit, loss paper"   # the resolved loss, not "None"
@@ -224,6 +232,36 @@ def test_changed_setting_reruns_only_what_depends_on_it(runs):
     # an unaffected classifier keeps its manifest (same run, same accuracy)
     name = "classify_real-0+procedural"
     assert runs["e_manifests"][name]["id"] == runs["c_manifests"][name]["id"]
+
+
+@pytest.mark.slow
+def test_table_rows_over_classifier_and_gan_seeds(runs):
+    ran = {name for name, action in runs["g"].items() if action == "ran"}
+    # the second set of ten DCGANs, its image set, a second classifier seed for every row, and the
+    # DCGAN row's two classifiers on the second set; the runs of (e) are reused as the first seed
+    assert ran == ({f"dcgan_digit_{d}-g1" for d in range(10)} | {"dcgan_set-g1", "report"}
+                   | {"classify_real-all-c1", "classify_real-0+procedural-c1", "classify_real-0+dcgan-c1",
+                      "classify_real-0+simgan-c1", "classify_real-0+dcgan-g1", "classify_real-0+dcgan-g1-c1"})
+    m = runs["g_manifests"]
+    assert m["dcgan_digit_3-g1"]["settings"]["config"]["seed"] == m["dcgan_digit_3"]["settings"]["config"]["seed"] + 1
+    assert m["classify_real-all-c1"]["settings"]["seed"] == m["classify_real-all"]["settings"]["seed"] + 1
+    # digit 5 of the second set trains like the others (only the first set's makes Figures 7-8)
+    assert m["dcgan_digit_5-g1"]["summary"]["iterations"] == PRESETS["smoke"].dcgan_iters
+    table = {t["row"]: t for t in runs["g_results"]["table"]}
+    assert [len(t["stages"]) for t in table.values()] == [2, 2, 4, 2]
+    assert table["dcgan"]["gan_seeds"] == 2 and table["real"]["gan_seeds"] is None
+    for t in table.values():
+        accs = [runs["g_manifests"][name]["summary"]["test_accuracy"] for name in t["stages"]]
+        assert t["test_accuracies"] == accs
+        assert t["test_accuracy"] == pytest.approx(np.mean(accs))
+        assert t["test_accuracy_se"] == pytest.approx(np.std(accs, ddof=1) / np.sqrt(len(accs)))
+        assert np.asarray(t["confusion_matrix"]).sum() == len(accs) * 10 * TEST_PER_DIGIT
+    # the two DCGAN sets differ (another GAN seed), and the table says how many runs stand behind each row
+    first = np.load(runs["out"] / "stages" / "dcgan_set" / "images.npz")["x"]
+    second = np.load(runs["out"] / "stages" / "dcgan_set-g1" / "images.npz")["x"]
+    assert first.shape == second.shape and not np.array_equal(first, second)
+    assert "| 2 GAN × 2 classifier seeds |" in runs["g_table"] and "| 2 classifier seeds |" in runs["g_table"]
+    assert " ± " in runs["g_table"]
 
 
 # ---------------------------------------------------------------------------------- the runner
