@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The one script a GPU session runs (about 9 minutes; every part has its own time limit, so it never
+# The one script a GPU session runs (about 10 minutes; every part has its own time limit, so it never
 # hangs): NumPy-vs-CuPy parity tests (every fused kernel of nn/fused.py must be on), host reads per step
 # and the fused kernels in use (and kernel launches where nsys is
 # installed), the benchmark against PyTorch CUDA in FP32 and in TF32, the quick preset end to end on
@@ -9,7 +9,7 @@
 # Usage: bash bench/device_check.sh [OUT_DIR] [DATA_DIR]
 #   OUT_DIR   logs, JSON and run folders (default /tmp/device_check)
 #   DATA_DIR  SVHN .mat files (default $SVHN_DIR, else $SVHN_SAMPLE_DIR; without one the presets are skipped)
-# Time limits (seconds) can be changed: T_PARITY T_COUNT T_NSYS T_BENCH T_QUICK T_PAPER.
+# Time limits (seconds) can be changed: T_PARITY T_COUNT T_NSYS T_BENCH T_TOGETHER T_QUICK T_PAPER.
 # Everything but the presets also runs on a machine without a GPU (CuPy parts then say why they fail).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -40,7 +40,7 @@ try:
     import torch; print('torch', torch.__version__, 'cuda' if torch.cuda.is_available() else 'no cuda')
 except Exception: print('torch: not installed')" 2>&1
 
-part parity "${T_PARITY:-60}" python3 -m pytest -q --no-header -p no:cacheprovider tests/test_cupy_parity.py tests/test_fused.py tests/test_host_reads.py
+part parity "${T_PARITY:-60}" python3 -m pytest -q --no-header -p no:cacheprovider tests/test_cupy_parity.py tests/test_fused.py tests/test_host_reads.py tests/test_gan_grouped.py
 part counts "${T_COUNT:-45}" python3 -m bench --count --backend numpy,cupy --json "$out/counts.json"
 if command -v nsys > /dev/null; then   # kernel launches: the whole --count run on CuPy (set-up + 4 calls of each net)
   part nsys "${T_NSYS:-60}" bash -c "nsys profile -t cuda -o '$out/counts' --force-overwrite true \
@@ -51,6 +51,7 @@ else
   summary+=("$(printf '%-14s %5s   %s' nsys - 'n/a: nsys not installed, kernel launches not counted')")
 fi
 TAIL=6 part bench_fp32 "${T_BENCH:-90}" python3 -m bench --backend numpy,cupy --vs-torch --no-layers --repeats 5 --rounds 2 --json "$out/bench_fp32.json"
+TAIL=4 part gan_together "${T_TOGETHER:-60}" python3 bench/bench_gan.py --backend cupy --upsample nearest --augment --batch-size 128 --iters 10 --together 10 --json "$out/gan_together.json"
 TAIL=6 part bench_tf32 "${T_BENCH:-90}" python3 -m bench --backend numpy,cupy --vs-torch --no-layers --repeats 5 --rounds 2 --tf32 --json "$out/bench_tf32.json"
 
 if [ -n "$data" ]; then
@@ -67,4 +68,5 @@ echo "== summary (logs in $out)"
 printf '%s\n' "${summary[@]}"
 grep -h " images/s" "$out/bench_fp32.log" "$out/bench_tf32.log" 2>/dev/null
 grep -h "host reads/step\|fused kernels" "$out/counts.log" 2>/dev/null
+grep -h "together" "$out/gan_together.log" 2>/dev/null
 exit 0

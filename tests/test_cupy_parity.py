@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from nn import Sequential, backend, layers, losses, optim
+from nn.layers.grouped import group_layers
 
 pytestmark = [pytest.mark.cupy,
               pytest.mark.skipif(not backend.cupy_available(), reason="CuPy with a GPU is not available on this machine")]
@@ -25,6 +26,11 @@ CASES = [
     (lambda: layers.Tanh(), (2, 3, 4, 4)),
     (lambda: layers.Flatten(), (2, 3, 4, 4)),
     (lambda: layers.Reshape((12, 4)), (2, 3, 4, 4)),
+    # the grouped layers of `gan train --together` (two networks, two images each)
+    (lambda: group_layers([layers.Conv2D(3, 4, 3, padding=1) for _ in range(2)]), (4, 3, 6, 6)),
+    (lambda: group_layers([layers.ConvTranspose2D(3, 2, 4, stride=2, padding=1) for _ in range(2)]), (4, 3, 4, 4)),
+    (lambda: group_layers([layers.Dense(6, 5) for _ in range(2)]), (4, 6)),
+    (lambda: group_layers([layers.BatchNorm2D(3) for _ in range(2)]), (4, 3, 5, 5)),
 ]
 
 

@@ -28,14 +28,25 @@ class DiffAugment:
     for the transforms of the last forward."""
 
     def forward(self, x, rng):
+        return self.apply(x, *self.draw(rng, x.shape))
+
+    @staticmethod
+    def draw(rng, shape):
+        """The random transforms of a batch of `shape` (N, C, H, W), drawn from rng in a fixed order:
+        (u (N, 3) for brightness, saturation and contrast; shift (N, 2); cutout corner (N, 2))."""
+        N, C, H, W = shape
+        u = rng.random((N, 3)).astype(np.float32)
+        shift = rng.integers(-SHIFT, SHIFT + 1, (N, 2))
+        corner = rng.integers(0, [H, W], (N, 2)) - CUTOUT // 2
+        return u, shift, corner
+
+    def apply(self, x, u, shift, corner):
+        """The transforms `draw` made, applied to x (and remembered for backward)."""
         xp = backend.xp
         N, C, H, W = x.shape
-        u = rng.random((N, 3)).astype(np.float32)
         self.brightness = backend.asarray(u[:, 0] - 0.5).reshape(N, 1, 1, 1)
         self.saturation = backend.asarray(2 * u[:, 1]).reshape(N, 1, 1, 1)
         self.contrast = backend.asarray(u[:, 2] + 0.5).reshape(N, 1, 1, 1)
-        shift = rng.integers(-SHIFT, SHIFT + 1, (N, 2))
-        corner = rng.integers(0, [H, W], (N, 2)) - CUTOUT // 2
         x = x + self.brightness
         m = x.mean(axis=1, keepdims=True)
         x = (x - m) * self.saturation + m

@@ -264,8 +264,14 @@ class DCGAN:
         loss_G, _ = self.generator_step(fake)
         if self.G_ema is not None:
             optim.ema_update(self.G_ema, self.G, optim.ema_decay(self.iteration, self.ema_decay))
-        return {"loss_D": loss_D, "loss_G": loss_G, "acc_real": (X_real < 0.5).mean(), "acc_fake": (X_fake >= 0.5).mean(),
-                "X_real": X_real.mean(), "X_fake": X_fake.mean()}
+        return {"loss_D": loss_D, "loss_G": loss_G, "acc_real": self.batch_mean(X_real < 0.5),
+                "acc_fake": self.batch_mean(X_fake >= 0.5), "X_real": self.batch_mean(X_real),
+                "X_fake": self.batch_mean(X_fake)}
+
+    @staticmethod
+    def batch_mean(values):
+        """The mean over the batch (a 0-d device value)."""
+        return values.mean()
 
     # --- state for checkpoints
     def state_dict(self):

@@ -361,13 +361,21 @@ def parse_digits(text):
     return sorted(set(digits))
 
 
+def train_one_by_one(per_digit, run_dir, config, progress=True, log=print):
+    """`train_digit` for each digit of per_digit = {digit: its real images}, in turn; {digit: status}."""
+    return {digit: train_digit(mine, digit, run_dir, config, progress=progress, log=log)
+            for digit, mine in per_digit.items()}
+
+
 def train_all(run_dir, config, digits=range(10), images=None, labels=None, progress=True, log=print,
-              explicit=()):
+              explicit=(), trainer=train_one_by_one):
     """Train one DCGAN per digit in `digits` on the real images of that digit.
 
     images/labels: uint8 NHWC images and their digits; default `svhn.load("train", config.data_dir)`.
     A digit that stops (NaN/inf, stuck discriminator) is reported and the others go on.
-    Returns {digit: status dict}.
+    trainer: how the digits are trained, one after another (`train_one_by_one`) or all as one grouped
+    model (`gan.dcgan.grouped.train_together`: the same results within float32 rounding, fewer and
+    larger GPU launches). Returns {digit: status dict}.
     """
     check_output_path(run_dir, "dir", "--out")
     config = resolve_config(run_dir, config, explicit)      # nothing is written before the data is read
@@ -378,9 +386,7 @@ def train_all(run_dir, config, digits=range(10), images=None, labels=None, progr
         if len(mine) == 0:
             raise ValueError(f"no training images of digit {digit} in the data")
     config = prepare_run(run_dir, config, explicit)
-    results = {}
-    for digit, mine in per_digit.items():
-        results[digit] = train_digit(mine, digit, run_dir, config, progress=progress, log=log)
+    results = trainer(per_digit, run_dir, config, progress=progress, log=log)
     logs = {d: read_log(log_path(run_dir, d)) for d in range(10)}
     plot_losses(Path(run_dir) / "losses.png", logs, f"DCGAN per digit, loss {config.loss}")
     return results
