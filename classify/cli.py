@@ -56,6 +56,10 @@ def build_parser():
                    help="decay of the weight average that is kept (0: off; default %(default)s)")
     t.add_argument("--val-fraction", type=number(0, 1, False, True), default=TrainConfig.val_fraction,
                    help="fraction of the training images held out to pick the best checkpoint (default %(default)s)")
+    t.add_argument("--batch-shares", type=number(0), nargs="+", default=None, metavar="S",
+                   help="share of every batch drawn from each --train set, in order: e.g. --train real:100 dcgan.npz "
+                        "--batch-shares 1 1 makes half of each batch real images (a small set is then seen many "
+                        "times); default: every image once per epoch, so each set in proportion to its size")
     t.add_argument("--no-augment", action="store_true", help="train on the images as they are")
     t.add_argument("--no-tta", action="store_true", help="test on single views (no shifted copies)")
     t.add_argument("--out", required=True, type=Path, help="folder for model.npz, metrics.json and the PNGs")
@@ -124,10 +128,14 @@ def cmd_train(args):
     check_specs(args.train, "--train")
     check_specs([args.test], "--test")
     check_output_path(args.out, "dir", "--out")
+    if args.batch_shares is not None and len(args.batch_shares) != len(args.train):
+        raise ValueError(f"--batch-shares: {len(args.batch_shares)} shares for {len(args.train)} --train sets; give "
+                         f"one share per set, in the same order")
     cfg = TrainConfig(arch=args.arch, widths=tuple(args.widths), epochs=args.epochs, min_steps=args.min_steps,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                       ema_decay=args.ema_decay, val_fraction=args.val_fraction, seed=args.seed,
-                      tta=not args.no_tta, **({"augment": NONE} if args.no_augment else {}))
+                      tta=not args.no_tta, batch_shares=None if args.batch_shares is None else tuple(args.batch_shares),
+                      **({"augment": NONE} if args.no_augment else {}))
     model, metrics = train_classifier(args.train, test=args.test, config=cfg, data_dir=args.data_dir,
                                       progress=not args.quiet, report_dir=args.out)
     save_model(model, args.out / "model.npz")

@@ -74,6 +74,8 @@ class TrainConfig:
     val_fraction: float = VAL_FRACTION
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     tta: bool = True              # test-time augmentation in the final test
+    batch_shares: tuple = None    # share of every batch drawn from each training set, in order (see `mixed_batches`);
+                                  # None: one pass over all the images in a random order per epoch
     seed: int = 0
 
     def check(self):
@@ -95,6 +97,9 @@ class TrainConfig:
             raise ClassifyError(f"weight_decay must be a number >= 0, got {self.weight_decay}")
         if len(self.widths) != 3 or any(int(w) < 1 for w in self.widths):
             raise ClassifyError(f"widths must be three whole numbers >= 1, got {self.widths}")
+        if self.batch_shares is not None and (not all(math.isfinite(v) and v >= 0 for v in self.batch_shares)
+                                              or sum(self.batch_shares) <= 0):
+            raise ClassifyError(f"batch shares must be numbers >= 0, not all 0, got {self.batch_shares}")
         return self
 
 
@@ -131,12 +136,17 @@ def validation_size(n, fraction=VAL_FRACTION):
 
 def split_validation(x, y, fraction, rng):
     """Hold out round(fraction·N) images (at most MAX_VAL) for validation: (x_train, y_train, x_val, y_val)."""
-    n_val = validation_size(len(x), fraction)
-    if n_val == 0:
-        return x, y, x[:0], y[:0]
-    order = rng.permutation(len(x))
-    val, train = order[:n_val], order[n_val:]
+    train, val = validation_split(len(x), fraction, rng)
     return x[train], y[train], x[val], y[val]
+
+
+def validation_split(n, fraction, rng):
+    """(train indices, validation indices) of n images: round(fraction·n) (at most MAX_VAL) held out at random."""
+    n_val = validation_size(n, fraction)
+    if n_val == 0:
+        return np.arange(n), np.arange(0)
+    order = rng.permutation(n)
+    return order[n_val:], order[:n_val]
 
 
 def plan(n_train, cfg):
@@ -164,10 +174,15 @@ def train_classifier(train_sets, test=None, config=None, data_dir=None, progress
     x, y, described = resolve_sets(train_sets, "train", data_dir, cfg.seed)
     x_test, y_test, test_described = (resolve_sets([test], "test", data_dir, cfg.seed) if test is not None
                                       else (None, None, None))
+    if cfg.batch_shares is not None and len(cfg.batch_shares) != len(described):
+        raise ClassifyError(f"{len(cfg.batch_shares)} batch shares for {len(described)} training sets: give one "
+                            f"share per set, in the same order")
     rng = np.random.default_rng(cfg.seed)
-    x_tr, y_tr, x_val, y_val = split_validation(x, y, cfg.val_fraction, rng)
+    train, val = validation_split(len(x), cfg.val_fraction, rng)
+    x_tr, y_tr, x_val, y_val = x[train], y[train], x[val], y[val]
+    sources = np.repeat(np.arange(len(described)), [d["n"] for d in described])[train]    # each image's set
     started = time.perf_counter()
-    model, history, best = fit(x_tr, y_tr, x_val, y_val, cfg, rng, progress)
+    model, history, best = fit(x_tr, y_tr, x_val, y_val, cfg, rng, progress, sources)
     train_time = time.perf_counter() - started
     metrics = {"train_sets": described, "n_train": int(len(x_tr)), "n_val": int(len(x_val))}
     if x_test is not None:
@@ -215,15 +230,42 @@ def batches(x, y, batch, rng, cfg):
         yield augment(backend.asarray(to_float(x[idx])), rng, cfg.augment), backend.asarray(y[idx])
 
 
+def mixed_batches(x, y, sources, batch, rng, cfg):
+    """One epoch (len(x) // batch steps, as `batches`) of augmented minibatches in which a fixed share of every batch
+    comes from each training set: set i gives k_i = cfg.batch_shares[i] / sum(shares) · batch images (rounded so
+    that the k_i add up to the batch). Each set is walked in its own random order, reshuffled when used up, so a
+    small set (a few real images beside many synthetic ones) is seen as often as its share asks, every image of
+    it equally often."""
+    shares = np.asarray(cfg.batch_shares, dtype=float) / sum(cfg.batch_shares)
+    k = np.floor(shares * batch).astype(int)
+    k[np.argsort(-(shares * batch - k), kind="stable")[:batch - k.sum()]] += 1      # largest remainders
+    pools = [np.flatnonzero(sources == i) for i in range(len(shares))]
+    for i in np.flatnonzero(k):
+        if len(pools[i]) == 0:
+            raise ClassifyError(f"training set {i + 1} has a batch share but no training images left after the "
+                                f"validation split")
+    queues = [np.zeros(0, dtype=np.int64) for _ in pools]
+    for _ in range(len(x) // batch):
+        parts = []
+        for i in np.flatnonzero(k):
+            while len(queues[i]) < k[i]:
+                queues[i] = np.concatenate([queues[i], rng.permutation(pools[i])])
+            parts.append(queues[i][:k[i]])
+            queues[i] = queues[i][k[i]:]
+        idx = np.concatenate(parts)
+        yield augment(backend.asarray(to_float(x[idx])), rng, cfg.augment), backend.asarray(y[idx])
+
+
 def validation_accuracy(model, x_val, y_val):
     """Plain (single-view) accuracy of the model on the held-out images."""
     return float((predict_proba(model, x_val, tta=False).argmax(axis=1) == y_val).mean())
 
 
-def fit(x, y, x_val, y_val, cfg, rng, progress=True):
+def fit(x, y, x_val, y_val, cfg, rng, progress=True, sources=None):
     """The training loop on uint8 images x, y (validation on x_val, y_val); returns
     (model, history, best) with the best validated EMA model loaded, in eval mode; best holds
-    val_accuracy, best_epoch and the loss_curve."""
+    val_accuracy, best_epoch and the loss_curve. sources: each image's training set (0, 1, ...),
+    needed with cfg.batch_shares."""
     batch, steps_per_epoch, epochs, total = plan(len(x), cfg)
     peak = cfg.lr or PEAK_LR[cfg.arch]
     model = build_model(cfg.arch, cfg.seed, cfg.widths)
@@ -253,7 +295,9 @@ def fit(x, y, x_val, y_val, cfg, rng, progress=True):
         bar.set_postfix(epoch=epoch, loss=f"{run[0]:.3f}", acc=f"{run[1]:.3f}", refresh=False)
 
     for epoch in range(1, epochs + 1):
-        for xb, yb in batches(x, y, batch, rng, cfg):
+        epoch_batches = (batches(x, y, batch, rng, cfg) if cfg.batch_shares is None
+                         else mixed_batches(x, y, sources, batch, rng, cfg))
+        for xb, yb in epoch_batches:
             opt.lr = learning_rate(step, total, peak, cfg.warmup)
             loss, acc = train_step(model, loss_fn, opt, xb, yb)
             pending.add({"loss": loss, "acc": acc, "step": step + 1})

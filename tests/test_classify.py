@@ -266,6 +266,38 @@ def test_training_is_repeatable_with_the_same_seed():
     assert np.array_equal(w[0], w[1])
 
 
+def test_batch_shares_fix_each_sets_part_of_every_batch():
+    """--batch-shares: set i gives round(share_i · batch) images of every batch (largest remainders), each set
+    walked in its own shuffled order, so the 6 images of a small set are seen equally often."""
+    from classify.train import mixed_batches
+    x = np.zeros((6 + 90, 32, 32, 3), np.uint8)
+    x[:6] = np.arange(6)[:, None, None, None]            # the small set's images carry their index
+    x[6:] = 200
+    y = np.zeros(96, np.int64)
+    sources = np.repeat([0, 1], [6, 90])
+    cfg = TrainConfig(batch_shares=(1, 2), augment=NONE)
+    seen = []
+    batches = list(mixed_batches(x, y, sources, 16, np.random.default_rng(0), cfg))
+    assert len(batches) == 96 // 16                                     # as many steps as one pass over all
+    for xb, _ in batches:
+        xb = backend.to_numpy(xb)
+        small = xb[:, 0, 0, 0] < 0                                      # to_float maps 0..5 below zero
+        assert small.sum() == 5                                          # 16/3 = 5.33 -> 5, 10.67 -> 11
+        seen += list(np.round((xb[small, 0, 0, 0] + 1) * 127.5).astype(int))
+    assert np.bincount(seen, minlength=6).tolist() == [5] * 6           # 30 draws, each image 5 times
+    # training with shares runs and records them; a wrong number of shares is one line
+    xs, ys = squares(64, seed=4)
+    _, metrics = train_classifier([(xs[:8], ys[:8]), (xs[8:], ys[8:])], epochs=1, batch_size=16, widths=SMALL,
+                                  batch_shares=(1, 1), val_fraction=0.0, seed=0, progress=False)
+    assert list(metrics["batch_shares"]) == [1, 1] and metrics["steps"] == 4
+    with pytest.raises(ClassifyError) as e:
+        train_classifier([(xs, ys)], epochs=1, batch_shares=(1, 1), progress=False)
+    one_line(e, "2 batch shares for 1 training sets")
+    with pytest.raises(ClassifyError) as e:
+        TrainConfig(batch_shares=(0, 0)).check()
+    one_line(e, "not all 0")
+
+
 def test_save_and_load_give_identical_predictions(tmp_path):
     x, y = squares(64, seed=3)
     model, _ = train_classifier([(x, y)], epochs=1, batch_size=32, seed=0, progress=False, val_fraction=0.0,
@@ -394,6 +426,9 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     assert r.returncode == 2, r.stderr
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: ") and "uint8" in r.stderr
     assert not (tmp_path / "out" / "model.npz").exists()
+    r = run_cli("train", "--train", "real:10", "procedural:10", "--batch-shares", "1", "--out", tmp_path / "out")
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "one share per set" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
 
 
 # ---------------------------------------------------------------- the real sample (skips without it)
