@@ -272,9 +272,11 @@ def run_classifier(ctx, real, synthetic, clf, folder, upstream):
         parts.append(ctx.image_set(synthetic))
     n = sum(len(p[1]) for p in parts)
     epochs = epochs_for(n, s.clf_steps, s.clf_batch) if s.clf_steps else None
+    shares = real_share(s, real, synthetic)
     model, metrics = train_classifier(parts, test=(x_te, y_te), arch=s.clf_arch, widths=tuple(s.clf_widths),
                                       batch_size=s.clf_batch, epochs=epochs, tta=s.clf_tta, seed=ctx.seed + clf,
                                       lr=s.clf_lr, augment=augmentation(s.clf_augment),
+                                      batch_shares=None if shares is None else (shares, 1 - shares),
                                       progress=ctx.progress)
     save_model(model, folder / "model.npz")
     metrics = {"real_images": real, "synthetic_set": synthetic, "n_images": int(n), **metrics}
@@ -286,6 +288,12 @@ def run_classifier(ctx, real, synthetic, clf, folder, upstream):
     if "warning" in metrics:
         note += f"; warning: {metrics['warning']}"
     return {"test_accuracy": acc, "n_images": int(n), "steps": metrics["steps"], "note": note}
+
+
+def real_share(settings, real, synthetic):
+    """The share of real images in every batch of a classifier (mix_real_share), or None: in proportion to the
+    counts (always so where the classifier sees only real or only synthetic images)."""
+    return settings.mix_real_share if real != 0 and synthetic else None
 
 
 def classifier_points(ctx, n_train):
@@ -300,7 +308,8 @@ def classifier_stage(ctx, real, synthetic, clf=0):
     s = ctx.settings
     settings = {"real_images": real, "synthetic_set": synthetic, "steps": s.clf_steps, "arch": s.clf_arch,
                 "widths": list(s.clf_widths), "batch_size": s.clf_batch, "lr": s.clf_lr, "augment": s.clf_augment,
-                "tta": s.clf_tta, "seed": ctx.seed + clf, "backend": ctx.backend}
+                "tta": s.clf_tta, "seed": ctx.seed + clf, "backend": ctx.backend,
+                **given(real_share=real_share(s, real, synthetic))}     # absent when proportional
     deps = ("data",) + ((set_stage(synthetic)[0],) if synthetic else ())
     what = (f"ConvNet on {real} real images" + (f" + the {synthetic} set" if synthetic else "")
             + (f", classifier seed +{clf}" if clf else ""))

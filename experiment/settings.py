@@ -99,6 +99,10 @@ class Settings:
     """Numbers of real training images on the curve's x axis (all = every one)."""
     mix_synthetic: tuple = ("procedural", "dcgan")
     """Synthetic sets added to those real images (each point is also trained without one)."""
+    mix_real_share: float = None
+    """At the curve's points with real and synthetic images: the share of every batch that is real images
+    (classify's batch shares; e.g. 0.5: half of each batch, so the few real images are seen many times);
+    default: in proportion to the numbers of images."""
 
     def check(self):
         """Raise ValueError (one line naming the field) when a value makes no sense; return self."""
@@ -128,6 +132,8 @@ class Settings:
                 fail(name, "must be at least 2 (BatchNorm needs a batch)")
         if self.clf_lr is not None and not 0 < self.clf_lr < 1:
             fail("clf_lr", "must be a number in (0, 1) or default")
+        if self.mix_real_share is not None and not 0 < self.mix_real_share < 1:
+            fail("mix_real_share", "must be a number in (0, 1) or default")
         if len(self.clf_widths) != 3 or not all(_is_int(w) and w >= 1 for w in self.clf_widths):
             fail("clf_widths", "must be three whole numbers >= 1")
         if not self.mix_real or not all(v == "all" or (_is_int(v) and v >= 0) for v in self.mix_real):
@@ -156,7 +162,7 @@ KINDS = {
     "dcgan_batch": "int", "dcgan_per_digit": "int", "simgan_steps": "count", "simgan_pretrain_r": "count",
     "simgan_pretrain_d": "count", "simgan_kg": "int", "simgan_width": "int", "simgan_blocks": "count",
     "simgan_batch": "int", "clf_batch": "int", "clf_seeds": "int", "dcgan_seeds": "int",
-    "simgan_lambda": "float", "clf_lr": "float",
+    "simgan_lambda": "float", "clf_lr": "float", "mix_real_share": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
     "dcgan_augment": "flag", "clf_tta": "flag",
     "clf_widths": "ints", "mix_real": "ints_or_all", "mix_synthetic": "words",

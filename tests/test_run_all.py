@@ -387,6 +387,34 @@ def test_mixing_points_skip_the_empty_point_and_clamp_to_all():
     assert classifier_name(100, "dcgan") == "classify_real-100+dcgan"
 
 
+def test_real_share_reaches_only_the_mixed_classifiers(monkeypatch, tmp_path):
+    """mix_real_share: the mixed points' classifiers get batch shares (share, 1 - share) and a key saying so;
+    the others, and every classifier when it is not set, train and are keyed as before."""
+    seen = {}
+
+    def fake_train(parts, **kwargs):
+        seen[tuple(len(p[1]) for p in parts)] = kwargs["batch_shares"]
+        raise KeyboardInterrupt                                          # the arguments are all this test needs
+
+    s = apply_overrides(preset("smoke"), ["mix_real_share=0.25"])
+    ctx = pipeline.Context(s, tmp_path)
+    stages = {st.name: st for st in pipeline.plan(ctx, n_train=80)}
+    assert stages["classify_real-10+dcgan"].settings["real_share"] == 0.25
+    assert "real_share" not in stages["classify_real-all"].settings
+    assert "real_share" not in stages["classify_real-0+dcgan"].settings
+    plain = {st.name: st for st in pipeline.plan(pipeline.Context(preset("smoke"), tmp_path), n_train=80)}
+    assert all("real_share" not in st.settings for st in plain.values() if st.name.startswith("classify_"))
+    x = np.zeros((20, 32, 32, 3), np.uint8)
+    y = np.arange(20) % 10
+    monkeypatch.setattr(pipeline, "train_classifier", fake_train)
+    monkeypatch.setattr(pipeline.Context, "real", lambda self: (x, y, x[:5], y[:5]))
+    monkeypatch.setattr(pipeline.Context, "image_set", lambda self, name: (x[:8], y[:8]))
+    for real, syn in ((10, "dcgan"), ("all", None), (0, "dcgan")):
+        with pytest.raises(KeyboardInterrupt):
+            pipeline.run_classifier(ctx, real, syn, 0, tmp_path, {})
+    assert seen == {(10, 8): (0.25, 0.75), (20,): None, (8,): None}
+
+
 def test_epochs_give_at_least_the_steps():
     # 783 images: 78 held out for validation, 705 // 64 = 11 steps per epoch
     assert epochs_for(783, 300, 64) == 28
