@@ -32,6 +32,7 @@ presets:
           iterations per digit, a SimGAN of width 64 with 4 blocks, classify's full recipe (at
           least 20 epochs); mixing curve at 0, 100, 300, 1,000, 10,000, all. Meant for --backend cupy.
   smoke   seconds, for CI: tiny networks and a few steps; every stage and output exercised.
+On the mixing curve half of every batch that mixes real and synthetic images is real images (mix_real_share).
 Every size can be changed with --set (see --list-settings). Each table row is one ConvNet by default;
 --set clf_seeds=3 --set dcgan_seeds=2 trains each row's ConvNet with 3 seeds and the DCGAN row on 2
 independent sets of ten DCGANs, and the table shows each row's mean, its standard error and the

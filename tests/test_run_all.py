@@ -402,7 +402,9 @@ def test_real_share_reaches_only_the_mixed_classifiers(monkeypatch, tmp_path):
     assert stages["classify_real-10+dcgan"].settings["real_share"] == 0.25
     assert "real_share" not in stages["classify_real-all"].settings
     assert "real_share" not in stages["classify_real-0+dcgan"].settings
-    plain = {st.name: st for st in pipeline.plan(pipeline.Context(preset("smoke"), tmp_path), n_train=80)}
+    assert preset("quick").mix_real_share == preset("paper").mix_real_share == 0.5     # the measured default
+    proportional = apply_overrides(preset("smoke"), ["mix_real_share=none"])
+    plain = {st.name: st for st in pipeline.plan(pipeline.Context(proportional, tmp_path), n_train=80)}
     assert all("real_share" not in st.settings for st in plain.values() if st.name.startswith("classify_"))
     x = np.zeros((20, 32, 32, 3), np.uint8)
     y = np.arange(20) % 10
