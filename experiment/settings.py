@@ -102,8 +102,9 @@ class Settings:
     mix_real_share: float = 0.5
     """At the curve's points with real and synthetic images: the share of every batch that is real images
     (classify's batch shares: the few real images are seen many times); none = in proportion to the numbers
-    of images. 0.5 measured best on the sample (docs/results.md §11): 100 real + 73,000 DCGAN images 81 % with
-    half of each batch real against 74 % in proportion; 783 real + DCGAN 89 % against 76 %."""
+    of images. 0.5 measured better on the sample (docs/results.md §11, 3 classifier seeds): 100 real + 73,000 DCGAN
+    images 80.9 % with half of each batch real against 73.3 % in proportion; 783 real + DCGAN 88.9 % (76.3 %, one
+    seed, in proportion)."""
 
     def check(self):
         """Raise ValueError (one line naming the field) when a value makes no sense; return self."""
