@@ -18,7 +18,7 @@ from common.cli import run_cli
 from gan.simgan import cli as simgan_cli, train as simgan
 from gan.simgan import SimGANConfig, refine, train_simgan
 from gan.simgan.nets import (HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
-                             build_patch_discriminator, build_refiner, init_near_identity)
+                             build_label_net, build_patch_discriminator, build_refiner, init_near_identity)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=6, blocks=1, d_width=4, batch_size=8, pretrain_r=2, pretrain_d=2, steps=3, kg=2,
@@ -146,14 +146,78 @@ def test_refiner_loss_gradient_through_the_discriminator():
 
     class RefinerLoss:
         def forward(self, refined):
-            loss, adv, reg, self.grad = sg.refiner_loss(refined, x)
-            assert loss == pytest.approx(adv + 0.3 * reg)
+            loss, terms, self.grad = sg.refiner_loss(refined, x)
+            assert set(terms) == {"loss_adv", "loss_reg"}
+            assert loss == pytest.approx(terms["loss_adv"] + 0.3 * terms["loss_reg"])
             return loss
 
         def backward(self):
             return self.grad
 
     assert gradcheck_loss(RefinerLoss(), rng.uniform(-1, 1, (2, 3, 8, 8))) < 1e-6
+
+
+def label_simgan(lambda_reg=0.3, label_weight=2.0, seed=0):
+    backend.seed(seed)
+    return SimGAN(build_refiner(8, 1), build_patch_discriminator(4), lambda_reg=lambda_reg, lr_r=1e-3,
+                  lr_d=1e-3, buffer_size=32, label_net=build_label_net(4), label_weight=label_weight)
+
+
+def test_refiner_loss_gradient_with_the_label_term():
+    """dL_R/dx̃ of L_R = BCE(D(x̃), 0) + λ·mean|x̃ - x| + μ·CE(C(x̃), y), back through D and the digit
+    keeper C, in float64; L_R is the sum of its logged terms."""
+    sg = label_simgan(lambda_reg=0.3, label_weight=2.0)
+    sg.D.astype(np.float64)
+    sg.C.astype(np.float64)
+    rng = np.random.default_rng(3)
+    x = backend.asarray(rng.uniform(-1, 1, (2, 3, 32, 32)))
+    y = backend.asarray(np.array([3, 7]))
+
+    class RefinerLoss:
+        def forward(self, refined):
+            loss, terms, self.grad = sg.refiner_loss(refined, x, y)
+            assert loss == pytest.approx(terms["loss_adv"] + 0.3 * terms["loss_reg"] + 2.0 * terms["loss_label"])
+            return loss
+
+        def backward(self):
+            return self.grad
+
+    assert gradcheck_loss(RefinerLoss(), rng.uniform(-1, 1, (2, 3, 32, 32))) < 1e-6
+    with pytest.raises(ValueError, match="labels"):
+        sg.refiner_loss(x, x)                                   # the label term without labels
+
+
+def test_label_net_maps_images_to_ten_logits_and_learns_a_fixed_batch():
+    backend.seed(0)
+    C = build_label_net(4)
+    assert C.forward(images(5, 1)).shape == (5, 10)
+    with pytest.raises(ValueError, match="width"):
+        build_label_net(0)
+    sg = label_simgan()
+    x, y = images(16, 2), backend.asarray(np.arange(16) % 10)
+    first = sg.label_net_step(x, y)
+    for _ in range(60):
+        last = sg.label_net_step(x, y)
+    assert float(last["loss_label"]) < 0.5 * float(first["loss_label"])
+    assert float(last["acc_label"]) > 0.9
+    with pytest.raises(ValueError, match="label_net"):
+        SimGAN(build_refiner(8, 1), build_patch_discriminator(4), label_weight=1.0)
+
+
+def test_the_label_term_moves_the_refiner_towards_the_digit_keepers_label():
+    """With λ = 0 and the discriminator's term weighed down, refiner steps on the label term lower C's
+    loss on R(x); C itself is frozen (its weights do not change)."""
+    sg = label_simgan(lambda_reg=0.0, label_weight=100.0)
+    x, y = images(8, 4), backend.asarray(np.arange(8) % 10)
+    for _ in range(40):
+        sg.label_net_step(x, (y + 1) % 10)      # C learns other labels than y, so R has something to change
+    C_before = [backend.to_numpy(p).copy() for p, _ in sg.C.parameters()]
+    before = float(sg.refiner_loss(sg.R.forward(x), x, y)[1]["loss_label"])
+    for _ in range(10):
+        sg.refiner_step(x, y)
+    after = float(sg.refiner_loss(sg.R.forward(x), x, y)[1]["loss_label"])
+    assert after < 0.9 * before
+    assert all(np.array_equal(a, backend.to_numpy(p)) for a, (p, _) in zip(C_before, sg.C.parameters()))
 
 
 # ----------------------------------------------------------------------------- the history buffer
@@ -276,11 +340,55 @@ def test_resumed_run_takes_the_same_steps(tmp_path):
         train_simgan(real, proc, tmp_path / "once", **quiet, lambda_reg=3.0)
 
 
+def test_a_run_with_the_label_term_trains_the_digit_keeper_first_and_resumes_exactly(tmp_path):
+    real, _ = uint8_set(20, 1)
+    proc, labels = uint8_set(30, 2)
+    quiet = dict(progress=False, log=lambda *a: None, figures=False)
+    settings = {**TINY, "label_weight": 1.0, "label_steps": 3}
+    train_simgan(real, proc, tmp_path / "once", proc_y=labels, **quiet, **settings)
+    rows = simgan.read_log(tmp_path / "once" / "log.csv")
+    assert [r["phase"] for r in rows] == (["pretrain_C"] * 3 + ["pretrain_R"] * 2 + ["pretrain_D"] * 2
+                                          + ["adversarial"] * 3)
+    assert all(r["loss_label"] is not None and r["acc_label"] is not None for r in rows[:3])
+    assert all(r["loss_label"] is not None for r in rows[-3:])       # the label term of the refiner's loss
+    assert all(r["loss_label"] is None for r in rows[3:7])
+    train_simgan(real, proc, tmp_path / "twice", proc_y=labels, **quiet, **{**settings, "steps": 1})
+    train_simgan(real, proc, tmp_path / "twice", proc_y=labels, **quiet, steps=3)
+    a, b = (dict(np.load(tmp_path / r / "checkpoint.npz")) for r in ("once", "twice"))
+    assert a.keys() == b.keys() and any(k.startswith("C/") for k in a) and any(k.startswith("opt_C/") for k in a)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    with pytest.raises(ValueError, match="labels"):
+        train_simgan(real, proc, tmp_path / "nolabels", **quiet, **settings)
+    assert not (tmp_path / "nolabels").exists()                     # refused before anything was written
+
+
+def test_without_the_label_term_a_run_has_no_digit_keeper(tmp_path):
+    real, _ = uint8_set(20, 1)
+    proc, labels = uint8_set(30, 2)
+    train_simgan(real, proc, tmp_path / "run", proc_y=labels, progress=False, log=lambda *a: None, figures=False,
+                 **{**TINY, "label_steps": 5})
+    state = np.load(tmp_path / "run" / "checkpoint.npz")
+    assert not any(k.startswith(("C/", "opt_C/")) for k in state.files)
+    assert [r["phase"] for r in simgan.read_log(tmp_path / "run" / "log.csv")][0] == "pretrain_R"
+
+
+def test_config_phases():
+    c = SimGANConfig(label_weight=1.0, label_steps=2, pretrain_r=1, pretrain_d=0, steps=2)
+    assert c.total == 5 and [c.phase(i) for i in range(5)] == ["pretrain_C"] * 2 + ["pretrain_R"] + ["adversarial"] * 2
+    c = SimGANConfig(label_steps=2, pretrain_r=0, pretrain_d=1, steps=1)       # μ = 0: no digit keeper phase
+    assert c.total == 2 and [c.phase(i) for i in range(2)] == ["pretrain_D", "adversarial"]
+
+
 def test_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="kg"):
         SimGANConfig(kg=0).check()
     with pytest.raises(ValueError, match="lambda_reg"):
         SimGANConfig(lambda_reg=-1).check()
+    with pytest.raises(ValueError, match="label_weight"):
+        SimGANConfig(label_weight=-0.5).check()
+    with pytest.raises(ValueError, match="label_steps"):
+        SimGANConfig(label_steps=-1).check()
     with pytest.raises(ValueError, match="unknown"):
         SimGANConfig.from_dict({"lamda": 1})
 
@@ -298,6 +406,7 @@ def run_main(argv, capsys):
     (["train", "--real", "R.npz", "--procedural", "/no/p.npz", "--out", "o"], "not found"),
     (["refine", "--run", "/no/run", "--input", "x.npz", "--out", "y.npz"], "not found"),
     (["train", "--real", "R.npz", "--procedural", "P.npz", "--out", "o", "--kg", "0"], "--kg: '0' is not a whole number >= 1"),
+    (["train", "--real", "R.npz", "--procedural", "P.npz", "--out", "o", "--label-weight", "-1"], "--label-weight"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

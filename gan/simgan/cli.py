@@ -13,7 +13,9 @@ DESCRIPTION = """\
 SimGAN (Shrivastava et al. 2017), the seed paper's next step: a refiner network R makes
 procedural house-number crops look like real SVHN crops, trained with a per-patch adversarial
 loss (the discriminator outputs X, its belief that each patch is refined/synthetic; X1 = 1 for
-refined, 0 for real) plus λ·mean|R(x) - x|, which keeps the digit and so its label.
+refined, 0 for real) plus λ·mean|R(x) - x|, which keeps the digit and so its label; optionally
+(--label-weight μ) plus μ·CE(C(R(x)), y), C a small classifier trained first on the procedural
+images and their labels, then frozen, which asks for the digit itself.
 
 train    pretrain R on mean|R(x) - x|, pretrain D, then alternate Kg refiner updates with one
          discriminator update; resumes when --out already holds a run
@@ -66,6 +68,10 @@ def build_parser():
             ("--width", "width", whole(1), "refiner channels"),
             ("--blocks", "blocks", whole(0), "refiner ResNet blocks"),
             ("--d-width", "d_width", whole(1), "discriminator channels (first stage)"),
+            ("--label-weight", "label_weight", number(0),
+             "μ >= 0, weight of the label term CE(C(R(x)), y) of a digit keeper C trained on the procedural "
+             "images first (0: off)"),
+            ("--label-steps", "label_steps", whole(0), "updates of the digit keeper C before the refiner's (with μ > 0)"),
             ("--checkpoint-every", "checkpoint_every", whole(1), "iterations between checkpoints"),
             ("--seed", "seed", whole(0), "random seed (weights, batches)")):
         p.add_argument(flag, dest=key, type=kind, default=None, help=f"{text} (default: {getattr(d, key)})")

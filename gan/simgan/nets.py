@@ -14,12 +14,27 @@ convention for the discriminator: its output X is the probability that a patch i
     sg.discriminator_step(x_real, x_syn, rng)  # L_D = BCE over every patch, half the refined from the buffer
     sg.refiner_step(x_syn)                     # L_R = BCE(X(R(x)), 0) + λ·mean|R(x) - x|
 
+    # optional, our addition: a digit keeper C (a small classifier trained on the procedural images and
+    # their labels, then frozen) adds μ·CE(C(R(x)), y) to L_R, so R is penalised for changing the digit
+    C  = build_label_net(width=32)             # (N, 3, 32, 32) -> 10 logits
+    sg = SimGAN(R, D, lambda_reg=1.0, label_net=C, label_weight=1.0)
+    sg.label_net_step(x_syn, y_syn)            # trains C (before the refiner's phases)
+    sg.refiner_step(x_syn, y_syn)              # L_R as above + μ·CE(C(R(x)), y)
+
 SimGAN's losses, in the seed paper's symbols (X = D's belief "synthetic" for each patch, averaged
 over the P patches of the map and the batch):
     L_D = -mean[ X1·log X + (1 - X1)·log(1 - X) ]      X1 = 1 for refined, 0 for real patches
     L_R = -mean[ log(1 - X(R(x))) ]  +  λ·mean|R(x) - x|
 The first term of L_R asks D to call every refined patch real; the second, the self-regularisation,
 keeps R(x) close to x so the digit (and its label) survive.
+
+The self-regularisation guards the label only indirectly: it keeps every pixel close, which also stops R
+from making the local changes that would look real (a large λ) or, with a small λ, lets R change pixels
+that decide the digit. The label term (our addition; CyCADA's "semantic consistency", Hoffman et al.
+2018, is the same idea with a classifier's own predictions as targets) asks for the digit directly:
+    L_R += μ · CE(C(R(x)), y) = -μ · mean_n log softmax(C(R(x)))[n, y_n]
+with C a classifier trained beforehand on the procedural images and their labels y (no real label is
+seen) and frozen while R trains, so λ can be lowered without losing the digit.
 """
 import copy
 from collections.abc import MutableMapping
@@ -31,6 +46,7 @@ from nn.layers.activations import sigmoid
 from nn.layers.base import Layer
 
 CONV_METHOD = "auto"  # Conv2D's fast path (Winograd where nn measured it faster); nn's default is plain im2col
+POOL_METHOD = "auto"  # MaxPool2D's fast 2×2 kernel; nn's default is the window loop (the same numbers)
 
 
 # ----------------------------------------------------------------------------- the refiner
@@ -191,6 +207,26 @@ def build_patch_discriminator(width=32):
         layers.Conv2D(2 * w, 1, 1, method=CONV_METHOD))
 
 
+def build_label_net(width=32):
+    """C, the digit keeper: images (N, 3, 32, 32) -> 10 logits, trained on procedural images and then
+    frozen (its cross-entropy on R(x) is the label term of L_R). A small plain ConvNet:
+
+        [3×3 conv 3→w, ReLU, 2×2 max-pool] → [3×3 conv w→2w, ReLU, pool] → [3×3 conv 2w→2w, ReLU, pool]
+        → flatten (2w·4·4) → dense → 10
+
+    No BatchNorm and no dropout, so it computes the same function in training and in testing and its
+    gradient with respect to its input is that of the function it is frozen at.
+    """
+    if int(width) < 1:
+        raise ValueError(f"label net: width must be >= 1, got {width}")
+    w = int(width)
+    return Sequential(
+        layers.Conv2D(3, w, 3, padding=1, method=CONV_METHOD), layers.ReLU(), layers.MaxPool2D(2, method=POOL_METHOD),
+        layers.Conv2D(w, 2 * w, 3, padding=1, method=CONV_METHOD), layers.ReLU(), layers.MaxPool2D(2, method=POOL_METHOD),
+        layers.Conv2D(2 * w, 2 * w, 3, padding=1, method=CONV_METHOD), layers.ReLU(), layers.MaxPool2D(2, method=POOL_METHOD),
+        layers.Flatten(), layers.Dense(2 * w * 4 * 4, 10))
+
+
 # ----------------------------------------------------------------------------- the losses
 
 class SelfRegularisationL1:
@@ -297,35 +333,62 @@ class HistoryBuffer:
 
 class SimGAN:
     """The refiner R, the patch discriminator D, their Adam optimizers, the loss weight λ and the
-    history buffer: what one run trains, checkpoints and resumes.
+    history buffer: what one run trains, checkpoints and resumes; optionally the digit keeper C
+    (`label_net`) with its weight μ (`label_weight`) and its own Adam optimizer.
 
-    Images are float (N, 3, H, W) in [-1, 1] on the current device; every step returns a dict of
-    0-d device values for the log (read to the host by the training loop every few steps, never
-    inside a step).
+    Images are float (N, 3, H, W) in [-1, 1] on the current device, labels integer (N,) on the device;
+    every step returns a dict of 0-d device values for the log (read to the host by the training loop
+    every few steps, never inside a step).
     """
 
-    def __init__(self, R, D, lambda_reg=10.0, lr_r=1e-4, lr_d=1e-3, beta1=0.5, buffer_size=512):
+    def __init__(self, R, D, lambda_reg=10.0, lr_r=1e-4, lr_d=1e-3, beta1=0.5, buffer_size=512,
+                 label_net=None, label_weight=0.0, lr_label=1e-3):
         if lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {lambda_reg}")
-        self.R, self.D = R, D
-        self.lambda_reg = float(lambda_reg)
+        if label_weight < 0 or (label_weight > 0 and label_net is None):
+            raise ValueError(f"label_weight must be >= 0 and needs a label_net when > 0, got {label_weight}")
+        self.R, self.D, self.C = R, D, label_net
+        self.lambda_reg, self.label_weight = float(lambda_reg), float(label_weight)
         self.opt_R = optim.Adam(R, lr=lr_r, betas=(beta1, 0.999))
         self.opt_D = optim.Adam(D, lr=lr_d, betas=(beta1, 0.999))
+        self.opt_C = optim.Adam(label_net, lr=lr_label) if label_net is not None else None
         self.buffer = HistoryBuffer(buffer_size)
         self.l1 = SelfRegularisationL1()
         self.patch = PatchLoss()
+        self.ce = losses.SoftmaxCrossEntropy(check_labels=False)   # labels are checked once, with the data set
+
+    # --- the digit keeper
+    def label_net_step(self, x, y):
+        """One update of C on procedural images x and their labels y: L_C = CE(C(x), y)."""
+        if self.C is None:
+            raise ValueError("this SimGAN has no label net")
+        z = self.C.forward(x, True)
+        loss = self.ce.forward(z, y)
+        self.C.backward(self.ce.backward())
+        self.opt_C.step()
+        return {"loss_label": loss, "acc_label": (z.argmax(axis=1) == y).mean()}
 
     # --- the refiner
-    def refiner_loss(self, refined, x):
-        """L_R = BCE(X(x̃), X1 = 0) + λ·mean|x̃ - x| and dL_R/dx̃ (D's weights are not updated here,
-        but its grads are overwritten). Returns (L_R, adversarial term, mean|x̃ - x|, dL_R/dx̃)."""
+    def refiner_loss(self, refined, x, y=None):
+        """L_R = BCE(X(x̃), X1 = 0) + λ·mean|x̃ - x| [+ μ·CE(C(x̃), y)] and dL_R/dx̃. D's and C's weights
+        are not updated here, but their grads are overwritten. Returns (L_R, terms, dL_R/dx̃), `terms`
+        the log's loss_adv, loss_reg and (with the label term) loss_label."""
         z = self.D.forward(refined, True)
         adv = self.patch.forward(z, 0.0)                 # "judged real": X1 = 0 for every patch
         d_refined = self.D.backward(self.patch.backward())
         reg = self.l1.forward(refined, x)
         d_refined = d_refined + self.lambda_reg * self.l1.backward()
         xp = backend.xp      # L_R in float64, as Python floats would add it (exact for float32 terms)
-        return xp.asarray(adv, dtype=xp.float64) + self.lambda_reg * xp.asarray(reg, dtype=xp.float64), adv, reg, d_refined
+        loss = xp.asarray(adv, dtype=xp.float64) + self.lambda_reg * xp.asarray(reg, dtype=xp.float64)
+        terms = {"loss_adv": adv, "loss_reg": reg}
+        if self.label_weight > 0:
+            if y is None:
+                raise ValueError("the label term (label_weight > 0) needs the procedural images' labels")
+            label = self.ce.forward(self.C.forward(refined, True), y)   # C has no BatchNorm or dropout
+            d_refined = d_refined + self.label_weight * self.C.backward(self.ce.backward())
+            loss = loss + self.label_weight * xp.asarray(label, dtype=xp.float64)
+            terms["loss_label"] = label
+        return loss, terms, d_refined
 
     def refiner_pretrain_step(self, x):
         """One update of R on the self-regularisation alone, L = mean|R(x) - x| (teaches R the identity)."""
@@ -335,13 +398,14 @@ class SimGAN:
         self.opt_R.step()
         return {"loss_reg": reg}
 
-    def refiner_step(self, x):
-        """One update of R on L_R (the adversarial term through D, plus λ times the L1 term)."""
+    def refiner_step(self, x, y=None):
+        """One update of R on L_R (the adversarial term through D, λ times the L1 term and, with a label
+        net, μ times the label term through C; y: x's labels, needed then)."""
         refined = self.R.forward(x, True)
-        loss, adv, reg, d_refined = self.refiner_loss(refined, x)
+        loss, terms, d_refined = self.refiner_loss(refined, x, y)
         self.R.backward(d_refined)
         self.opt_R.step()
-        return {"loss_R": loss, "loss_adv": adv, "loss_reg": reg}
+        return {"loss_R": loss, **terms}
 
     # --- the discriminator
     def discriminator_step(self, real, x, rng):
@@ -372,11 +436,15 @@ class SimGAN:
                 "X_real": X_real.mean(), "X_refined": X_fake.mean()}
 
     # --- checkpoints
+    def _parts(self):
+        parts = [("R/", self.R), ("D/", self.D), ("opt_R/", self.opt_R), ("opt_D/", self.opt_D),
+                 ("buffer/", self.buffer)]
+        return parts + ([("C/", self.C), ("opt_C/", self.opt_C)] if self.C is not None else [])
+
     def state_dict(self):
-        """R and D, both optimizers and the history buffer as one flat dict of host arrays."""
+        """R and D, both optimizers, the history buffer (and C with its optimizer) as one flat dict of host arrays."""
         state = {}
-        for prefix, obj in (("R/", self.R), ("D/", self.D), ("opt_R/", self.opt_R), ("opt_D/", self.opt_D),
-                            ("buffer/", self.buffer)):
+        for prefix, obj in self._parts():
             state.update({prefix + k: v for k, v in obj.state_dict().items()})
         return state
 
@@ -388,4 +456,7 @@ class SimGAN:
         self.opt_R.load_state_dict(part("opt_R/"))
         self.opt_D.load_state_dict(part("opt_D/"))
         self.buffer.load_state_dict(part("buffer/"), source=source)
+        if self.C is not None:
+            self.C.load_state_dict(part("C/"), source=source)
+            self.opt_C.load_state_dict(part("opt_C/"))
         return self

@@ -6,10 +6,13 @@ procedural digits look like real SVHN crops while keeping their labels.
     x_refined = refine("runs/simgan", proc_x)           # uint8 (N, 32, 32, 3), same order as proc_x
 
 The schedule (SimGAN's Algorithm 1, Kd = 1):
+  0. only with the label term (label_weight μ > 0, our addition): `label_steps` updates of the digit
+     keeper C, a small classifier, on the procedural images and their labels (then C is frozen);
   1. `pretrain_r` refiner updates on the self-regularisation alone, mean|R(x) - x| (R learns the identity);
   2. `pretrain_d` discriminator updates against that refiner;
   3. `steps` iterations of `kg` refiner updates on L_R = BCE(X(R(x)), 0) + λ·mean|R(x) - x|
-     followed by one discriminator update (half its refined batch from the history buffer).
+     followed by one discriminator update (half its refined batch from the history buffer);
+     with μ > 0, L_R also holds μ·CE(C(R(x)), y).
 The networks, losses and steps are in gan/simgan/nets.py; run folders work as in gan/runs.py.
 
 A run folder holds
@@ -34,13 +37,14 @@ from nn import backend
 from common.figures import pyplot, save_figure
 from svhn.imageset import IMAGE_SHAPE, check_image_set, save_grid_png, save_image_set, to_float, to_uint8
 from gan import runs
-from gan.simgan.nets import SimGAN, build_patch_discriminator, build_refiner
+from gan.simgan.nets import SimGAN, build_label_net, build_patch_discriminator, build_refiner
 
 LOG_EVERY = 25      # iterations between reads of the log rows from the device
 
-PHASES = ("pretrain_R", "pretrain_D", "adversarial")
-LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_D", "acc_real", "acc_refined",
-              "X_real", "X_refined", "seconds")
+PHASES = ("pretrain_C", "pretrain_R", "pretrain_D", "adversarial")
+LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_label", "loss_D", "acc_real",
+              "acc_refined", "acc_label", "X_real", "X_refined", "seconds")
+LABEL_NET_WIDTH = 32         # channels of the digit keeper's first stage
 REFINED_FILE = "refined.npz"   # the whole procedural set refined (when its labels are given)
 PAIRS_FILE = "pairs.png"
 LOSSES_FILE = "losses.png"
@@ -64,6 +68,9 @@ class SimGANConfig:
     grey levels on average and damage labels (label fidelity 78.0 % raw → 71.9 % refined); λ = 10
     changes them by 5.6 and keeps labels (79.5 %), and 73,000 images refined with it trained a
     better ConvNet than the raw ones on average (README, "73,000 synthetic images").
+
+    μ (label_weight, default 0: off, SimGAN as published) weighs the label term μ·CE(C(R(x)), y) of a
+    digit keeper C trained first for `label_steps` updates on the procedural images and their labels.
     """
     lambda_reg: float = 10.0     # λ, the weight of the self-regularisation mean|R(x) - x| (why 10: above)
     kg: int = 2                  # refiner updates per discriminator update
@@ -80,6 +87,8 @@ class SimGANConfig:
     blocks: int = 4              # refiner ResNet blocks
     identity_init: bool = True   # start the refiner near the identity (needs width >= 6)
     d_width: int = 32            # discriminator channels of the first stage
+    label_weight: float = 0.0    # μ, the weight of the label term CE(C(R(x)), y); 0: no digit keeper
+    label_steps: int = 1000      # updates of the digit keeper C before the refiner's phases (when μ > 0)
     seed: int = 0
     checkpoint_every: int = 100
 
@@ -87,7 +96,7 @@ class SimGANConfig:
         for name in ("kg", "batch_size", "width", "d_width", "checkpoint_every"):
             if int(getattr(self, name)) < 1:
                 raise SimGANError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("steps", "pretrain_r", "pretrain_d", "buffer_size", "blocks"):
+        for name in ("steps", "pretrain_r", "pretrain_d", "buffer_size", "blocks", "label_steps"):
             if int(getattr(self, name)) < 0:
                 raise SimGANError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.batch_size < 2:
@@ -95,8 +104,9 @@ class SimGANConfig:
                               f"got {self.batch_size}")
         if self.identity_init and self.width < 6:
             raise SimGANError(f"the identity initialisation needs width >= 6, got {self.width} (or use --random-init)")
-        if not (self.lambda_reg >= 0 and math.isfinite(self.lambda_reg)):
-            raise SimGANError(f"lambda_reg must be a number >= 0, got {self.lambda_reg}")
+        for name in ("lambda_reg", "label_weight"):
+            if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
+                raise SimGANError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         for name in ("lr_pretrain_r", "lr_r", "lr_d"):
             if not 0 < getattr(self, name) < 1:
                 raise SimGANError(f"{name} must be in (0, 1), got {getattr(self, name)}")
@@ -105,15 +115,19 @@ class SimGANConfig:
         return self
 
     @property
+    def label_phase(self):
+        """Updates of the digit keeper: label_steps with the label term, none without."""
+        return self.label_steps if self.label_weight > 0 else 0
+
+    @property
     def total(self):
-        """Iterations of all three phases together."""
-        return self.pretrain_r + self.pretrain_d + self.steps
+        """Iterations of all the phases together."""
+        return self.label_phase + self.pretrain_r + self.pretrain_d + self.steps
 
     def phase(self, iteration):
-        """The phase (index into PHASES) of the 0-based `iteration`."""
-        if iteration < self.pretrain_r:
-            return 0
-        return 1 if iteration < self.pretrain_r + self.pretrain_d else 2
+        """The phase (a name of PHASES) of the 0-based `iteration`."""
+        ends = np.cumsum([self.label_phase, self.pretrain_r, self.pretrain_d])
+        return PHASES[int(np.searchsorted(ends, iteration, side="right"))]
 
     @classmethod
     def from_dict(cls, d):
@@ -152,8 +166,9 @@ def build_simgan(config):
     backend.seed(config.seed)
     R = build_refiner(config.width, config.blocks, config.identity_init)
     D = build_patch_discriminator(config.d_width)
+    C = build_label_net(LABEL_NET_WIDTH) if config.label_weight > 0 else None   # drawn after R and D
     return SimGAN(R, D, lambda_reg=config.lambda_reg, lr_r=config.lr_r, lr_d=config.lr_d, beta1=config.beta1,
-                  buffer_size=config.buffer_size)
+                  buffer_size=config.buffer_size, label_net=C, label_weight=config.label_weight)
 
 
 def save_checkpoint(path, sg, iteration, rng):
@@ -184,7 +199,8 @@ def plot_losses(path, rows, title):
     if not rows:
         return
     fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
-    curves = (("refiner", [("loss_reg", "mean|R(x) - x|"), ("loss_adv", "adversarial term")]),
+    curves = (("refiner (and digit keeper)", [("loss_reg", "mean|R(x) - x|"), ("loss_adv", "adversarial term"),
+                                              ("loss_label", "CE(C(·), y)")]),
               ("discriminator", [("loss_D", "L_D (BCE over patches)")]),
               ("D's accuracy on patches", [("acc_real", "real"), ("acc_refined", "refined")]))
     for ax, (name, keys) in zip(axes, curves):
@@ -192,7 +208,7 @@ def plot_losses(path, rows, title):
             values = [np.nan if r.get(key) is None else r[key] for r in rows]   # gaps where a phase has no value
             if not np.all(np.isnan(values)):
                 ax.plot([r["iteration"] for r in rows], values, lw=0.7, label=label)
-        for phase in PHASES[1:]:
+        for phase in PHASES[2:]:
             starts = [r["iteration"] for r in rows if r["phase"] == phase]
             if starts:
                 ax.axvline(starts[0], color="grey", lw=0.6, ls="--")
@@ -239,23 +255,32 @@ def _check_images(x, what):
     return x
 
 
-def _batch(x, rng, n):
-    """n random images of the host uint8 array x, as float NCHW in [-1, 1] on the device."""
-    idx = rng.choice(len(x), size=n, replace=len(x) < n)
-    return backend.asarray(to_float(x[np.sort(idx)]))
+def _batch(x, rng, n, labels=None):
+    """n random images of the host uint8 array x, as float NCHW in [-1, 1] on the device; with
+    `labels` (host integers), the pair (images, their labels on the device)."""
+    idx = np.sort(rng.choice(len(x), size=n, replace=len(x) < n))
+    images = backend.asarray(to_float(x[idx]))
+    return images if labels is None else (images, backend.asarray(labels[idx].astype(np.int64)))
 
 
-def train_iteration(sg, config, phase, real_x, proc_x, rng):
-    """One iteration of the given phase; returns its log row (without iteration/seconds)."""
+def train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y=None):
+    """One iteration of the named phase; returns its log row (without iteration/seconds).
+    proc_y (host integer labels of proc_x) is needed with the label term only."""
     b = config.batch_size
-    row = {"phase": PHASES[phase]}
-    sg.opt_R.lr = config.lr_pretrain_r if phase == 0 else config.lr_r
-    if phase == 0:
+    row = {"phase": phase}
+    sg.opt_R.lr = config.lr_pretrain_r if phase == "pretrain_R" else config.lr_r
+    if phase == "pretrain_C":
+        row.update(sg.label_net_step(*_batch(proc_x, rng, b, proc_y)))
+        return row
+    if phase == "pretrain_R":
         row.update(sg.refiner_pretrain_step(_batch(proc_x, rng, b)))
         return row
-    if phase == 2:
+    if phase == "adversarial":
         for _ in range(config.kg):
-            metrics = sg.refiner_step(_batch(proc_x, rng, b))
+            if config.label_weight > 0:
+                metrics = sg.refiner_step(*_batch(proc_x, rng, b, proc_y))
+            else:
+                metrics = sg.refiner_step(_batch(proc_x, rng, b))
         row.update(metrics)
     row.update(sg.discriminator_step(_batch(real_x, rng, b), _batch(proc_x, rng, b), rng))
     return row
@@ -274,8 +299,12 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     """
     real_x, proc_x = _check_images(real_x, "real images"), _check_images(proc_x, "procedural images")
     if proc_y is not None:
-        check_image_set(proc_x, np.asarray(proc_y), "procedural images")
+        proc_y = np.asarray(proc_y)
+        check_image_set(proc_x, proc_y, "procedural images")
     out_dir = Path(out_dir)
+    config = resolve_config(out_dir, settings)
+    if config.label_weight > 0 and proc_y is None:
+        raise SimGANError("the label term (label_weight > 0) needs the procedural images' labels (proc_y)")
     config = prepare_run(out_dir, settings)
     sg = build_simgan(config)
     ckpt = out_dir / runs.CHECKPOINT_FILE
@@ -294,11 +323,12 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     bar = tqdm(total=config.total, initial=min(iteration, config.total), desc="simgan", disable=not progress,
                dynamic_ncols=True)
     pending = runs.PendingRows(rows, _check_finite, bar,
-                               ("loss_reg", "loss_adv", "loss_D", "acc_real", "acc_refined"))
+                               ("loss_reg", "loss_adv", "loss_label", "loss_D", "acc_real", "acc_refined",
+                                "acc_label"))
 
     while iteration < config.total:
         phase = config.phase(iteration)
-        row = train_iteration(sg, config, phase, real_x, proc_x, rng)
+        row = train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y)
         iteration += 1
         row.update(iteration=iteration)
         pending.add(row)
@@ -329,7 +359,7 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
 
 
 def _check_finite(row):
-    for key in ("loss_R", "loss_reg", "loss_D"):
+    for key in ("loss_R", "loss_reg", "loss_D", "loss_label"):
         if key in row and not math.isfinite(row[key]):
             raise SimGANDiverged(f"{key} is {row[key]} at iteration {row['iteration']}; "
                                  "try a smaller learning rate")
