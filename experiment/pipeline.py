@@ -222,7 +222,8 @@ def simgan_settings(ctx):
     s = ctx.settings
     return {**given(lambda_reg=s.simgan_lambda, kg=s.simgan_kg, steps=s.simgan_steps,
                     pretrain_r=s.simgan_pretrain_r, pretrain_d=s.simgan_pretrain_d, batch_size=s.simgan_batch,
-                    width=s.simgan_width, blocks=s.simgan_blocks),
+                    width=s.simgan_width, blocks=s.simgan_blocks, label_weight=s.simgan_label_weight,
+                    label_steps=s.simgan_label_steps),
             "seed": ctx.seed}
 
 
@@ -359,7 +360,8 @@ def default_jobs(backend_name):
 
 SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "kg": "simgan_kg", "steps": "simgan_steps",
                   "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
-                  "width": "simgan_width", "blocks": "simgan_blocks"}
+                  "width": "simgan_width", "blocks": "simgan_blocks", "label_weight": "simgan_label_weight",
+                  "label_steps": "simgan_label_steps"}
 """run_all.py's name (--set) of each SimGAN setting it passes on."""
 
 

@@ -61,6 +61,11 @@ class Settings:
     """Refiner updates per discriminator update (SimGAN's Kg)."""
     simgan_lambda: float = None
     """λ, the weight of the self-regularisation mean|R(x) - x|."""
+    simgan_label_weight: float = None
+    """μ, the weight of the label term CE(C(R(x)), y) of a digit keeper C trained on the procedural
+    images first (0: off, SimGAN as published)."""
+    simgan_label_steps: int = None
+    """Updates of the digit keeper C before the refiner's (when μ > 0)."""
     simgan_width: int = None
     """Refiner channels."""
     simgan_blocks: int = None
@@ -164,7 +169,8 @@ KINDS = {
     "dcgan_batch": "int", "dcgan_per_digit": "int", "simgan_steps": "count", "simgan_pretrain_r": "count",
     "simgan_pretrain_d": "count", "simgan_kg": "int", "simgan_width": "int", "simgan_blocks": "count",
     "simgan_batch": "int", "clf_batch": "int", "clf_seeds": "int", "dcgan_seeds": "int",
-    "simgan_lambda": "float", "clf_lr": "float", "mix_real_share": "float",
+    "simgan_lambda": "float", "simgan_label_weight": "float", "simgan_label_steps": "count", "clf_lr": "float",
+    "mix_real_share": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
     "dcgan_augment": "flag", "clf_tta": "flag",
     "clf_widths": "ints", "mix_real": "ints_or_all", "mix_synthetic": "words",
@@ -178,7 +184,7 @@ NULLABLE = {f.name for f in fields(Settings) if f.default is None} | {"mix_real_
 NONE_WORDS = ("all", "default", "none")
 
 SCALED = ("procedural_n", "dcgan_iters", "dcgan_iters_digit5", "dcgan_per_digit", "simgan_steps",
-          "simgan_pretrain_r", "simgan_pretrain_d", "clf_steps")
+          "simgan_pretrain_r", "simgan_pretrain_d", "simgan_label_steps", "clf_steps")
 """The counts `scaled` multiplies (sizes and iteration numbers; not widths or batch sizes)."""
 
 

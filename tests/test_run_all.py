@@ -15,16 +15,18 @@ import json
 import os
 from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import scipy.io
 
 from experiment import pipeline
-from experiment.pipeline import classifier_name, epochs_for, mixing_points, run_experiment
+from experiment.pipeline import classifier_name, epochs_for, mixing_points, run_experiment, simgan_settings
 from experiment.settings import PRESETS, apply_overrides, parse_value, preset, scaled
 from experiment.stages import Runner, Stage, content_hash
 from common.cli import run_cli
+from gan.simgan import SimGANConfig
 
 TRAIN_PER_DIGIT, TEST_PER_DIGIT = 8, 3
 
@@ -366,6 +368,19 @@ def test_set_overrides_are_typed_and_checked():
                                              "simgan_lambda"):
             apply_overrides(preset("quick"), [bad])
     assert parse_value("train_n", "all") is None and parse_value("dcgan_augment", "yes") is True
+
+
+def test_simgan_label_term_settings_reach_the_refiner():
+    s = apply_overrides(preset("smoke"), ["simgan_label_weight=2", "simgan_label_steps=7"])
+    ctx = SimpleNamespace(settings=s, seed=3)
+    got = simgan_settings(ctx)
+    assert (got["label_weight"], got["label_steps"], got["seed"]) == (2.0, 7, 3)
+    assert SimGANConfig(**got).label_phase == 7
+    assert "label_weight" not in simgan_settings(SimpleNamespace(settings=preset("smoke"), seed=0))
+    assert scaled(s, 2).simgan_label_steps == 14
+    for bad in ("simgan_label_weight=-1", "simgan_label_weight=nan", "simgan_label_steps=-1"):
+        with pytest.raises(ValueError, match="simgan_label_"):
+            apply_overrides(preset("smoke"), [bad])
 
 
 def test_presets_are_valid_and_scale():
