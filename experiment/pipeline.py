@@ -217,13 +217,16 @@ def run_dcgan_set(ctx, g, folder, upstream):
     return {"n": int(len(x)), "note": f"{len(x)} images ({n} per digit)", "content": content_hash(x, y)}
 
 
+SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "kg": "simgan_kg", "steps": "simgan_steps",
+                  "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
+                  "width": "simgan_width", "blocks": "simgan_blocks", "label_weight": "simgan_label_weight",
+                  "label_steps": "simgan_label_steps"}
+"""run_all.py's name (--set) of each SimGAN setting it passes on."""
+
+
 def simgan_settings(ctx):
     """The SimGAN settings that are given (not None); gan.simgan's recipe supplies the rest."""
-    s = ctx.settings
-    return {**given(lambda_reg=s.simgan_lambda, kg=s.simgan_kg, steps=s.simgan_steps,
-                    pretrain_r=s.simgan_pretrain_r, pretrain_d=s.simgan_pretrain_d, batch_size=s.simgan_batch,
-                    width=s.simgan_width, blocks=s.simgan_blocks, label_weight=s.simgan_label_weight,
-                    label_steps=s.simgan_label_steps),
+    return {**given(**{name: getattr(ctx.settings, setting) for name, setting in SIMGAN_SETTING.items()}),
             "seed": ctx.seed}
 
 
@@ -356,13 +359,6 @@ def default_jobs(backend_name):
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
         return max(1, os.cpu_count() or 1)
-
-
-SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "kg": "simgan_kg", "steps": "simgan_steps",
-                  "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
-                  "width": "simgan_width", "blocks": "simgan_blocks", "label_weight": "simgan_label_weight",
-                  "label_steps": "simgan_label_steps"}
-"""run_all.py's name (--set) of each SimGAN setting it passes on."""
 
 
 def check_settings(ctx, redo=()):
