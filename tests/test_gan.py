@@ -353,6 +353,45 @@ def test_sampling_is_deterministic_under_a_seed(tiny_run):
     assert not np.array_equal(x1, x3)
 
 
+def test_discriminator_selection_keeps_the_images_least_believed_synthetic(tiny_run, monkeypatch):
+    """keep=0.5 draws twice the images (the same noise as keep=1 with twice per_digit) and keeps the
+    half with the lowest belief X, in drawn order. X is replaced by the mean brightness here, so the
+    expected choice can be computed exactly from the drawn images."""
+    def brightness(D, images, batch_size=64):
+        return images.reshape(len(images), -1).mean(axis=1)
+    monkeypatch.setattr(gsample, "belief_synthetic", brightness)
+    drawn, _ = gsample.sample(tiny_run, per_digit=20, digits=[5], seed=2)
+    kept, y = gsample.sample(tiny_run, per_digit=10, digits=[5], seed=2, keep=0.5)
+    x_drawn = gsample.generate(gsample.load_gan(tiny_run, 5).sampler,
+                               backend.asarray(np.random.default_rng(np.random.SeedSequence([2, 5, 1]))
+                                               .standard_normal((64, dcgan.Z_DIM)).astype(np.float32)))[:20]
+    X = backend.to_numpy(brightness(None, x_drawn))
+    expected = np.sort(np.argsort(X, kind="stable")[:10])
+    np.testing.assert_array_equal(kept, drawn[expected])
+    assert list(y) == [5] * 10
+    assert X[expected].max() <= np.delete(X, expected).min()
+
+
+def test_belief_synthetic_is_the_discriminators_sigmoid_per_batch_and_leaves_it_unchanged():
+    backend.set_backend("numpy")
+    backend.seed(0)
+    D = build_discriminator(width=2)
+    x = np.random.default_rng(0).uniform(-1, 1, (10, 3, 32, 32)).astype(np.float32)
+    before = [{name: value.copy() for name, value in layer.buffers.items()} for layer in D.layers]
+    X = dcgan.belief_synthetic(D, x, batch_size=4)
+    for layer, saved in zip(D.layers, before):       # BatchNorm's running statistics as they were
+        for name, value in saved.items():
+            np.testing.assert_array_equal(layer.buffers[name], value)
+    expected = np.concatenate([sigmoid(D.forward(x[i:i + 4], training=True))[:, 0] for i in (0, 4, 8)])
+    assert X.shape == (10,)
+    np.testing.assert_allclose(X, expected, rtol=1e-6)
+
+
+def test_sample_refuses_a_keep_fraction_outside_0_1(tiny_run):
+    with pytest.raises(ValueError, match="keep must be a fraction"):
+        gsample.sample(tiny_run, per_digit=2, keep=0)
+
+
 def test_sampling_an_untrained_digit_is_one_clear_error(tiny_run):
     with pytest.raises(ValueError, match="digit 7 has no checkpoint"):
         gsample.sample(tiny_run, per_digit=2, digits=[7])
@@ -378,6 +417,7 @@ def run_cli(*args, cwd=ROOT):
     (["train", "--out", "RUN", "--digits", "a-b"], "bad digit list"),
     (["train", "--out", "RUN", "--iters", "0"], "--iters: '0' is not a whole number >= 1"),
     (["sample", "--run", "NOWHERE", "--out", "x.npz"], "not a DCGAN run folder"),
+    (["sample", "--run", "NOWHERE", "--out", "x.npz", "--keep", "0"], "--keep: '0' is not a finite number in (0, 1]"),
     (["train", "--out", "RUN", "--backend", "cupy"], "cupy"),
 ])
 def test_cli_errors_are_one_line_and_exit_2(tmp_path, args, fragment):

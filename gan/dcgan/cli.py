@@ -94,6 +94,9 @@ def build_parser():
     p.add_argument("--bn", choices=("batch", "running"), default="batch",
                    help="BatchNorm statistics while sampling: of each batch of 64, as in training, or the running "
                         "averages (default: batch)")
+    p.add_argument("--keep", type=number(0, 1, True, False), default=1.0,
+                   help="discriminator selection: draw per-digit / KEEP images of each digit and keep those its "
+                        "discriminator finds least synthetic (default: 1, every image drawn)")
     p.add_argument("--grid", metavar="FILE.png", help="also write a PNG grid of the first 10 images of each digit")
 
     return parser
@@ -129,7 +132,7 @@ def cmd_sample(args):
     check_output_path(args.out, "file", "--out", suffix=".npz")
     if args.grid:
         check_output_path(args.grid, "file", "--grid", suffix=".png")
-    x, y = sample(args.run, args.per_digit, digits, seed=args.seed or 0, bn=args.bn, progress=not args.quiet,
+    x, y = sample(args.run, args.per_digit, digits, seed=args.seed or 0, bn=args.bn, keep=args.keep, progress=not args.quiet,
                   log=lambda line: print(line, file=sys.stderr))
     save_image_set(args.out, x, y)
     if args.grid:

@@ -308,13 +308,26 @@ def generate(G, z, batch_size=64, bn="batch"):
     sample a DCGAN); the running statistics are saved and restored around it.
     bn="running": BatchNorm uses its running statistics (eval mode).
     """
+    return forward_in_batches(G, z, batch_size, bn)
+
+
+def belief_synthetic(D, images, batch_size=64):
+    """X = sigmoid(D(images)) (N,): the discriminator's belief that each image is synthetic, computed
+    as in training on a batch of generated images (BatchNorm on each batch's own statistics, no
+    augmentation), without changing D."""
+    return sigmoid(forward_in_batches(D, images, batch_size, "batch"))[:, 0]
+
+
+def forward_in_batches(net, x, batch_size, bn):
+    """net(x) in batches of `batch_size`; bn="batch" (each batch's statistics, the running ones
+    saved and restored around it) or "running" (eval mode)."""
     xp = backend.xp
     if bn not in ("batch", "running"):
         raise ValueError(f"unknown BatchNorm sampling mode {bn!r}; choose batch or running")
-    saved = [dict(layer.buffers) for layer in G.layers]
+    saved = [dict(layer.buffers) for layer in net.layers]
     try:
-        out = [G.forward(z[i:i + batch_size], training=(bn == "batch")) for i in range(0, len(z), batch_size)]
+        out = [net.forward(x[i:i + batch_size], training=(bn == "batch")) for i in range(0, len(x), batch_size)]
     finally:
-        for layer, buffers in zip(G.layers, saved):
+        for layer, buffers in zip(net.layers, saved):
             layer.buffers.update(buffers)
     return xp.concatenate(out)

@@ -185,16 +185,21 @@ def load_checkpoint(path, gan):
     return rng, backend.asarray(state["fixed_z"])
 
 
-def load_generator(run_dir, digit):
-    """The trained generator of one digit, from its checkpoint (the latest state): the moving
-    average of its weights when the run kept one (ema_decay > 0), else G itself."""
+def load_gan(run_dir, digit):
+    """The DCGAN of one digit (G, its moving average, D, optimizers) as its checkpoint left it."""
     config = load_config(run_dir)
     path = checkpoint_path(run_dir, digit)
     if not path.is_file():
         raise ValueError(f"{run_dir}: digit {digit} has no checkpoint (was it trained?)")
     gan = build_gan(config, digit)
     load_checkpoint(path, gan)
-    return gan.sampler
+    return gan
+
+
+def load_generator(run_dir, digit):
+    """The trained generator of one digit, from its checkpoint (the latest state): the moving
+    average of its weights when the run kept one (ema_decay > 0), else G itself."""
+    return load_gan(run_dir, digit).sampler
 
 
 # ----------------------------------------------------------------------------- logs and figures
