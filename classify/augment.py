@@ -10,8 +10,6 @@ Two kinds of change, both of which keep the digit's label:
 - colour (`random_colour`): contrast, brightness and saturation jitter, a random order of the
   RGB channels and polarity inversion (x → -x: light digits on dark and dark on light both occur
   in house numbers), then `cutout`: a random square set to grey (0), as an occluder.
-Optional, off in the recipe: `random_blur`, a Gaussian blur of some images, which takes away fine
-texture that a generator may leave in every image it makes (`classify train --blur P`).
 """
 from dataclasses import dataclass
 
@@ -34,8 +32,6 @@ class AugmentConfig:
     invert_p: float = 0.5         # probability of polarity inversion x → -x
     cutout_p: float = 0.5         # probability of one grey square
     cutout_px: int = 10           # its side in pixels
-    blur_p: float = 0.0           # probability of a Gaussian blur (off in the recipe)
-    blur_sigma: float = 1.5       # its width σ ~ U(0.5, blur_sigma) pixels
 
 
 NONE = AugmentConfig(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0)
@@ -114,32 +110,6 @@ def random_colour(x, rng, cfg):
     return xp.clip(x * per_image(sign), -1.0, 1.0)
 
 
-def gaussian_blur(x, sigma):
-    """Blur image n with a Gaussian of width sigma[n] pixels (host array (N,); 0 leaves it as it is):
-
-        x'[r, c] = Σ_i Σ_j g(i) g(j) x[r + i, c + j],   g(k) = exp(-k² / 2σ²) / Σ_k exp(-k² / 2σ²),  k = -2..2,
-
-    done as two one-dimensional passes (rows, then columns), border pixels repeated."""
-    xp = backend.xp
-    H, W = x.shape[2:]
-    k = np.arange(-2, 3)
-    sigma = np.asarray(sigma, dtype=np.float64)[:, None]
-    g = np.where(sigma > 0, np.exp(-k ** 2 / (2 * np.maximum(sigma, 1e-6) ** 2)), k == 0)
-    g = backend.asarray((g / g.sum(axis=1, keepdims=True)).astype(np.float32))     # (N, 5)
-    padded = xp.pad(x, ((0, 0), (0, 0), (2, 2), (2, 2)), mode="edge")
-    rows = sum(g[:, i, None, None, None] * padded[:, :, i:i + H, :] for i in range(5))
-    return sum(g[:, i, None, None, None] * rows[:, :, :, i:i + W] for i in range(5))
-
-
-def random_blur(x, rng, cfg):
-    """With probability cfg.blur_p, blur an image with σ ~ U(0.5, cfg.blur_sigma) pixels (`gaussian_blur`)."""
-    if cfg.blur_p <= 0:
-        return x
-    N = len(x)
-    on = rng.random(N) < cfg.blur_p
-    return gaussian_blur(x, np.where(on, rng.uniform(0.5, cfg.blur_sigma, N), 0.0))
-
-
 def cutout(x, rng, cfg):
     """Set one random cfg.cutout_px-square (centre anywhere, clipped at the border) of some images to 0."""
     xp = backend.xp
@@ -158,12 +128,11 @@ def cutout(x, rng, cfg):
 
 
 def augment(x, rng, cfg=AugmentConfig()):
-    """The full training augmentation of a batch x (N, C, H, W) in [-1, 1]: geometry, colour, (blur,) cutout."""
+    """The full training augmentation of a batch x (N, C, H, W) in [-1, 1]: geometry, colour, cutout."""
     if cfg == NONE:
         return x
     x = random_affine(x, rng, cfg)
     x = random_colour(x, rng, cfg)
-    x = random_blur(x, rng, cfg)
     return cutout(x, rng, cfg)
 
 

@@ -18,7 +18,7 @@ from classify.data import ClassifyError, check_specs, resolve_sets
 from classify.evaluate import evaluate, predict_proba, write_report
 from classify.model import ARCHS, load_model, save_model
 from classify.train import MIN_EPOCHS, MIN_STEPS, TrainConfig, train_classifier
-from classify.augment import NONE, AugmentConfig
+from classify.augment import NONE
 from classify.fidelity import fidelity
 from classify.simgan_compare import COMPARE_FILE, SETS, compare
 
@@ -61,9 +61,6 @@ def build_parser():
                         "--batch-shares 1 1 makes half of each batch real images (a small set is then seen many "
                         "times); default: every image once per epoch, so each set in proportion to its size")
     t.add_argument("--no-augment", action="store_true", help="train on the images as they are")
-    t.add_argument("--blur", type=number(0, 1), default=0.0, metavar="P",
-                   help="also blur each training image with probability P (Gaussian, σ ~ U(0.5, 1.5) pixels), "
-                        "against fine texture a generator leaves in its images (default 0)")
     t.add_argument("--no-tta", action="store_true", help="test on single views (no shifted copies)")
     t.add_argument("--out", required=True, type=Path, help="folder for model.npz, metrics.json and the PNGs")
     _common(t, seed=True)
@@ -134,13 +131,11 @@ def cmd_train(args):
     if args.batch_shares is not None and len(args.batch_shares) != len(args.train):
         raise ValueError(f"--batch-shares: {len(args.batch_shares)} shares for {len(args.train)} --train sets; give "
                          f"one share per set, in the same order")
-    if args.no_augment and args.blur:
-        raise ValueError("--blur is part of the augmentation: leave out --no-augment, or --blur")
     cfg = TrainConfig(arch=args.arch, widths=tuple(args.widths), epochs=args.epochs, min_steps=args.min_steps,
                       batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                       ema_decay=args.ema_decay, val_fraction=args.val_fraction, seed=args.seed,
                       tta=not args.no_tta, batch_shares=None if args.batch_shares is None else tuple(args.batch_shares),
-                      augment=NONE if args.no_augment else AugmentConfig(blur_p=args.blur))
+                      **({"augment": NONE} if args.no_augment else {}))
     model, metrics = train_classifier(args.train, test=args.test, config=cfg, data_dir=args.data_dir,
                                       progress=not args.quiet, report_dir=args.out)
     save_model(model, args.out / "model.npz")

@@ -13,7 +13,7 @@ import pytest
 
 from classify import (ClassifyError, TrainConfig, build_model, evaluate, load_model, metrics_from_predictions,
                       parse_spec, predict_labels, predict_proba, resolve_sets, save_model, train_classifier)
-from classify.augment import NONE, AugmentConfig, affine_sample, augment, gaussian_blur, shifted_copies
+from classify.augment import NONE, AugmentConfig, affine_sample, augment, shifted_copies
 from classify.data import SetSpec
 from classify.train import LOG_EVERY, PEAK_LR, did_not_learn, learning_rate, plan
 from nn import backend, gradcheck_loss, layers, losses, optim
@@ -175,37 +175,6 @@ def test_colour_inversion_only_flips_polarity():
                         channel_shuffle_p=0, invert_p=1.0, cutout_p=0)
     x = backend.asarray(to_float(images(4)))
     assert np.allclose(augment(x, np.random.default_rng(0), cfg), -x, atol=1e-6)
-
-
-def test_gaussian_blur_spreads_a_point_into_the_normalised_kernel_and_keeps_flat_images():
-    sigma = np.array([1.0, 0.0, 0.7])
-    x = np.zeros((3, 2, 32, 32), np.float32)
-    x[:, :, 16, 10] = 1.0                                           # a bright point in every channel
-    out = backend.to_numpy(gaussian_blur(backend.asarray(x), sigma))
-    k = np.arange(-2, 3)
-    g = np.exp(-k ** 2 / 2.0)
-    g /= g.sum()
-    np.testing.assert_allclose(out[0, 1, 14:19, 8:13], np.outer(g, g), atol=1e-6)
-    assert out[0].sum() == pytest.approx(2.0, abs=1e-5)             # the kernel sums to 1, so light is kept
-    np.testing.assert_array_equal(out[1], x[1])                     # σ = 0: untouched
-    assert out[2, 0, 16, 10] > out[0, 0, 16, 10]                    # narrower blur, brighter centre
-    flat = np.full((1, 3, 32, 32), 0.25, np.float32)
-    np.testing.assert_allclose(backend.to_numpy(gaussian_blur(backend.asarray(flat), [1.5])), flat, atol=1e-6)
-    corner = np.zeros((1, 1, 32, 32), np.float32)
-    corner[0, 0, 0, 0] = 1.0                                        # at the border the edge pixel repeats
-    assert backend.to_numpy(gaussian_blur(backend.asarray(corner), [1.0])).sum() > 1.0
-
-
-def test_blur_is_off_in_the_recipe_and_on_only_where_asked():
-    x = backend.asarray(to_float(images(6)))
-    plain = AugmentConfig(rotate_deg=0, scale=0, shear=0, shift_px=0, contrast=0, brightness=0, saturation=0,
-                          channel_shuffle_p=0, invert_p=0, cutout_p=0)
-    assert AugmentConfig().blur_p == 0
-    np.testing.assert_allclose(augment(x, np.random.default_rng(0), plain), x, atol=1e-6)
-    blurred = augment(x, np.random.default_rng(0), AugmentConfig(**{**plain.__dict__, "blur_p": 1.0}))
-    assert not np.allclose(blurred, x, atol=1e-3)
-    # a blur takes power out of the finest detail: the mean squared pixel-to-pixel difference drops
-    assert float(((blurred[..., 1:] - blurred[..., :-1]) ** 2).mean()) < float(((x[..., 1:] - x[..., :-1]) ** 2).mean())
 
 
 # ---------------------------------------------------------------- evaluation
@@ -460,11 +429,6 @@ def test_cli_bad_input_is_one_line_and_exit_2(tmp_path):
     r = run_cli("train", "--train", "real:10", "procedural:10", "--batch-shares", "1", "--out", tmp_path / "out")
     assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "one share per set" in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
-    r = run_cli("train", "--train", "procedural:10", "--no-augment", "--blur", "0.5", "--out", tmp_path / "out")
-    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0 and "--blur" in r.stderr, r.stderr
-    assert not (tmp_path / "out").exists()
-    r = run_cli("train", "--train", "procedural:10", "--blur", "2", "--out", tmp_path / "out")
-    assert r.returncode == 2 and "--blur" in r.stderr and not (tmp_path / "out").exists(), r.stderr
 
 
 # ---------------------------------------------------------------- the real sample (skips without it)
