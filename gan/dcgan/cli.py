@@ -132,8 +132,8 @@ def cmd_sample(args):
     check_output_path(args.out, "file", "--out", suffix=".npz")
     if args.grid:
         check_output_path(args.grid, "file", "--grid", suffix=".png")
-    x, y = sample(args.run, args.per_digit, digits, seed=args.seed or 0, bn=args.bn, keep=args.keep, progress=not args.quiet,
-                  log=lambda line: print(line, file=sys.stderr))
+    x, y = sample(args.run, args.per_digit, digits, seed=args.seed or 0, bn=args.bn, keep=args.keep,
+                  progress=not args.quiet, log=lambda line: print(line, file=sys.stderr))
     save_image_set(args.out, x, y)
     if args.grid:
         firsts = np.concatenate([x[y == d][:10] for d in np.unique(y)])

@@ -41,7 +41,7 @@ def sample(run_dir, per_digit, digits=None, seed=0, batch_size=64, bn="batch", k
     digits = trained_digits(run_dir) if digits is None else list(digits)
     if not digits:
         raise ValueError(f"{run_dir}: no trained digit (no digit_*/checkpoint.npz)")
-    drawn = int(np.ceil(per_digit / keep - 1e-9))
+    drawn = int(np.ceil(per_digit / keep - 1e-9))           # (the 1e-9: 7300 / 0.5 must not round up to 14,601)
     xs, ys = [], []
     for digit in _maybe_progress(digits, progress):
         status = read_status(run_dir, digit)
@@ -56,7 +56,7 @@ def sample(run_dir, per_digit, digits=None, seed=0, batch_size=64, bn="batch", k
         if drawn > per_digit:
             X = backend.to_numpy(belief_synthetic(gan.D, images, batch_size))
             images = images[backend.asarray(np.sort(np.argsort(X, kind="stable")[:per_digit]))]
-        xs.append(to_uint8(backend.to_numpy(images[:per_digit])))
+        xs.append(to_uint8(backend.to_numpy(images)))
         ys.append(np.full(per_digit, digit, dtype=np.int64))
     return np.concatenate(xs), np.concatenate(ys)
 
