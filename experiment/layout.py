@@ -70,11 +70,29 @@ def dcgan_config(ctx, g=0):
                           width=s.dcgan_width, batch_size=s.dcgan_batch))
 
 
+def dcgan_together(ctx):
+    """Whether each set's ten DCGANs train as one grouped model in one stage (the dcgan_together
+    setting; by default on a GPU, where it saves nine GANs' kernel launches, and not on NumPy)."""
+    together = ctx.settings.dcgan_together
+    return ctx.backend != "numpy" if together is None else together
+
+
 def dcgan_stage(digit, g=0):
     """The stage name of one digit's DCGAN in the g-th set: 'dcgan_digit_3', 'dcgan_digit_3-g1', ..."""
     return f"dcgan_digit_{digit}" + gan_tag(g)
 
 
+def dcgan_group_stage(g=0):
+    """The stage name of the g-th set's ten DCGANs trained together: 'dcgan_digits', 'dcgan_digits-g1', ..."""
+    return "dcgan_digits" + gan_tag(g)
+
+
+def dcgan_stage_of(ctx, digit, g=0):
+    """The stage that trains digit `digit`'s DCGAN of the g-th set: its own, or the set's grouped one."""
+    return dcgan_group_stage(g) if dcgan_together(ctx) else dcgan_stage(digit, g)
+
+
 def dcgan_run(ctx, digit, g=0):
-    """gan.dcgan's run folder of one digit's DCGAN (it holds digit_K/: checkpoint, log, sample grids)."""
-    return ctx.stage_dir(dcgan_stage(digit, g)) / "run"
+    """gan.dcgan's run folder of one digit's DCGAN (it holds digit_K/: checkpoint, log, sample grids; a
+    grouped stage's run holds all ten digits)."""
+    return ctx.stage_dir(dcgan_stage_of(ctx, digit, g)) / "run"

@@ -4,6 +4,8 @@
     procedural   the procedural training set (the paper's "simple method") and Figure 6
     dcgan_digit_K  the DCGAN of digit K (one per digit, ten in all), trained on the real images of that digit;
                  digit 5's sample grids at iterations 1, 51, 76, 201, 401, 701 are Figures 7-8
+    dcgan_digits the same ten DCGANs trained together as one grouped model, in place of the ten stages
+                 above when dcgan_together is on (by default with CuPy)
     dcgan_set    dcgan_per_digit images sampled from each digit's generator (the paper's DCGAN set)
     simgan       a SimGAN refiner trained on the procedural and real images; the refined procedural set
     classify_*   the ConvNet trained on one training set and tested on the real test set:
@@ -37,12 +39,12 @@ from common.files import atomic_savez, atomic_write_json
 from svhn.data import data_dir_for, file_digest, split_path
 from svhn.imageset import load_image_set, save_grid_png, save_image_set
 from procedural import ProceduralSettings, generate, preview_images
-from gan import copy_digit_run, prepare_run, sample, train_digit
+from gan import copy_digit_run, prepare_run, read_status, sample, train_digit, train_together
 from gan.simgan import REFINED_FILE, SimGANConfig, train_simgan
 from classify import NONE, AugmentConfig, did_not_learn, save_model, train_classifier, validation_size
 from experiment.stages import Runner, Stage, content_hash, fingerprint
-from experiment.layout import (TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, dcgan_stage,
-                               gan_tag, given, mixing_points, set_stage, table_runs)
+from experiment.layout import (TABLE_ROWS, classifier_name, dcgan_config, dcgan_group_stage, dcgan_run, dcgan_stage,
+                               dcgan_stage_of, dcgan_together, gan_tag, given, mixing_points, set_stage, table_runs)
 from experiment.report import publish_report, run_report
 
 
@@ -171,17 +173,25 @@ def dcgan_set_run(ctx, digit, g=0):
     """The run folder the g-th DCGAN set samples digit `digit` from: for digit 5, when it trains longer
     than the others for Figures 7-8, a copy of its run at dcgan_iters (so every digit's images come
     from a generator trained equally long); otherwise the digit's run itself."""
-    snapshot = ctx.stage_dir(dcgan_stage(digit, g)) / "run_at_dcgan_iters"
-    return snapshot if snapshot.is_dir() else dcgan_run(ctx, digit, g)
+    snapshot = ctx.stage_dir(dcgan_stage_of(ctx, digit, g)) / "run_at_dcgan_iters"
+    if snapshot.is_dir() and (snapshot / f"digit_{digit}").is_dir():
+        return snapshot
+    return dcgan_run(ctx, digit, g)
+
+
+def digit_images(ctx, digit):
+    """The real training images of one digit (what its DCGAN learns from)."""
+    x, y = ctx.real()[:2]
+    mine = x[y == digit]
+    if len(mine) == 0:
+        raise ValueError(f"the real training images hold no digit {digit}: a DCGAN per digit needs some (raise train_n)")
+    return mine
 
 
 def run_dcgan_digit(ctx, digit, g, folder, upstream):
     """The DCGAN of one digit in the g-th set of ten, trained on the real training images of that
     digit, in folder/run (resumable from its checkpoints after an interrupt)."""
-    x, y = ctx.real()[:2]
-    mine = x[y == digit]
-    if len(mine) == 0:
-        raise ValueError(f"the real training images hold no digit {digit}: a DCGAN per digit needs some (raise train_n)")
+    mine = digit_images(ctx, digit)
     iters, set_iters = dcgan_iterations(ctx, digit, g), ctx.settings.dcgan_iters
     snapshot = folder / "run_at_dcgan_iters"
     if iters > set_iters and not snapshot.is_dir():
@@ -201,6 +211,31 @@ def run_dcgan_digit(ctx, digit, g, folder, upstream):
     if status["state"] != "done":
         note += f"; stopped early: {status['message']}"
     return {"iterations": iters, "n_real": int(len(mine)), "status": status, "note": note}
+
+
+def run_dcgan_digits(ctx, g, folder, upstream):
+    """The g-th set's ten DCGANs trained together as one grouped model (gan.dcgan.grouped: each digit's
+    run equals training it alone, within float32 rounding) in folder/run, to dcgan_iters; then, as in
+    run_dcgan_digit, digit 5 of the first set trains on alone for Figures 7-8 after a copy of its run
+    at dcgan_iters is kept for the DCGAN set. Resumable from the checkpoints after an interrupt."""
+    images = {d: digit_images(ctx, d) for d in range(10)}
+    set_iters, iters5 = ctx.settings.dcgan_iters, dcgan_iterations(ctx, 5, g)
+    run, snapshot = folder / "run", folder / "run_at_dcgan_iters"
+    if not snapshot.is_dir():                       # (once the copy exists, the ten are done)
+        config = prepare_run(run, dataclasses.replace(dcgan_config(ctx, g), iters=set_iters), explicit=("iters",))
+        train_together(images, run, config, progress=ctx.progress, log=ctx.log)
+        if iters5 > set_iters and read_status(run, 5)["state"] == "done":
+            copy_digit_run(run, 5, snapshot)
+    if snapshot.is_dir():
+        config = prepare_run(run, dataclasses.replace(dcgan_config(ctx, g), iters=iters5), explicit=("iters",))
+        train_digit(images[5], 5, run, config, progress=ctx.progress, log=ctx.log)
+    digits = {str(d): {"iterations": dcgan_iterations(ctx, d, g), "n_real": int(len(images[d])),
+                       "status": read_status(run, d)} for d in range(10)}
+    note = f"ten digits together to iteration {set_iters}" + (f", digit 5 on to {iters5}" if snapshot.is_dir() else "")
+    stopped = [d for d, p in digits.items() if p["status"]["state"] != "done"]
+    if stopped:
+        note += f"; stopped early: digit {', '.join(stopped)}"
+    return {"digits": digits, "note": note}
 
 
 def run_dcgan_set(ctx, g, folder, upstream):
@@ -335,15 +370,22 @@ def plan(ctx, n_train):
     ]
     for g in range(s.dcgan_seeds):                              # sets of ten DCGANs, GAN seed = seed + g
         of_set = f" (GAN seed +{g})" if g else ""
-        stages += [Stage(dcgan_stage(d, g), partial(run_dcgan_digit, ctx, d, g),
-                         {"config": {**asdict(dcgan_config(ctx, g)), "iters": dcgan_iterations(ctx, d, g)},
-                          "set_iters": s.dcgan_iters, "backend": be},
-                         ("data",), resumable=True,
-                         what=f"the DCGAN of digit {d}" + (", Figures 7-8" if d == 5 and g == 0 else "") + of_set)
-                   for d in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9)]     # the longest first, for parallel runs
+        if dcgan_together(ctx):                                 # one stage, the ten as one grouped model
+            stages.append(Stage(dcgan_group_stage(g), partial(run_dcgan_digits, ctx, g),
+                                {"config": asdict(dcgan_config(ctx, g)), "iters_digit5": dcgan_iterations(ctx, 5, g),
+                                 "backend": be}, ("data",), resumable=True,
+                                what="the ten DCGANs together" + (", Figures 7-8" if g == 0 else "") + of_set))
+        else:
+            stages += [Stage(dcgan_stage(d, g), partial(run_dcgan_digit, ctx, d, g),
+                             {"config": {**asdict(dcgan_config(ctx, g)), "iters": dcgan_iterations(ctx, d, g)},
+                              "set_iters": s.dcgan_iters, "backend": be},
+                             ("data",), resumable=True,
+                             what=f"the DCGAN of digit {d}" + (", Figures 7-8" if d == 5 and g == 0 else "") + of_set)
+                       for d in (5, 0, 1, 2, 3, 4, 6, 7, 8, 9)]     # the longest first, for parallel runs
         stages.append(Stage("dcgan_set" + gan_tag(g), partial(run_dcgan_set, ctx, g),
                             {"per_digit": s.dcgan_per_digit, "seed": seed + g, "backend": be},
-                            tuple(dcgan_stage(d, g) for d in range(10)), what="the DCGAN training set" + of_set))
+                            tuple(dict.fromkeys(dcgan_stage_of(ctx, d, g) for d in range(10))),
+                            what="the DCGAN training set" + of_set))
     stages += [classifier_stage(ctx, real, syn, clf) for real, syn, clf in classifier_points(ctx, n_train)]
     labels = {"preset": ctx.preset, "backend": be, "settings": s.as_dict(), "seed": seed}
     stages.append(Stage("report", partial(run_report, ctx), labels, tuple(["data"] + [st.name for st in stages]),

@@ -24,7 +24,8 @@ from common.files import atomic_write_bytes, atomic_write_json, atomic_write_tex
 from gan import FIGURE_ITERATIONS, log_path, plot_losses, read_log, samples_path
 from gan.simgan import LOSSES_FILE, PAIRS_FILE
 from classify import draw_confusion, load_model, predict_labels
-from experiment.layout import TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, mixing_points, table_runs
+from experiment.layout import (TABLE_ROWS, classifier_name, dcgan_config, dcgan_run, dcgan_stage_of, mixing_points,
+                               table_runs)
 from experiment.stages import publish
 
 PAPER = {"real": 0.86, "procedural": 0.63, "dcgan": 0.77, "simgan": None}
@@ -66,7 +67,7 @@ def collect(ctx, upstream):
         "table": table,
         "mixing_curve": mixing,
         "label_fidelity": label_fidelity(ctx),
-        "dcgan": dcgan_summary(upstream),
+        "dcgan": dcgan_summary(ctx, upstream),
         "simgan": upstream["simgan"]["summary"],
         "stages": stages,
         "run_time_s": round(sum(s["seconds"] for s in stages.values()), 1),
@@ -104,9 +105,12 @@ def table_row(ctx, row, real, synthetic):
             "steps": ms[0]["steps"], "val_accuracy": ms[0].get("val_accuracy"), "history": ms[0].get("history", [])}
 
 
-def dcgan_summary(upstream):
+def dcgan_summary(ctx, upstream):
     """Iterations and final state of each digit's DCGAN; the digits that stopped early, with the reason."""
-    per = {d: upstream[f"dcgan_digit_{d}"]["summary"] for d in range(10)}
+    per = {}
+    for d in range(10):
+        summary = upstream[dcgan_stage_of(ctx, d)]["summary"]
+        per[d] = summary["digits"][str(d)] if "digits" in summary else summary     # a grouped stage's: all ten
     return {"iterations": {str(d): p["iterations"] for d, p in per.items()},
             "state": {str(d): p["status"]["state"] for d, p in per.items()},
             "real_images": {str(d): p["n_real"] for d, p in per.items()},

@@ -49,6 +49,10 @@ class Settings:
     """Channels of the narrowest stage (G: 4w-2w-w, D: w-2w-4w)."""
     dcgan_batch: int = None
     """Real and generated images per DCGAN iteration."""
+    dcgan_together: bool = None
+    """Train each set's ten DCGANs as one grouped model in one stage (`gan train --together`): the same
+    results within float32 rounding, about one GAN's kernel launches on a GPU instead of ten, but slower
+    than one by one on NumPy. default: yes with --backend cupy, no with numpy."""
 
     # ---- SimGAN refiner (the paper's named next step); default = gan.simgan's recipe --------------
     simgan_steps: int = None
@@ -172,7 +176,7 @@ KINDS = {
     "simgan_lambda": "float", "simgan_label_weight": "float", "simgan_label_steps": "count", "clf_lr": "float",
     "mix_real_share": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
-    "dcgan_augment": "flag", "clf_tta": "flag",
+    "dcgan_augment": "flag", "dcgan_together": "flag", "clf_tta": "flag",
     "clf_widths": "ints", "mix_real": "ints_or_all", "mix_synthetic": "words",
 }
 """How each field is parsed from `--set FIELD=VALUE`."""

@@ -14,9 +14,9 @@ Command lines: `python -m gan train|sample --help`, `python -m gan.simgan train|
 from gan.dcgan import (DCGAN, FIGURE_ITERATIONS, LOSSES, UPSAMPLE_MODES, Z_DIM, BCELoss, Config, DivergedError,
                        PaperLoss, build_discriminator, build_generator, copy_digit_run, digit_dir, generate,
                        load_config, load_generator, log_path, parse_digits, plot_losses, prepare_run, read_log,
-                       sample, samples_path, train_all, train_digit)
+                       read_status, sample, samples_path, train_all, train_digit, train_together)
 
 __all__ = ["DCGAN", "FIGURE_ITERATIONS", "LOSSES", "UPSAMPLE_MODES", "Z_DIM", "BCELoss", "Config",
            "DivergedError", "PaperLoss", "build_discriminator", "build_generator", "copy_digit_run", "digit_dir",
            "generate", "load_config", "load_generator", "log_path", "parse_digits", "plot_losses", "prepare_run",
-           "read_log", "sample", "samples_path", "train_all", "train_digit"]
+           "read_log", "read_status", "sample", "samples_path", "train_all", "train_digit", "train_together"]

@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 import scipy.io
 
-from experiment import pipeline
+from experiment import layout, pipeline
 from experiment.pipeline import classifier_name, epochs_for, mixing_points, run_experiment, simgan_settings
 from experiment.settings import PRESETS, apply_overrides, parse_value, preset, scaled
 from experiment.stages import Runner, Stage, content_hash
 from common.cli import run_cli
+from gan import read_log
 from gan.simgan import SimGANConfig
 
 TRAIN_PER_DIGIT, TEST_PER_DIGIT = 8, 3
@@ -212,6 +213,72 @@ def test_dcgan_set_samples_digit_5_at_the_others_iteration_count(runs):
     assert pipeline.dcgan_set_run(pipeline.Context(smoke_settings, runs["out"]), 4) == \
         runs["out"] / "stages" / "dcgan_digit_4" / "run"
     assert not (d5 / "run_at_dcgan_iters.tmp").exists()
+
+
+@pytest.mark.slow
+def test_ten_dcgans_together_in_one_stage(runs, tmp_path):
+    """dcgan_together: one grouped stage in place of the ten; interrupted while digit 5 trains on alone
+    (Figures 7-8) and resumed without training the ten again; the same iterations, snapshot, set and
+    report as one by one, and the same losses within float32 rounding."""
+    import gan.dcgan.grouped
+    import gan.dcgan.train
+    import experiment.report
+    data_dir, out, s = runs["out"].parent / "svhn", tmp_path / "out", PRESETS["smoke"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SVHN_CACHE_DIR", str(tmp_path / "cache"))
+        for module in (gan.dcgan.train, gan.dcgan.grouped, experiment.report):
+            mp.setattr(module, "plot_losses", tiny_loss_plot)
+
+        def interrupt(*args, **kwargs):
+            raise KeyboardInterrupt
+
+        def must_not_run(*args, **kwargs):
+            raise AssertionError("the ten DCGANs trained again on resume")
+
+        with pytest.MonkeyPatch.context() as inner:               # interrupted after the ten, in digit 5's run
+            inner.setattr(pipeline, "train_digit", interrupt)
+            with pytest.raises(KeyboardInterrupt):
+                smoke(out, data_dir, "dcgan_together=yes")
+        partial_snapshot = list((out / "stages").glob(".dcgan_digits.partial-*/run_at_dcgan_iters/digit_5"))
+        with pytest.MonkeyPatch.context() as inner:
+            inner.setattr(pipeline, "train_together", must_not_run)
+            runner, _ = smoke(out, data_dir, "dcgan_together=yes")
+    assert len(partial_snapshot) == 1
+    actions, manifest = dict(runner.actions), runner.manifests["dcgan_digits"]
+    assert actions["dcgan_digits"] == "ran" and manifest["resumed"] is True
+    assert not any(name.startswith("dcgan_digit_") for name in actions)
+    stage = out / "stages" / "dcgan_digits"
+    status = {d: json.loads((stage / "run" / f"digit_{d}" / "status.json").read_text()) for d in range(10)}
+    assert {d: st["iteration"] for d, st in status.items()} == {d: s.dcgan_iters_digit5 if d == 5 else s.dcgan_iters
+                                                                  for d in range(10)}
+    assert all(st["state"] == "done" for st in status.values())
+    snap = json.loads((stage / "run_at_dcgan_iters" / "digit_5" / "status.json").read_text())
+    assert snap["iteration"] == s.dcgan_iters
+    ctx = pipeline.Context(apply_overrides(s, ["dcgan_together=yes"]), out)
+    assert pipeline.dcgan_set_run(ctx, 5) == stage / "run_at_dcgan_iters"
+    assert pipeline.dcgan_set_run(ctx, 4) == stage / "run"
+    results = json.loads((out / "results.json").read_text())
+    assert results["dcgan"]["iterations"] == {str(d): s.dcgan_iters_digit5 if d == 5 else s.dcgan_iters
+                                              for d in range(10)}
+    assert results["dcgan"]["stopped"] == {} and (out / "figures" / "fig7_dcgan_digit5.png").is_file()
+    assert results["table"][2]["n_images"] == 10 * s.dcgan_per_digit
+    one_by_one = runs["out"] / "stages"
+    for d in (0, 3, 9):
+        for a, b in zip(read_log(one_by_one / f"dcgan_digit_{d}" / "run" / f"digit_{d}" / "log.csv"),
+                        read_log(stage / "run" / f"digit_{d}" / "log.csv"), strict=True):
+            for k in ("loss_D", "loss_G", "X_real", "X_fake"):
+                assert a[k] == pytest.approx(b[k], abs=1e-4)
+
+
+def test_dcgan_together_defaults_to_the_gpu():
+    s = PRESETS["smoke"]
+    assert s.dcgan_together is None
+    assert layout.dcgan_together(pipeline.Context(s, Path("o"), backend="cupy"))
+    assert not layout.dcgan_together(pipeline.Context(s, Path("o"), backend="numpy"))
+    off = apply_overrides(s, ["dcgan_together=no"])
+    assert not layout.dcgan_together(pipeline.Context(off, Path("o"), backend="cupy"))
+    assert layout.dcgan_stage_of(pipeline.Context(s, Path("o"), backend="cupy"), 3, 1) == "dcgan_digits-g1"
+    assert layout.dcgan_stage_of(pipeline.Context(s, Path("o")), 3, 1) == "dcgan_digit_3-g1"
 
 
 @pytest.mark.slow
