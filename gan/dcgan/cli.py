@@ -27,6 +27,7 @@ EPILOG = """\
 examples:
   python -m gan train --digits 0-9 --loss paper --data-dir DIR --out runs/paper     (900 iterations per digit)
   python -m gan train --digits 1,5 --iters 700 --loss bce --out runs/bce     (resumes if runs/bce exists)
+  python -m gan train --conditional --iters 3000 --loss bce --out runs/cond     (one GAN for all digits)
   python -m gan sample --run runs/paper --per-digit 7300 --out dcgan.npz --seed 0
   python -m classify fidelity --run runs/paper --data-dir DIR     (label fidelity)
 (DIR: a folder with SVHN's train_32x32.mat; default $SVHN_DIR, else the user cache)"""
@@ -82,6 +83,10 @@ def build_parser():
                         "matrix product per layer for all of them): the same results within float32 rounding, "
                         "for GPUs, where ten small GANs cost ten times the kernel launches of one (on NumPy it "
                         "is slower: no Winograd, no chunking over cores) (default: one digit after another)")
+    p.add_argument("--conditional", action="store_true", default=None,
+                   help="beyond the paper: one class-conditional GAN for all ten digits (G and D are told the "
+                        "digit) instead of ten, trained on every real image; --iters counts its iterations "
+                        "(default: ten per-digit GANs)")
     p.add_argument("--stuck-iters", type=whole(0),
                    help=f"stop a digit whose discriminator is all-or-nothing (accuracy 0 or 1 on both real and "
                         f"generated, unchanged) this many iterations in a row; 0: never (default: {d.stuck_iters})")
@@ -103,11 +108,13 @@ def build_parser():
 
 
 TRAIN_OPTIONS = ("iters", "loss", "upsample", "width", "batch_size", "lr", "lr_d", "beta1", "label_smoothing",
-                 "d_every", "augment", "ema_decay", "checkpoint_every", "stuck_iters")
+                 "d_every", "augment", "ema_decay", "checkpoint_every", "stuck_iters", "conditional")
 
 
 def cmd_train(args):
     digits = parse_digits(args.digits)
+    if args.conditional and args.together:
+        raise ValueError("--conditional trains one GAN for all digits: there is nothing to train --together")
     given = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     if "augment" in given:
         given["augment"] = given["augment"] == "diffaug"

@@ -77,18 +77,19 @@ def build_generator(upsample="nearest", width=64, z_dim=Z_DIM):
     return dcgan_init(Sequential(*net))
 
 
-def build_discriminator(width=64):
+def build_discriminator(width=64, in_channels=3):
     """Images (N, 3, 32, 32) -> logits z (N, 1); X = sigmoid(z) in (0, 1) is the belief that each
     image is synthetic (the losses apply the sigmoid).
 
     Three stages of 3x3 convolution, (BatchNorm,) LeakyReLU(0.2) and 2x2 max-pooling
     (32 -> 16 -> 8 -> 4; channels w -> 2w -> 4w; no BatchNorm in the first stage),
-    then Flatten and Dense(4w·16, 1).
+    then Flatten and Dense(4w·16, 1). in_channels > 3: extra input planes after the colour channels
+    (the conditional GAN's one-hot digit, gan/dcgan/conditional.py).
     """
     if width < 1:
         raise ValueError(f"discriminator width must be >= 1, got {width}")
     c = [width, 2 * width, 4 * width]
-    net = [layers.Conv2D(3, c[0], 3, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2), layers.MaxPool2D(2, method=POOL_METHOD)]
+    net = [layers.Conv2D(in_channels, c[0], 3, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2), layers.MaxPool2D(2, method=POOL_METHOD)]
     net += [layers.Conv2D(c[0], c[1], 3, padding=1, bias=False, method=CONV_METHOD), layers.BatchNorm2D(c[1]),
             layers.LeakyReLU(0.2), layers.MaxPool2D(2, method=POOL_METHOD)]
     net += [layers.Conv2D(c[1], c[2], 3, padding=1, bias=False, method=CONV_METHOD), layers.BatchNorm2D(c[2]),
@@ -257,7 +258,11 @@ class DCGAN:
         if self.augment and rng is None:
             raise ValueError("DCGAN.train_step: augmentation needs a random generator (rng=...)")
         self.rng = rng
-        fake = self.G.forward(z, training=True)
+        return self.update_both(real, self.G.forward(z, training=True))
+
+    def update_both(self, real, fake):
+        """The iteration's updates once G has made `fake`: D on (real, fake), then G, then G's
+        weight average. Returns train_step's metrics."""
         update_D = self.iteration % self.d_every == 0
         self.iteration += 1
         loss_D, X_real, X_fake = self.discriminator_step(real, fake, update=update_D)

@@ -11,6 +11,8 @@ A run folder holds one sub-folder per digit:
     RUN_DIR/digit_5/samples_0001.png  grids from the fixed noise at iterations 1, 51, 76, 201, 401,
                                     701 (the paper's Figures 7 and 8) and at the end
     RUN_DIR/digit_5/losses.png      this digit's loss curves
+    RUN_DIR/digit_all/...           the same files for a conditional run (`Config.conditional`): one GAN for
+                                    all ten digits (gan/dcgan/conditional.py); its grids show a digit per row
 
 Every file is written atomically, so an interrupted run resumes from its last checkpoint and
 takes exactly the step it would have taken.
@@ -31,12 +33,15 @@ from common.figures import pyplot, save_figure
 from svhn.imageset import save_grid_png, to_float, to_uint8
 from gan import runs
 from gan.dcgan.nets import DCGAN, LOSSES, UPSAMPLE_MODES, Z_DIM, build_discriminator, build_generator, generate
+from gan.dcgan.conditional import (N_DIGITS, ConditionalDCGAN, build_conditional_discriminator,
+                                   build_conditional_generator, generator_input)
 
 FIGURE_ITERATIONS = (1, 51, 76, 201, 401, 701)   # the paper's Figures 7 and 8
 LOG_EVERY = 25      # iterations between reads of the metrics from the device (log, health check, progress bar)
 LOG_FIELDS = ("iteration", "loss_D", "loss_G", "acc_real", "acc_fake", "X_real", "X_fake", "seconds")
 STATUS_FILE = "status.json"
 GRID_SIZE = 64                                   # images in each fixed-noise grid
+CONDITIONAL = "all"      # the "digit" of a conditional run: its one GAN lives in RUN_DIR/digit_all
 GENERATOR_LR = {"paper": 1e-3, "bce": 3e-3}      # G's default Adam rate per loss (README "DCGAN label fidelity")
 
 
@@ -61,6 +66,8 @@ class Config:
     over three seeds BCE averages 0.767 with lr 1e-3, 0.787 with 2e-3 and 0.811 with 3e-3, the paper's
     loss 0.727 with 1e-3; README "DCGAN label fidelity").
     `Config(upsample="deconv", augment=False, lr=2e-4, lr_d=None, ema_decay=0)` is plain DCGAN.
+    conditional=True: one class-conditional GAN for all ten digits instead of ten (beyond the paper;
+    gan/dcgan/conditional.py), trained on every real training image, `iters` iterations in all.
     """
     iters: int = 900
     loss: str = "paper"
@@ -78,6 +85,7 @@ class Config:
     checkpoint_every: int = 50
     stuck_iters: int = 200
     data_dir: str = None
+    conditional: bool = False
 
     def __post_init__(self):
         if self.lr is None:
@@ -157,16 +165,23 @@ def prepare_run(run_dir, config, explicit=()):
 
 
 def digit_seed(seed, digit):
-    """One independent integer seed per (run seed, digit)."""
-    return int(np.random.SeedSequence([int(seed), int(digit)]).generate_state(1)[0])
+    """One independent integer seed per (run seed, digit); a conditional run's GAN counts as digit 10."""
+    key = N_DIGITS if digit == CONDITIONAL else int(digit)
+    return int(np.random.SeedSequence([int(seed), key]).generate_state(1)[0])
 
 
 def build_gan(config, digit):
-    """G and D with the run's architecture and the digit's initial weights, inside a DCGAN."""
+    """G and D with the run's architecture and the digit's initial weights, inside a DCGAN (with
+    config.conditional: the conditional pair, digit CONDITIONAL, inside a ConditionalDCGAN)."""
     backend.seed(digit_seed(config.seed, digit))
-    G = build_generator(config.upsample, config.width)
-    D = build_discriminator(config.width)
-    return DCGAN(G, D, loss=config.loss, lr=config.lr, lr_d=config.lr_d, beta1=config.beta1,
+    if config.conditional:
+        G = build_conditional_generator(config.upsample, config.width)
+        D = build_conditional_discriminator(config.width)
+    else:
+        G = build_generator(config.upsample, config.width)
+        D = build_discriminator(config.width)
+    kind = ConditionalDCGAN if config.conditional else DCGAN
+    return kind(G, D, loss=config.loss, lr=config.lr, lr_d=config.lr_d, beta1=config.beta1,
                  label_smoothing=config.label_smoothing, d_every=config.d_every, augment=config.augment,
                  ema_decay=config.ema_decay)
 
@@ -231,7 +246,7 @@ def plot_losses(path, logs, title):
         ax = axes[0, col]
         ax.plot(it, [r["loss_D"] for r in rows], label="D (discriminator)", lw=0.8)
         ax.plot(it, [r["loss_G"] for r in rows], label="G (generator)", lw=0.8)
-        ax.set_title(f"digit {digit}")
+        ax.set_title(run_name(digit))
         ax = axes[1, col]
         ax.plot(it, [r["acc_real"] for r in rows], label="D acc. real", lw=0.8)
         ax.plot(it, [r["acc_fake"] for r in rows], label="D acc. generated", lw=0.8)
@@ -269,6 +284,11 @@ def check_health(row, history, stuck_iters):
 
 # ----------------------------------------------------------------------------- training
 
+def run_name(digit):
+    """How logs and figures name a run's GAN: "digit 5", or "conditional (a row per digit)"."""
+    return "conditional (a row per digit)" if digit == CONDITIONAL else f"digit {digit}"
+
+
 def write_status(folder, state, iteration, message=""):
     atomic_write_json(folder / STATUS_FILE, {"state": state, "iteration": iteration, "message": message})
 
@@ -278,8 +298,19 @@ def read_status(run_dir, digit):
     return json.loads(path.read_text()) if path.is_file() else {"state": "new", "iteration": 0, "message": ""}
 
 
-def train_digit(images, digit, run_dir, config, progress=True, log=print):
+def fixed_noise(rng, config):
+    """The fixed input of a run's sample grids: GRID_SIZE noise vectors, or for a conditional run 8 per
+    digit (80, a digit per row of the grid) with their one-hot digits appended."""
+    if not config.conditional:
+        return backend.asarray(rng.standard_normal((GRID_SIZE, Z_DIM)).astype(np.float32))
+    z = backend.asarray(rng.standard_normal((8 * N_DIGITS, Z_DIM)).astype(np.float32))
+    return generator_input(z, backend.asarray(np.repeat(np.arange(N_DIGITS), 8)))
+
+
+def train_digit(images, digit, run_dir, config, progress=True, log=print, labels=None):
     """Train (or resume) the DCGAN of one digit on `images` (uint8 NHWC, that digit's real images).
+    A conditional run (config.conditional) trains its one GAN, digit CONDITIONAL, on the images of
+    every digit, with their digits in `labels`.
 
     Returns the digit's status dict: state "done" or "stopped" (NaN/inf loss or a stuck
     discriminator, with the reason in "message"; the line is also passed to `log`).
@@ -288,19 +319,22 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
     folder.mkdir(parents=True, exist_ok=True)
     status = read_status(run_dir, digit)
     if status["state"] == "stopped":
-        log(f"digit {digit}: skipped, it stopped earlier ({status['message']}); delete "
+        log(f"{run_name(digit)}: skipped, it stopped earlier ({status['message']}); delete "
             f"{folder / 'status.json'} to train it again from its last checkpoint")
         return status
     real = backend.asarray(to_float(images))
     if len(real) == 0:
-        raise ValueError(f"digit {digit}: no training images")
+        raise ValueError(f"{run_name(digit)}: no training images")
+    if config.conditional != (labels is not None):
+        raise ValueError("train_digit: a conditional run needs the images' labels, and only it takes them")
+    labels = None if labels is None else backend.asarray(np.asarray(labels, dtype=np.int64))
     gan = build_gan(config, digit)
     ckpt = checkpoint_path(run_dir, digit)
     if ckpt.is_file():
         rng, fixed_z = load_checkpoint(ckpt, gan)
     else:
         rng = np.random.default_rng(digit_seed(config.seed, digit) + 1)
-        fixed_z = backend.asarray(rng.standard_normal((GRID_SIZE, Z_DIM)).astype(np.float32))
+        fixed_z = fixed_noise(rng, config)
     rows = read_log(log_path(run_dir, digit), up_to=gan.iteration)
 
     def checkpoint():
@@ -309,7 +343,7 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
         write_status(folder, "running", gan.iteration)
 
     bar = _progress(total=config.iters, initial=min(gan.iteration, config.iters),
-                    desc=f"digit {digit}", enabled=progress)
+                    desc=run_name(digit), enabled=progress)
     pending = runs.PendingRows(rows, lambda row: check_health(row, rows, config.stuck_iters), bar,
                                ("loss_D", "loss_G", "acc_real", "acc_fake"))   # read every LOG_EVERY iterations
 
@@ -317,14 +351,16 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
         while gan.iteration < config.iters:
             idx = rng.choice(len(real), size=config.batch_size, replace=len(real) < config.batch_size)
             z = backend.asarray(rng.standard_normal((config.batch_size, Z_DIM)).astype(np.float32))
-            metrics = gan.train_step(real[backend.asarray(idx)], z, rng)
+            idx = backend.asarray(idx)
+            extra = {} if labels is None else {"labels": labels[idx]}
+            metrics = gan.train_step(real[idx], z, rng, **extra)
             pending.add({"iteration": gan.iteration, **metrics})
             figure = gan.iteration in FIGURE_ITERATIONS
             if figure or gan.iteration % config.checkpoint_every == 0 or len(pending) >= LOG_EVERY:
                 pending.read()             # health-checked before anything is written
             if figure:
                 save_samples(samples_path(run_dir, digit, gan.iteration), gan.sampler, fixed_z,
-                             f"digit {digit}, iteration {gan.iteration}")
+                             f"{run_name(digit)}, iteration {gan.iteration}")
             if gan.iteration % config.checkpoint_every == 0:
                 checkpoint()
             bar.update(1)
@@ -333,13 +369,13 @@ def train_digit(images, digit, run_dir, config, progress=True, log=print):
         bar.close()
         write_log(log_path(run_dir, digit), rows)
         message = str(exc)
-        log(f"digit {digit}: stopped: {message}")
+        log(f"{run_name(digit)}: stopped: {message}")
         write_status(folder, "stopped", rows[-1]["iteration"], message)
         return read_status(run_dir, digit)
     bar.close()
     checkpoint()
-    save_samples(samples_path(run_dir, digit), gan.sampler, fixed_z, f"digit {digit}, iteration {gan.iteration} (final)")
-    plot_losses(folder / "losses.png", {digit: rows}, f"DCGAN digit {digit}, loss {config.loss}")
+    save_samples(samples_path(run_dir, digit), gan.sampler, fixed_z, f"{run_name(digit)}, iteration {gan.iteration} (final)")
+    plot_losses(folder / "losses.png", {digit: rows}, f"DCGAN {run_name(digit)}, loss {config.loss}")
     write_status(folder, "done", gan.iteration)
     return read_status(run_dir, digit)
 
@@ -384,6 +420,8 @@ def train_all(run_dir, config, digits=range(10), images=None, labels=None, progr
     """
     check_output_path(run_dir, "dir", "--out")
     config = resolve_config(run_dir, config, explicit)      # nothing is written before the data is read
+    if config.conditional and sorted(digits) != list(range(N_DIGITS)):
+        raise ValueError("a conditional run trains one GAN on all ten digits: leave out --digits")
     if images is None:
         images, labels = svhn.load("train", config.data_dir)
     per_digit = {digit: images[np.asarray(labels) == digit] for digit in digits}
@@ -391,6 +429,11 @@ def train_all(run_dir, config, digits=range(10), images=None, labels=None, progr
         if len(mine) == 0:
             raise ValueError(f"no training images of digit {digit} in the data")
     config = prepare_run(run_dir, config, explicit)
+    if config.conditional:
+        status = train_digit(images, CONDITIONAL, run_dir, config, progress=progress, log=log, labels=labels)
+        plot_losses(Path(run_dir) / "losses.png", {CONDITIONAL: read_log(log_path(run_dir, CONDITIONAL))},
+                    f"conditional DCGAN, all digits, loss {config.loss}")
+        return {CONDITIONAL: status}
     results = trainer(per_digit, run_dir, config, progress=progress, log=log)
     logs = {d: read_log(log_path(run_dir, d)) for d in range(10)}
     plot_losses(Path(run_dir) / "losses.png", logs, f"DCGAN per digit, loss {config.loss}")
