@@ -74,10 +74,32 @@ def time_backend(name, settings, data_dir, workdir, seed, quiet, threads=None, t
     stages = {stage: m["seconds"] for stage, m in runner.manifests.items()}
     stopped = {}                      # DCGANs that stopped early (diverged or stuck): their times are short
     for stage, m in runner.manifests.items():
-        status = m.get("summary", {}).get("status") if stage.startswith("dcgan_digit_") else None
-        if status and status.get("state") != "done":
-            stopped[stage] = status.get("message", status.get("state"))
+        if not stage.startswith("dcgan_digit"):
+            continue
+        summary = m.get("summary", {})
+        per_digit = ({f"{stage}/{d}": p.get("status") for d, p in summary["digits"].items()} if "digits" in summary
+                     else {stage: summary.get("status")})  # the ten trained together (dcgan_digits), or one
+        for name, status in per_digit.items():
+            if status and status.get("state") != "done":
+                stopped[name] = status.get("message", status.get("state"))
     return {"stages": stages, "total_s": round(total, 2), "dcgan_stopped": stopped}
+
+
+DCGAN_TOTAL = "all DCGAN training"
+
+
+def stage_rows(result, names):
+    """The stages of every backend in `names`, in order of first appearance, then, where the backends
+    train the DCGANs differently (ten stages dcgan_digit_K one by one, or one dcgan_digits for the ten
+    together: run_all's default on CuPy), one row summing each backend's DCGAN stages, the comparable
+    figure. {row: [seconds per backend, or None where it has no such stage]}."""
+    runs = [result["backends"][b]["stages"] for b in names]
+    order = list(dict.fromkeys(stage for r in runs for stage in r))
+    rows = {stage: [r.get(stage) for r in runs] for stage in order}
+    dcgan = [[s for s in r if s.startswith("dcgan_digit")] for r in runs]
+    if len({tuple(d) for d in dcgan}) > 1:
+        rows[DCGAN_TOTAL] = [sum(r[s] for s in d) for r, d in zip(runs, dcgan)]
+    return rows
 
 
 def markdown(result):
@@ -93,13 +115,12 @@ def markdown(result):
         return "\n".join(lines + ["No backend ran."]) + "\n"
     header = "| stage | " + " | ".join(f"{b} (s)" for b in names) + (" | speed-up |" if len(names) == 2 else " |")
     lines += [header, "|---|" + "---:|" * (len(names) + (len(names) == 2))]
-    stages = list(result["backends"][names[0]]["stages"])
-    for stage in stages + ["total"]:
-        t = [result["backends"][b]["total_s"] if stage == "total" else result["backends"][b]["stages"][stage]
-             for b in names]
-        row = f"| {stage} | " + " | ".join(f"{v:.2f}" for v in t)
+    rows = stage_rows(result, names)
+    rows["total"] = [result["backends"][b]["total_s"] for b in names]
+    for stage, t in rows.items():
+        row = f"| {stage} | " + " | ".join("—" if v is None else f"{v:.2f}" for v in t)
         if len(names) == 2:
-            row += f" | {t[0] / t[1]:.1f}x" if t[1] > 0 else " | —"
+            row += f" | {t[0] / t[1]:.1f}x" if None not in t and t[1] > 0 else " | —"
         lines.append(row + " |")
     return "\n".join(lines) + "\n"
 
@@ -109,12 +130,13 @@ def bar_chart(result, path):
     names = [b for b in result["backends"] if result["backends"][b].get("stages")]
     if not names:
         return
-    stages = list(result["backends"][names[0]]["stages"])
+    rows = stage_rows(result, names)
+    stages = list(rows)
     y = np.arange(len(stages))
     h = 0.8 / len(names)
     fig, ax = plt.subplots(figsize=(8, 0.35 * len(stages) + 1.5))
     for i, b in enumerate(names):
-        ax.barh(y + i * h, [result["backends"][b]["stages"][s] for s in stages], h,
+        ax.barh(y + i * h, [rows[s][i] or 0 for s in stages], h,
                 label=f"{b} ({result['backends'][b]['total_s']:.1f} s in all)")
     ax.set_yticks(y + h * (len(names) - 1) / 2, stages, fontsize=8)
     ax.invert_yaxis()

@@ -68,8 +68,8 @@ def build_parser():
                    help="redo this stage (a name or pattern such as 'classify_*') even when it is finished; the "
                         "stages that read it follow unless it makes the very same images again (repeatable)")
     p.add_argument("--jobs", type=whole(1), default=None,
-                   help="stages run at once in worker processes, each with one BLAS thread (the ten DCGANs, the "
-                        "SimGAN and most classifiers are independent) (default: one per CPU core with numpy, "
+                   help="stages run at once in worker processes, each with one BLAS thread (the ten DCGANs when "
+                        "trained one by one, the SimGAN and most classifiers are independent) (default: one per CPU core with numpy, "
                         "1 with cupy; 1 runs everything in this process, in order, with progress bars)")
     p.add_argument("--list-settings", action="store_true",
                    help="print the preset's settings (after --set), what each means, and exit")

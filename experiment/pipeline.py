@@ -232,9 +232,9 @@ def run_dcgan_digits(ctx, g, folder, upstream):
     digits = {str(d): {"iterations": dcgan_iterations(ctx, d, g), "n_real": int(len(images[d])),
                        "status": read_status(run, d)} for d in range(10)}
     note = f"ten digits together to iteration {set_iters}" + (f", digit 5 on to {iters5}" if snapshot.is_dir() else "")
-    stopped = [d for d, p in digits.items() if p["status"]["state"] != "done"]
+    stopped = [f"digit {d} ({p['status']['message']})" for d, p in digits.items() if p["status"]["state"] != "done"]
     if stopped:
-        note += f"; stopped early: digit {', '.join(stopped)}"
+        note += f"; stopped early: {'; '.join(stopped)}"
     return {"digits": digits, "note": note}
 
 
@@ -358,6 +358,16 @@ def classifier_stage(ctx, real, synthetic, clf=0):
 
 # ---------------------------------------------------------------------------------- the plan
 
+def dcgan_key(ctx, g):
+    """The g-th set's DCGAN settings as its stages are keyed on them. `conditional` (a setting of `gan` added
+    after results folders existed, never used by the experiment) is left out while off, so that such folders
+    resume their DCGANs instead of training them again."""
+    config = asdict(dcgan_config(ctx, g))
+    if not config["conditional"]:
+        del config["conditional"]
+    return config
+
+
 def plan(ctx, n_train):
     """Every stage after `data`, in order (n_train: the real training images the data stage chose)."""
     s, seed, be = ctx.settings, ctx.seed, ctx.backend
@@ -372,12 +382,12 @@ def plan(ctx, n_train):
         of_set = f" (GAN seed +{g})" if g else ""
         if dcgan_together(ctx):                                 # one stage, the ten as one grouped model
             stages.append(Stage(dcgan_group_stage(g), partial(run_dcgan_digits, ctx, g),
-                                {"config": asdict(dcgan_config(ctx, g)), "iters_digit5": dcgan_iterations(ctx, 5, g),
+                                {"config": dcgan_key(ctx, g), "iters_digit5": dcgan_iterations(ctx, 5, g),
                                  "backend": be}, ("data",), resumable=True,
                                 what="the ten DCGANs together" + (", Figures 7-8" if g == 0 else "") + of_set))
         else:
             stages += [Stage(dcgan_stage(d, g), partial(run_dcgan_digit, ctx, d, g),
-                             {"config": {**asdict(dcgan_config(ctx, g)), "iters": dcgan_iterations(ctx, d, g)},
+                             {"config": {**dcgan_key(ctx, g), "iters": dcgan_iterations(ctx, d, g)},
                               "set_iters": s.dcgan_iters, "backend": be},
                              ("data",), resumable=True,
                              what=f"the DCGAN of digit {d}" + (", Figures 7-8" if d == 5 and g == 0 else "") + of_set)

@@ -281,6 +281,17 @@ def test_dcgan_together_defaults_to_the_gpu():
     assert layout.dcgan_stage_of(pipeline.Context(s, Path("o")), 3, 1) == "dcgan_digit_3-g1"
 
 
+def test_dcgan_stage_keys_leave_out_the_conditional_setting_the_experiment_never_uses(tmp_path):
+    """Results folders made before gan's Config had `conditional` resume their DCGAN stages: the key holds the
+    very settings it held then."""
+    before = {"iters", "loss", "upsample", "width", "batch_size", "lr", "lr_d", "beta1", "label_smoothing",
+              "d_every", "augment", "ema_decay", "seed", "checkpoint_every", "stuck_iters", "data_dir"}
+    for backend_name in ("numpy", "cupy"):
+        ctx = pipeline.Context(PRESETS["smoke"], tmp_path, backend=backend_name)
+        keyed = [st.settings["config"] for st in pipeline.plan(ctx, n_train=80) if st.name.startswith("dcgan_digit")]
+        assert keyed and all(set(config) == before for config in keyed)
+
+
 @pytest.mark.slow
 def test_second_run_skips_every_stage(runs):
     assert set(runs["d"].values()) == {"skipped"}
@@ -515,6 +526,36 @@ def test_e2e_benchmark_table_says_what_was_skipped():
     assert "| data | 0.50 |" in text and "| total | 2.50 |" in text and "speed-up" not in text
     result["backends"]["cupy"] = {"stages": {"data": 0.25, "report": 0.5}, "total_s": 0.75}
     assert "| report | 2.00 | 0.50 | 4.0x |" in markdown(result)
+
+
+def test_e2e_table_compares_backends_that_train_the_dcgans_differently(tmp_path):
+    """NumPy trains the ten DCGANs one by one (dcgan_digit_K), CuPy together (dcgan_digits): every stage
+    gets a row, "—" where a backend has none, and one row sums each backend's DCGAN training."""
+    from bench.e2e import DCGAN_TOTAL, bar_chart, markdown
+    numpy_stages = {"data": 1.0, **{f"dcgan_digit_{d}": 2.0 for d in range(10)}, "report": 1.0}
+    result = {"preset": "quick", "scale": 1.0, "data": "stand-in", "machine": "cpu", "blas_threads": "1",
+              "backends": {"numpy": {"stages": numpy_stages, "total_s": 22.0},
+                           "cupy": {"stages": {"data": 0.5, "dcgan_digits": 4.0, "report": 0.5}, "total_s": 5.0}}}
+    text = markdown(result)
+    assert "| dcgan_digit_5 | 2.00 | — | — |" in text and "| dcgan_digits | — | 4.00 | — |" in text
+    assert f"| {DCGAN_TOTAL} | 20.00 | 4.00 | 5.0x |" in text and "| total | 22.00 | 5.00 | 4.4x |" in text
+    bar_chart(result, tmp_path / "e2e.png")
+    assert (tmp_path / "e2e.png").read_bytes()[:4] == b"\x89PNG"
+    result["backends"]["cupy"]["stages"] = dict(numpy_stages)      # the same stages: no summed row
+    assert DCGAN_TOTAL not in markdown(result)
+
+
+def test_e2e_reports_digits_that_stopped_in_the_grouped_stage(monkeypatch, tmp_path):
+    from bench import e2e
+
+    class Runner:
+        manifests = {"data": {"seconds": 1.0},
+                     "dcgan_digit_2": {"seconds": 1.0, "summary": {"status": {"state": "stopped", "message": "nan"}}},
+                     "dcgan_digits": {"seconds": 3.0, "summary": {"digits": {
+                         "3": {"status": {"state": "done"}}, "7": {"status": {"state": "stopped", "message": "stuck"}}}}}}
+    monkeypatch.setattr(e2e, "run_experiment", lambda *a, **k: Runner())
+    timed = e2e.time_backend("numpy", {}, tmp_path, tmp_path, 0, True)
+    assert timed["dcgan_stopped"] == {"dcgan_digit_2": "nan", "dcgan_digits/7": "stuck"}
 
 
 def test_bench_e2e_passes_tf32_and_threads_on(monkeypatch):
