@@ -25,7 +25,7 @@ Errors print one line and exit with status 2."""
 
 EPILOG = """\
 examples:
-  python -m gan train --digits 0-9 --loss paper --data-dir DIR --out runs/paper     (900 iterations per digit)
+  python -m gan train --digits 0-9 --loss paper --data-dir DIR --out runs/paper     (1,500 iterations per digit)
   python -m gan train --digits 1,5 --iters 700 --loss bce --out runs/bce     (resumes if runs/bce exists)
   python -m gan train --conditional --iters 3000 --loss bce --out runs/cond     (one GAN for all digits)
   python -m gan sample --run runs/paper --per-digit 7300 --out dcgan.npz --seed 0
