@@ -73,7 +73,7 @@ class ConditionalDCGAN(DCGAN):
         image, planes = x[:, :3], x[:, 3:]
         if self.augment:
             image = self.augment.forward(image, self.rng)
-        z = self.D.forward(xp.ascontiguousarray(xp.concatenate([image, planes], axis=1)), True)
+        z = self.D.forward(xp.concatenate([image, planes], axis=1), True)
         return sigmoid(z), z
 
     def _d_backward(self, dz, input_grad=True):
