@@ -13,6 +13,7 @@ import os
 import platform
 import shutil
 import subprocess
+import textwrap
 import time
 from importlib import metadata
 from pathlib import Path
@@ -324,19 +325,19 @@ def figure_classifier_curves(table, path):
 
 def figure_accuracy_bars(table, path):
     plt = pyplot()
-    fig, ax = plt.subplots(figsize=(7.5, 4))
+    fig, ax = plt.subplots(figsize=(9, 4))
     x = np.arange(len(table))
     ours = [100 * t["test_accuracy"] for t in table]
     errors = [0 if t["test_accuracy_se"] is None else 100 * t["test_accuracy_se"] for t in table]
     paper = [np.nan if t["paper_accuracy"] is None else 100 * t["paper_accuracy"] for t in table]
     ax.bar(x - 0.2, ours, 0.4, yerr=errors, capsize=3, label="ours (± standard error over seeds)")
     ax.bar(x + 0.2, paper, 0.4, label="paper")
-    for xi, v in zip(x, ours):
-        ax.text(xi - 0.2, v + 1, f"{v:.1f}", ha="center", fontsize=8)
-    ax.set_xticks(x, [t["row"] for t in table])
+    for xi, v, e in zip(x, ours, errors):
+        ax.text(xi - 0.2, v + e + 1, f"{v:.1f}", ha="center", fontsize=8)
+    ax.set_xticks(x, [textwrap.fill(str(t["row"]), 12, break_long_words=False) for t in table], fontsize=8)
     ax.set_ylabel("test accuracy on real SVHN (%)")
     ax.set_ylim(0, 100)
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.set_title("ConvNet trained on each set, tested on real images")
     fig.tight_layout()
     _save(fig, path)
