@@ -334,7 +334,7 @@ def figure_accuracy_bars(table, path):
     ax.bar(x + 0.2, paper, 0.4, label="paper")
     for xi, v, e in zip(x, ours, errors):
         ax.text(xi - 0.2, v + e + 1, f"{v:.1f}", ha="center", fontsize=8)
-    ax.set_xticks(x, [textwrap.fill(str(t["row"]), 12, break_long_words=False) for t in table], fontsize=8)
+    ax.set_xticks(x, [textwrap.fill(t["row"], 12, break_long_words=False) for t in table], fontsize=8)
     ax.set_ylabel("test accuracy on real SVHN (%)")
     ax.set_ylim(0, 100)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
