@@ -69,6 +69,7 @@ def layer_checks():
         ("Dropout 0.3", lambda: layers.Dropout(0.3), _normal(4, 3, 2, 2), True),
         ("Scale 0.25", lambda: layers.Scale(0.25), _normal(4, 3, 2, 2), True),
         ("Standardize", lambda: layers.Standardize(), _normal(4, 3, 2, 2) * 2 + 1, True),
+        ("Standardize per channel", lambda: layers.Standardize(per_channel=True), _normal(4, 3, 2, 2) * 2 + 1, True),
     ]
 
 

@@ -188,6 +188,9 @@ CASES = [
     ("bench --e2e --threads 1,2", "--threads"),
     ("bench.e2e --threads 0", "--threads"),
     ("bench.e2e --backend numpy,tpu", "not a backend"),
+    ("bench.refiner_change --input nope.npz --refined good.npz", "nope.npz"),
+    ("bench.refiner_change --input good.npz --refined random.npz", "random.npz"),
+    ("bench.refiner_change --input good.npz --refined good.npz --n 0", "--n"),
     # ---- run_all.py
     ("run_all.py --preset smoke --data-dir svhn --out out --set simgan_width=2", "simgan_width"),
     ("run_all.py --preset smoke --data-dir svhn --out out --redo nosuchstage", "--redo nosuchstage"),

@@ -221,6 +221,28 @@ def test_standardize_gradient_and_statistics(training):
     assert np.abs(flat).max() < 1e-12                          # a flat image stays flat, not blown up
 
 
+@pytest.mark.parametrize("training", [True, False])
+def test_standardize_per_channel_gradient_and_statistics(training):
+    """per_channel=True: every channel of every image gets mean 0 and variance var/(var + eps) over its
+    H·W values, so a per-channel gain and offset (a colour cast, a channel's contrast) leave no trace
+    beyond eps's; a float64 gradient check."""
+    x = rand(4, 3, 5, 5) * 3 + 2
+    layer = layers.Standardize(eps=1e-3, per_channel=True)
+    assert gradcheck(layer, x, training=training) < TOL
+    y = host(layer.forward(dev(x), training=training))
+    var = x.reshape(4, 3, -1).var(axis=2)
+    np.testing.assert_allclose(y.reshape(4, 3, -1).mean(axis=2), 0, atol=1e-6)
+    np.testing.assert_allclose(y.reshape(4, 3, -1).var(axis=2), var / (var + 1e-3), rtol=1e-6)
+    gain, offset = np.array([0.5, 2.0, 1.0]), np.array([-1.0, 0.3, 0.0])    # per channel
+    cast = host(layer.forward(dev(x * gain[:, None, None] + offset[:, None, None]), training=training))
+    scale = gain[None, :] * np.sqrt((var + 1e-3) / (var * gain[None, :] ** 2 + 1e-3))
+    np.testing.assert_allclose(cast, y * scale[:, :, None, None], rtol=1e-6)
+    whole = host(layers.Standardize(eps=1e-3).forward(dev(x), training=training))
+    assert np.abs(whole - y).max() > 0.1                     # not the same as over the whole image
+    with pytest.raises(ValueError, match="per_channel"):
+        layer.forward(dev(rand(4, 6)))
+
+
 def test_sigmoid_is_stable_for_large_inputs():
     y = host(layers.Sigmoid().forward(dev(np.array([-1000.0, 0.0, 1000.0], np.float32))))
     np.testing.assert_allclose(y, [0, 0.5, 1])
@@ -255,6 +277,7 @@ ALL_LAYERS = [
     (lambda: layers.Dropout(0.5), (2, 3, 4, 4)),
     (lambda: layers.Scale(0.25), (2, 3, 4, 4)),
     (lambda: layers.Standardize(), (2, 3, 4, 4)),
+    (lambda: layers.Standardize(per_channel=True), (2, 3, 4, 4)),
 ]
 
 

@@ -36,9 +36,9 @@ def uint8_set(n, seed=0):
     return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
 
 
-def tiny_simgan(lambda_reg=0.5, lr=1e-3, width=8, blocks=1, seed=0):
+def tiny_simgan(lambda_reg=0.5, lr=1e-3, width=8, blocks=1, seed=0, d_standardize=False):
     backend.seed(seed)
-    return SimGAN(build_refiner(width, blocks), build_patch_discriminator(4), lambda_reg=lambda_reg,
+    return SimGAN(build_refiner(width, blocks), build_patch_discriminator(4, d_standardize), lambda_reg=lambda_reg,
                   lr_r=lr, lr_d=lr, buffer_size=32)
 
 
@@ -65,6 +65,27 @@ def test_patch_discriminator_outputs_a_map_of_logits():
     X = sigmoid(D.forward(images(5)))
     assert X.shape == (5, 1, 8, 8) and X.dtype == np.float32
     assert float(X.min()) > 0 and float(X.max()) < 1
+
+
+def test_a_standardising_discriminator_is_blind_to_brightness_contrast_and_colour_cast():
+    """--d-standardize: D's verdict on an image does not change when each colour channel gets its own gain
+    and offset (up to eps), but does change when the image's structure changes; without it, it does change."""
+    x = images(4).astype(np.float64) * 0.4
+    gain = backend.asarray(np.array([0.5, 1.5, 0.8]).reshape(1, 3, 1, 1))
+    offset = backend.asarray(np.array([0.3, -0.2, 0.1]).reshape(1, 3, 1, 1))
+    for standardize in (True, False):
+        backend.seed(0)
+        D = build_patch_discriminator(width=4, standardize=standardize).astype(np.float64)
+        assert (type(D.layers[0]).__name__ == "Standardize") == standardize
+        z = backend.to_numpy(D.forward(x, training=False))
+        z_cast = backend.to_numpy(D.forward(x * gain + offset, training=False))
+        z_other = backend.to_numpy(D.forward(images(4, seed=9).astype(np.float64) * 0.4, training=False))
+        other, cast = np.abs(z_other - z).max(), np.abs(z_cast - z).max()
+        assert other > 1e-2
+        if standardize:
+            assert cast < 0.05 * other              # what is left is eps's: var is 0.05, eps 1e-3
+        else:
+            assert cast > 0.3 * other
 
 
 # ----------------------------------------------------------------------------- the ResNet block
@@ -137,9 +158,11 @@ def test_patch_loss_value_and_gradient(target):
     assert gradcheck_loss(PatchLoss(), z, X1) < 1e-6
 
 
-def test_refiner_loss_gradient_through_the_discriminator():
-    """dL_R/dx̃ of L_R = BCE(D(x̃), 0) + λ·mean|x̃ - x|, back through D's layers, in float64."""
-    sg = tiny_simgan(lambda_reg=0.3)
+@pytest.mark.parametrize("d_standardize", [False, True])
+def test_refiner_loss_gradient_through_the_discriminator(d_standardize):
+    """dL_R/dx̃ of L_R = BCE(D(x̃), 0) + λ·mean|x̃ - x|, back through D's layers (with or without its
+    per-channel standardisation), in float64."""
+    sg = tiny_simgan(lambda_reg=0.3, d_standardize=d_standardize)
     sg.D.astype(np.float64)
     rng = np.random.default_rng(2)
     x = backend.asarray(rng.uniform(-1, 1, (2, 3, 8, 8)))

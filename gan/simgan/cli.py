@@ -77,6 +77,10 @@ def build_parser():
         p.add_argument(flag, dest=key, type=kind, default=None, help=f"{text} (default: {getattr(d, key)})")
     p.add_argument("--random-init", dest="identity_init", action="store_const", const=False, default=None,
                    help="start the refiner from random weights instead of near the identity")
+    p.add_argument("--d-standardize", dest="d_standardize", action="store_const", const=True, default=None,
+                   help="the discriminator sees every colour channel of every image standardised (mean 0, "
+                        "variance 1), so the refiner gains nothing by changing brightness, contrast or colour "
+                        "(default: off)")
 
     p = sub.add_parser("refine", parents=[common], help="refine an image set with a trained run",
                        description="Refine every image of an image set with a run's refiner; labels are kept.")

@@ -185,21 +185,29 @@ def init_near_identity(R, residual_scale=0.1):
     return R
 
 
-def build_patch_discriminator(width=32):
+def build_patch_discriminator(width=32, standardize=False):
     """D: images (N, 3, 32, 32) -> logits z (N, 1, 8, 8); X = sigmoid(z) is, for each patch, its
     belief that it is refined (the sigmoid is applied by the loss, `PatchLoss`, stably).
 
-        3×3 conv s2 3→w, LReLU → 3×3 conv s2 w→2w, LReLU → 3×3 conv 2w→2w, LReLU
+        [Standardize per channel →] 3×3 conv s2 3→w, LReLU → 3×3 conv s2 w→2w, LReLU → 3×3 conv 2w→2w, LReLU
         → 1×1 conv 2w→2w, LReLU → 1×1 conv 2w→1
 
     Each of the 8×8 outputs sees a 15×15 window of the image (SimGAN's local adversarial loss:
     D judges patches, so R cannot fool it with one global change and keeps local detail).
     No BatchNorm: a batch mixes real images, new refined ones and ones from the history buffer.
+
+    standardize (our addition): D first gives every colour channel of every image mean 0 and variance 1
+    (`nn.layers.Standardize(per_channel=True)`), so it cannot tell refined from real by brightness,
+    contrast or a colour cast, and R gains nothing by changing them: a classifier trained on the refined
+    images randomises those anyway (classify's colour augmentation), and they were most of what the
+    refiners learnt without it. R's changes must then be in the local structure (texture, edges, blur).
     """
     if int(width) < 1:
         raise ValueError(f"patch discriminator: width must be >= 1, got {width}")
     w = int(width)
+    first = [layers.Standardize(per_channel=True)] if standardize else []
     return Sequential(
+        *first,
         layers.Conv2D(3, w, 3, stride=2, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2),
         layers.Conv2D(w, 2 * w, 3, stride=2, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2),
         layers.Conv2D(2 * w, 2 * w, 3, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2),

@@ -89,6 +89,7 @@ class SimGANConfig:
     blocks: int = 4              # refiner ResNet blocks
     identity_init: bool = True   # start the refiner near the identity (needs width >= 6)
     d_width: int = 32            # discriminator channels of the first stage
+    d_standardize: bool = False  # D sees each image's colour channels standardised (blind to colour and contrast)
     label_weight: float = 0.0    # μ, the weight of the label term CE(C(R(x)), y); 0: no digit keeper
     label_steps: int = 1000      # updates of the digit keeper C before the refiner's phases (when μ > 0)
     seed: int = 0
@@ -167,7 +168,7 @@ def build_simgan(config):
     """R and D with the run's architecture and its initial weights (from the run's seed)."""
     backend.seed(config.seed)
     R = build_refiner(config.width, config.blocks, config.identity_init)
-    D = build_patch_discriminator(config.d_width)
+    D = build_patch_discriminator(config.d_width, config.d_standardize)
     C = build_label_net(LABEL_NET_WIDTH) if config.label_weight > 0 else None   # drawn after R and D
     return SimGAN(R, D, lambda_reg=config.lambda_reg, lr_r=config.lr_r, lr_d=config.lr_d, beta1=config.beta1,
                   buffer_size=config.buffer_size, label_net=C, label_weight=config.label_weight)
@@ -295,8 +296,8 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     proc_x: uint8 (M, 32, 32, 3) procedural images to refine; proc_y: their labels (optional): with
         them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
     settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
-        batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, seed,
-        checkpoint_every). figures: write pairs.png and losses.png at the end.
+        batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, d_standardize,
+        label_weight, label_steps, seed, checkpoint_every). figures: write pairs.png and losses.png at the end.
     Returns a summary dict: iteration, the last log row, seconds, and the paths written.
     """
     real_x, proc_x = _check_images(real_x, "real images"), _check_images(proc_x, "procedural images")

@@ -140,17 +140,26 @@ class Standardize(Layer):
     Backward (s_n = sqrt(var_n + eps)):
         dx_n = (dy_n - mean(dy_n) - y_n · mean(dy_n · y_n)) / s_n
 
+    With per_channel=True the same holds for each channel (n, c) of an (N, C, H, W) input on its own
+    (the means over its H·W values): that also removes a colour cast and per-channel contrast.
+
     The same in training and evaluation: it removes each image's brightness and contrast, so a classifier
     cannot tell images apart by them. eps keeps nearly flat images from being blown up (its default, 1e-3
     on the [-1, 1] scale, is a standard deviation of about 4 grey levels)."""
 
-    def __init__(self, eps=1e-3):
+    def __init__(self, eps=1e-3, per_channel=False):
         super().__init__()
         self.eps = float(eps)
+        self.per_channel = bool(per_channel)
         self.y = self.s = None
 
+    def _axes(self, ndim):
+        if self.per_channel and ndim < 3:
+            raise ValueError(f"Standardize(per_channel=True) needs (N, C, ...) inputs, got {ndim} axes")
+        return tuple(range(2 if self.per_channel else 1, ndim))
+
     def forward(self, x, training=True):
-        axes = tuple(range(1, x.ndim))
+        axes = self._axes(x.ndim)
         mu = x.mean(axis=axes, keepdims=True)
         centred = x - mu
         self.s = backend.xp.sqrt((centred * centred).mean(axis=axes, keepdims=True) + x.dtype.type(self.eps))
@@ -158,9 +167,9 @@ class Standardize(Layer):
         return self.y
 
     def backward(self, dy):
-        axes = tuple(range(1, dy.ndim))
+        axes = self._axes(dy.ndim)
         y = self.y
         return (dy - dy.mean(axis=axes, keepdims=True) - y * (dy * y).mean(axis=axes, keepdims=True)) / self.s
 
     def __repr__(self):
-        return f"Standardize(eps={self.eps:g})"
+        return f"Standardize(eps={self.eps:g}{', per_channel=True' if self.per_channel else ''})"
