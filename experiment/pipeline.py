@@ -255,7 +255,7 @@ def run_dcgan_set(ctx, g, folder, upstream):
 SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "kg": "simgan_kg", "steps": "simgan_steps",
                   "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
                   "width": "simgan_width", "blocks": "simgan_blocks", "label_weight": "simgan_label_weight",
-                  "label_steps": "simgan_label_steps"}
+                  "label_steps": "simgan_label_steps", "d_standardize": "simgan_d_standardize"}
 """run_all.py's name (--set) of each SimGAN setting it passes on."""
 
 

@@ -70,6 +70,9 @@ class Settings:
     images first (0: off, SimGAN as published)."""
     simgan_label_steps: int = None
     """Updates of the digit keeper C before the refiner's (when μ > 0)."""
+    simgan_d_standardize: bool = None
+    """The discriminator sees every colour channel of every image standardised (blind to brightness,
+    contrast and colour cast)."""
     simgan_width: int = None
     """Refiner channels."""
     simgan_blocks: int = None
@@ -176,7 +179,7 @@ KINDS = {
     "simgan_lambda": "float", "simgan_label_weight": "float", "simgan_label_steps": "count", "clf_lr": "float",
     "mix_real_share": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
-    "dcgan_augment": "flag", "dcgan_together": "flag", "clf_tta": "flag",
+    "dcgan_augment": "flag", "dcgan_together": "flag", "clf_tta": "flag", "simgan_d_standardize": "flag",
     "clf_widths": "ints", "mix_real": "ints_or_all", "mix_synthetic": "words",
 }
 """How each field is parsed from `--set FIELD=VALUE`."""

@@ -461,6 +461,15 @@ def test_simgan_label_term_settings_reach_the_refiner():
             apply_overrides(preset("smoke"), [bad])
 
 
+def test_simgan_standardising_discriminator_setting_reaches_the_refiner():
+    got = simgan_settings(SimpleNamespace(settings=apply_overrides(preset("smoke"), ["simgan_d_standardize=yes"]),
+                                          seed=0))
+    assert got["d_standardize"] is True and SimGANConfig(**got).d_standardize is True
+    assert "d_standardize" not in simgan_settings(SimpleNamespace(settings=preset("smoke"), seed=0))
+    with pytest.raises(ValueError, match="simgan_d_standardize"):
+        apply_overrides(preset("smoke"), ["simgan_d_standardize=maybe"])
+
+
 def test_presets_are_valid_and_scale():
     for s in PRESETS.values():
         s.check()
