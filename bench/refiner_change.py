@@ -63,7 +63,7 @@ def change_report(x, r):
     per_channel = affine_residual(x, r, axes=(1, 2))
     per_image = affine_residual(x, r, axes=(1, 2, 3))
     share = (lambda e: 1 - (e * e).sum() / energy) if energy > 0 else (lambda e: 0.0)
-    return {"mean |r - x|": np.abs(d).mean(), "RMS r - x": np.sqrt((d * d).mean()),
+    return {"mean abs(r - x)": np.abs(d).mean(), "RMS(r - x)": np.sqrt((d * d).mean()),
             "colour share": share(per_channel), "brightness/contrast share": share(per_image),
             "local RMS": np.sqrt((per_channel ** 2).mean()), **band_shares(per_channel)}
 
@@ -87,7 +87,7 @@ def main(argv=None):
     print("| set | " + " | ".join(keys) + " |")
     print("|---|" + "---:|" * len(keys))
     for path, rep in reports.items():
-        cells = [f"{rep[k]:.2f}" if "share" not in k and "=" not in k else f"{100 * rep[k]:.0f} %" for k in keys]
+        cells = [f"{100 * rep[k]:.0f} %" if "share" in k or k.startswith("k") else f"{rep[k]:.2f}" for k in keys]
         print(f"| {path} | " + " | ".join(cells) + " |")
     return 0
 

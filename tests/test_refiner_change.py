@@ -34,7 +34,7 @@ def test_a_colour_cast_is_all_colour_and_noise_is_all_local():
     rep = change_report(x, cast)
     assert rep["colour share"] > 0.99                     # what is left is rounding
     assert rep["brightness/contrast share"] < 0.7         # one gain for all channels cannot fit it
-    assert rep["local RMS"] < 0.5 < rep["mean |r - x|"]
+    assert rep["local RMS"] < 0.5 < rep["mean abs(r - x)"]
     same_gain = as_uint8(x * 0.9 + 12.0)
     assert change_report(x, same_gain)["brightness/contrast share"] > 0.99
     noisy = as_uint8(x + np.random.default_rng(3).normal(0, 8, x.shape))
@@ -51,7 +51,7 @@ def test_bands_tell_a_smooth_change_from_fine_texture():
     rs, rf = change_report(x, smooth), change_report(x, fine)
     assert rs["k=1-4"] > 0.9 and rf["k=11-16"] > 0.9
     assert sum(v for k, v in rs.items() if k.startswith("k")) == pytest.approx(1)   # every ring but k = 0
-    assert change_report(x, x)["mean |r - x|"] == 0 and change_report(x, x)["colour share"] == 0
+    assert change_report(x, x)["mean abs(r - x)"] == 0 and change_report(x, x)["colour share"] == 0
 
 
 def test_cli_prints_a_row_per_refined_set_and_rejects_other_images(tmp_path, capsys):
@@ -63,7 +63,9 @@ def test_cli_prints_a_row_per_refined_set_and_rejects_other_images(tmp_path, cap
     assert refiner_change.main(["--input", str(tmp_path / "in.npz"), "--refined", str(tmp_path / "cast.npz"),
                                 "--refined", str(tmp_path / "in.npz")]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
-    assert len(rows) == 3 and "colour share" in rows[0] and rows[1].split("|")[4].strip() == "100 %"
+    assert len(rows) == 3 and all(len(row.split("|")) == 12 for row in rows)      # 10 columns, no stray "|"
+    assert rows[0].split("|")[4].strip() == "colour share" and rows[1].split("|")[4].strip() == "100 %"
+    assert rows[2].split("|")[2:4] == [" 0.00 ", " 0.00 "]                          # in.npz against itself
     with pytest.raises(SystemExit) as exit_info:
         refiner_change.run_cli(refiner_change.main, ["--input", str(tmp_path / "in.npz"),
                                                      "--refined", str(tmp_path / "short.npz")])
