@@ -73,6 +73,10 @@ class SimGANConfig:
     digit keeper C trained first for `label_steps` updates on the procedural images and their labels.
     With λ = 1 and μ = 1 the refiner changes images 2.5× as much as with λ = 10 and keeps label fidelity,
     but the refined set trains no better ConvNet than the raw one (docs/results.md §3.2), so it stays off.
+
+    d_standardize (off) makes D blind to each image's brightness, contrast and colour cast, which were three
+    quarters of a λ = 1, μ = 1 refiner's change; its refiner changes local structure instead, and still trains
+    no better ConvNet (−0.7 ± 0.5 points against raw, docs/results.md §3.3).
     """
     lambda_reg: float = 10.0     # λ, the weight of the self-regularisation mean|R(x) - x| (why 10: above)
     kg: int = 2                  # refiner updates per discriminator update
