@@ -1,18 +1,22 @@
-"""What did a refiner change? Splits R(x) - x into the part a colour augmentation would undo and the rest.
+"""What did a refiner change? Splits R(x) - x into a colour part (a gain and an offset) and a local part.
 
     python -m bench.refiner_change --input proc.npz --refined refined.npz [--refined other.npz ...] [--n 7300]
 
 Both sets hold the same images in the same order (a refined set is its input passed through a SimGAN
-refiner). A classifier trained with classify's colour augmentation (brightness, contrast, saturation,
-channel order and polarity drawn at random for every image) is blind to a change that only moves
-each image's colour channels by a gain and an offset: such a change teaches it nothing. So, per image
-n and colour channel c, with x and r = R(x) in grey levels (0..255, H·W values each):
+refiner). classify's colour augmentation draws every training image's brightness, contrast, saturation,
+channel order and polarity at random, so a ConvNet trained with it learns little from a change that
+only moves an image's colour channels by a gain and an offset: one gain and offset for the whole image
+(brightness and contrast) it randomises outright; a cast that differs between the channels it scrambles
+(saturation, channel order) without undoing it. So, per image n and colour channel c, with x and
+r = R(x) in grey levels (0..255, H·W values each):
 
     fit (a, b) = argmin Σ_pixels (r - (a·x + b))²        (least squares, one a and b per n and c)
     colour part  = a·x + b - x        local part  e = r - (a·x + b)
     colour share = 1 - Σ e² / Σ (r - x)²                 (summed over every image, channel and pixel)
 
-The same with one a and b per image for all three channels gives the brightness-and-contrast share.
+The same with one a and b per image for all three channels gives the brightness-and-contrast share
+(the part augmentation randomises outright; the colour share is the larger, per-channel one; both are 0
+for an unchanged set).
 Printed per refined set: the mean |r - x|, its RMS, both shares, the local part's RMS and where the
 local part's luma power lies (the rings k = 1-4, 5-10, 11-16 cycles per 32 pixels, as in
 bench/synthetic_gap.py, and the corners beyond). Nothing is trained; seconds for 7,300 images.
@@ -25,6 +29,10 @@ from bench.procedural_stats import LUMA
 from bench.synthetic_gap import BANDS
 from common.cli import ArgumentParser, run_cli, whole
 from svhn.imageset import load_image_set
+
+
+GREY_LEVELS = ("mean abs(r - x)", "RMS(r - x)", "local RMS")
+"""The report's columns in grey levels; every other column is a share (printed in percent)."""
 
 
 def affine_residual(x, r, axes):
@@ -62,7 +70,13 @@ def change_report(x, r):
     energy = (d * d).sum()
     per_channel = affine_residual(x, r, axes=(1, 2))
     per_image = affine_residual(x, r, axes=(1, 2, 3))
-    share = (lambda e: 1 - (e * e).sum() / energy) if energy > 0 else (lambda e: 0.0)
+
+    def share(e):
+        """The share of the change's energy that the fit leaving residual e explains (0 for no change)."""
+        if energy == 0:
+            return 0.0
+        return max(0.0, 1 - (e * e).sum() / energy)
+
     return {"mean abs(r - x)": np.abs(d).mean(), "RMS(r - x)": np.sqrt((d * d).mean()),
             "colour share": share(per_channel), "brightness/contrast share": share(per_image),
             "local RMS": np.sqrt((per_channel ** 2).mean()), **band_shares(per_channel)}
@@ -81,13 +95,13 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     x = load_image_set(args.input)[0][:args.n]
-    reports = {path: change_report(x, load_image_set(path)[0][:args.n]) for path in args.refined}
-    keys = list(next(iter(reports.values())))
+    reports = [(path, change_report(x, load_image_set(path)[0][:args.n])) for path in args.refined]
+    keys = list(reports[0][1])
     print(f"# what the refiner changed, first {len(x)} images (grey levels 0..255; shares of the change's energy)")
     print("| set | " + " | ".join(keys) + " |")
     print("|---|" + "---:|" * len(keys))
-    for path, rep in reports.items():
-        cells = [f"{100 * rep[k]:.0f} %" if "share" in k or k.startswith("k") else f"{rep[k]:.2f}" for k in keys]
+    for path, rep in reports:
+        cells = [f"{rep[k]:.2f}" if k in GREY_LEVELS else f"{100 * rep[k]:.0f} %" for k in keys]
         print(f"| {path} | " + " | ".join(cells) + " |")
     return 0
 

@@ -368,6 +368,16 @@ def dcgan_key(ctx, g):
     return config
 
 
+def simgan_key(ctx):
+    """The SimGAN settings as the `simgan` stage is keyed on them. `d_standardize` (a setting of `gan.simgan` added
+    after results folders existed) is left out while off, so that such folders resume their refiner instead of
+    training it again."""
+    config = asdict(SimGANConfig(**simgan_settings(ctx)))
+    if not config["d_standardize"]:
+        del config["d_standardize"]
+    return config
+
+
 def plan(ctx, n_train):
     """Every stage after `data`, in order (n_train: the real training images the data stage chose)."""
     s, seed, be = ctx.settings, ctx.seed, ctx.backend
@@ -375,7 +385,7 @@ def plan(ctx, n_train):
         Stage("procedural", partial(run_procedural, ctx),
               {"n": s.procedural_n, "seed": seed, "procedural": asdict(ProceduralSettings())},
               what="procedural training set, Figure 6"),
-        Stage("simgan", partial(run_simgan, ctx), {**asdict(SimGANConfig(**simgan_settings(ctx))), "backend": be},
+        Stage("simgan", partial(run_simgan, ctx), {**simgan_key(ctx), "backend": be},
               ("data", "procedural"), resumable=True, what="SimGAN refiner, refined procedural set"),
     ]
     for g in range(s.dcgan_seeds):                              # sets of ten DCGANs, GAN seed = seed + g

@@ -51,6 +51,8 @@ def test_bands_tell_a_smooth_change_from_fine_texture():
     rs, rf = change_report(x, smooth), change_report(x, fine)
     assert rs["k=1-4"] > 0.9 and rf["k=11-16"] > 0.9
     assert sum(v for k, v in rs.items() if k.startswith("k")) == pytest.approx(1)   # every ring but k = 0
+    corner = as_uint8(x + 20 * np.cos(2 * np.pi * 14 * (xx + yy))[None, :, :, None])     # k = 14·√2 ≈ 19.8
+    assert change_report(x, corner)["k>16"] > 0.9
     assert change_report(x, x)["mean abs(r - x)"] == 0 and change_report(x, x)["colour share"] == 0
 
 

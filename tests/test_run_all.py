@@ -292,6 +292,16 @@ def test_dcgan_stage_keys_leave_out_the_conditional_setting_the_experiment_never
         assert keyed and all(set(config) == before for config in keyed)
 
 
+def test_simgan_stage_key_leaves_out_the_standardising_discriminator_while_off(tmp_path):
+    """Results folders made before gan.simgan had `d_standardize` resume their refiner: its stage key holds the
+    very settings it held then; turned on, the key says so."""
+    ctx = pipeline.Context(PRESETS["smoke"], tmp_path, backend="numpy")
+    key = next(st.settings for st in pipeline.plan(ctx, n_train=80) if st.name == "simgan")
+    assert "d_standardize" not in key and "lambda_reg" in key
+    on = pipeline.Context(apply_overrides(PRESETS["smoke"], ["simgan_d_standardize=yes"]), tmp_path, backend="numpy")
+    assert next(st.settings for st in pipeline.plan(on, n_train=80) if st.name == "simgan")["d_standardize"] is True
+
+
 @pytest.mark.slow
 def test_second_run_skips_every_stage(runs):
     assert set(runs["d"].values()) == {"skipped"}

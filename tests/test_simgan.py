@@ -17,6 +17,7 @@ from nn import Sequential, backend, gradcheck, gradcheck_loss, layers
 from common.cli import run_cli
 from gan.simgan import cli as simgan_cli, train as simgan
 from gan.simgan import SimGANConfig, refine, train_simgan
+from gan.simgan.train import build_simgan, load_config
 from gan.simgan.nets import (HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
                              build_label_net, build_patch_discriminator, build_refiner, init_near_identity)
 
@@ -465,6 +466,27 @@ def test_cli_train_then_refine(tmp_path, capsys):
     assert code == 0
     xr, yr = load_image_set(tmp_path / "ref.npz")
     assert np.array_equal(yr, y) and np.array_equal(xr, load_image_set(Path(run) / "refined.npz")[0])
+
+
+def test_cli_d_standardize_is_saved_kept_on_resume_and_old_runs_load_without_it(tmp_path, capsys):
+    from svhn.imageset import save_image_set
+    save_image_set(tmp_path / "real.npz", *uint8_set(12, 1))
+    save_image_set(tmp_path / "proc.npz", *uint8_set(12, 2))
+    flags = ["--width", "6", "--blocks", "1", "--d-width", "4", "--batch-size", "4", "--pretrain-r", "1",
+             "--pretrain-d", "1", "--quiet", "--real", str(tmp_path / "real.npz"), "--procedural", str(tmp_path / "proc.npz")]
+    std, plain = str(tmp_path / "std"), str(tmp_path / "plain")
+    assert run_main(["train", "--out", std, "--steps", "1", "--d-standardize", *flags], capsys)[0] == 0
+    assert load_config(std).d_standardize is True
+    assert build_simgan(load_config(std)).D.layers[0].per_channel is True
+    assert run_main(["train", "--out", std, "--steps", "2", *flags], capsys)[0] == 0      # resumed: still on
+    assert load_config(std).d_standardize is True
+    assert run_main(["train", "--out", plain, "--steps", "1", *flags], capsys)[0] == 0
+    code, err = run_main(["train", "--out", plain, "--steps", "2", "--d-standardize", *flags], capsys)
+    assert code == 2 and "d_standardize" in err                                         # a trained run keeps it
+    config = json.loads((Path(plain) / "config.json").read_text())
+    del config["d_standardize"]                                                         # a run from before the option
+    (Path(plain) / "config.json").write_text(json.dumps(config))
+    assert load_config(plain).d_standardize is False
 
 
 def test_module_help_runs():

@@ -199,8 +199,9 @@ def build_patch_discriminator(width=32, standardize=False):
     standardize (our addition): D first gives every colour channel of every image mean 0 and variance 1
     (`nn.layers.Standardize(per_channel=True)`), so it cannot tell refined from real by brightness,
     contrast or a colour cast, and R gains nothing by changing them: a classifier trained on the refined
-    images randomises those anyway (classify's colour augmentation), and they were most of what the
-    refiners learnt without it. R's changes must then be in the local structure (texture, edges, blur).
+    images randomises brightness and contrast anyway and scrambles colour (classify's colour augmentation:
+    saturation, channel order, polarity), and such changes were most of what the refiners learnt without
+    it. R's changes must then be in the local structure (texture, edges, blur).
     """
     if int(width) < 1:
         raise ValueError(f"patch discriminator: width must be >= 1, got {width}")
