@@ -25,8 +25,7 @@ import argparse
 
 import numpy as np
 
-from bench.procedural_stats import LUMA
-from bench.synthetic_gap import BANDS
+from bench.synthetic_gap import BANDS, luma_power
 from common.cli import ArgumentParser, run_cli, whole
 from svhn.imageset import load_image_set
 
@@ -41,18 +40,16 @@ def affine_residual(x, r, axes):
     xm, rm = x.mean(axis=axes, keepdims=True), r.mean(axis=axes, keepdims=True)
     xc, rc = x - xm, r - rm
     sxx = (xc * xc).sum(axis=axes, keepdims=True)
-    a = np.where(sxx > 0, (xc * rc).sum(axis=axes, keepdims=True) / np.where(sxx > 0, sxx, 1), 0)
+    a = (xc * rc).sum(axis=axes, keepdims=True) / np.where(sxx > 0, sxx, 1)    # sxx = 0: xc = 0, so a = 0
     return rc - a * xc
 
 
 def band_shares(e):
     """Shares of the luma power of e (N, H, W, 3) in the rings of BANDS and beyond them (the corners
-    of the spectrum, k > 16 on 32 pixels); e's mean luma is left in (k = 0 counts in no ring)."""
-    lum = e @ LUMA
-    size = lum.shape[1]
-    power = (np.abs(np.fft.fft2(lum)) ** 2).sum(axis=0)
-    f = np.fft.fftfreq(size) * size
-    ring = np.rint(np.hypot(f[:, None], f[None, :]))
+    of the spectrum, k > 16 on 32 pixels). `luma_power` removes each image's mean luma (k = 0), which is
+    0 anyway for a per-channel residual; its 1/255 scale does not change a share."""
+    power, radius = luma_power(e)
+    power, ring = power.sum(axis=0), np.rint(radius)
     total = power.sum()
     if total == 0:
         return {**{f"k={lo}-{hi}": 0.0 for lo, hi in BANDS}, f"k>{BANDS[-1][1]}": 0.0}

@@ -358,24 +358,25 @@ def classifier_stage(ctx, real, synthetic, clf=0):
 
 # ---------------------------------------------------------------------------------- the plan
 
+LATER_FLAGS = ("conditional", "d_standardize")
+"""Switches added to `gan`'s and `gan.simgan`'s configs after results folders existed (the experiment never turns
+`conditional` on). A stage key leaves each out while it is off, so that such folders resume their stages instead of
+training them again."""
+
+
+def stage_key(config):
+    """A config dataclass as a stage is keyed on it: its fields, without the LATER_FLAGS that are off."""
+    return {k: v for k, v in asdict(config).items() if not (k in LATER_FLAGS and not v)}
+
+
 def dcgan_key(ctx, g):
-    """The g-th set's DCGAN settings as its stages are keyed on them. `conditional` (a setting of `gan` added
-    after results folders existed, never used by the experiment) is left out while off, so that such folders
-    resume their DCGANs instead of training them again."""
-    config = asdict(dcgan_config(ctx, g))
-    if not config["conditional"]:
-        del config["conditional"]
-    return config
+    """The g-th set's DCGAN settings as its stages are keyed on them (see `stage_key`)."""
+    return stage_key(dcgan_config(ctx, g))
 
 
 def simgan_key(ctx):
-    """The SimGAN settings as the `simgan` stage is keyed on them. `d_standardize` (a setting of `gan.simgan` added
-    after results folders existed) is left out while off, so that such folders resume their refiner instead of
-    training it again."""
-    config = asdict(SimGANConfig(**simgan_settings(ctx)))
-    if not config["d_standardize"]:
-        del config["d_standardize"]
-    return config
+    """The SimGAN settings as the `simgan` stage is keyed on them (see `stage_key`)."""
+    return stage_key(SimGANConfig(**simgan_settings(ctx)))
 
 
 def plan(ctx, n_train):
