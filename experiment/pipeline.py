@@ -255,7 +255,8 @@ def run_dcgan_set(ctx, g, folder, upstream):
 SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "kg": "simgan_kg", "steps": "simgan_steps",
                   "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
                   "width": "simgan_width", "blocks": "simgan_blocks", "label_weight": "simgan_label_weight",
-                  "label_steps": "simgan_label_steps", "d_standardize": "simgan_d_standardize"}
+                  "label_steps": "simgan_label_steps", "d_standardize": "simgan_d_standardize",
+                  "d_conditional": "simgan_d_conditional"}
 """run_all.py's name (--set) of each SimGAN setting it passes on."""
 
 
@@ -268,9 +269,9 @@ def simgan_settings(ctx):
 def run_simgan(ctx, folder, upstream):
     """A SimGAN refiner trained on the real training images and the procedural set, which it then
     refines (labels kept): folder/run/refined.npz."""
-    x_real = ctx.real()[0]
+    x_real, y_real = ctx.real()[:2]
     x_proc, y_proc = load_image_set(ctx.stage_dir("procedural") / "images.npz")
-    summary = train_simgan(x_real, x_proc, folder / "run", proc_y=y_proc, progress=ctx.progress,
+    summary = train_simgan(x_real, x_proc, folder / "run", proc_y=y_proc, real_y=y_real, progress=ctx.progress,
                            log=lambda line: None, **simgan_settings(ctx))
     x_ref, y_ref = load_image_set(folder / "run" / REFINED_FILE)
     change = float(np.abs(x_ref.astype(np.float32) - x_proc).mean())
@@ -358,7 +359,7 @@ def classifier_stage(ctx, real, synthetic, clf=0):
 
 # ---------------------------------------------------------------------------------- the plan
 
-LATER_FLAGS = ("conditional", "d_standardize")
+LATER_FLAGS = ("conditional", "d_standardize", "d_conditional")
 """Switches added to `gan`'s and `gan.simgan`'s configs after results folders existed (the experiment never turns
 `conditional` on). A stage key leaves each out while it is off, so that such folders resume their stages instead of
 training them again."""

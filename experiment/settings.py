@@ -73,6 +73,9 @@ class Settings:
     simgan_d_standardize: bool = None
     """The discriminator sees every colour channel of every image standardised (blind to brightness,
     contrast and colour cast)."""
+    simgan_d_conditional: bool = None
+    """The discriminator has one map per digit and judges each image by its own digit's map (the real
+    training images with their labels, refined ones with the procedural labels)."""
     simgan_width: int = None
     """Refiner channels."""
     simgan_blocks: int = None
@@ -180,6 +183,7 @@ KINDS = {
     "mix_real_share": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
     "dcgan_augment": "flag", "dcgan_together": "flag", "clf_tta": "flag", "simgan_d_standardize": "flag",
+    "simgan_d_conditional": "flag",
     "clf_widths": "ints", "mix_real": "ints_or_all", "mix_synthetic": "words",
 }
 """How each field is parsed from `--set FIELD=VALUE`."""

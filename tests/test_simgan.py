@@ -18,7 +18,7 @@ from common.cli import run_cli
 from gan.simgan import cli as simgan_cli, train as simgan
 from gan.simgan import SimGANConfig, refine, train_simgan
 from gan.simgan.train import build_simgan, load_config
-from gan.simgan.nets import (HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
+from gan.simgan.nets import (DigitMap, HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
                              build_label_net, build_patch_discriminator, build_refiner, init_near_identity)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,10 +37,11 @@ def uint8_set(n, seed=0):
     return rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)
 
 
-def tiny_simgan(lambda_reg=0.5, lr=1e-3, width=8, blocks=1, seed=0, d_standardize=False):
+def tiny_simgan(lambda_reg=0.5, lr=1e-3, width=8, blocks=1, seed=0, d_standardize=False, conditional=False):
     backend.seed(seed)
-    return SimGAN(build_refiner(width, blocks), build_patch_discriminator(4, d_standardize), lambda_reg=lambda_reg,
-                  lr_r=lr, lr_d=lr, buffer_size=32)
+    D = build_patch_discriminator(4, d_standardize, maps=10 if conditional else 1)
+    return SimGAN(build_refiner(width, blocks), D, lambda_reg=lambda_reg, lr_r=lr, lr_d=lr, buffer_size=32,
+                  conditional=conditional)
 
 
 # ----------------------------------------------------------------------------- shapes
@@ -159,18 +160,19 @@ def test_patch_loss_value_and_gradient(target):
     assert gradcheck_loss(PatchLoss(), z, X1) < 1e-6
 
 
-@pytest.mark.parametrize("d_standardize", [False, True])
-def test_refiner_loss_gradient_through_the_discriminator(d_standardize):
+@pytest.mark.parametrize("d_standardize, conditional", [(False, False), (True, False), (False, True), (True, True)])
+def test_refiner_loss_gradient_through_the_discriminator(d_standardize, conditional):
     """dL_R/dx̃ of L_R = BCE(D(x̃), 0) + λ·mean|x̃ - x|, back through D's layers (with or without its
-    per-channel standardisation), in float64."""
-    sg = tiny_simgan(lambda_reg=0.3, d_standardize=d_standardize)
+    per-channel standardisation; one map, or the map of each image's digit), in float64."""
+    sg = tiny_simgan(lambda_reg=0.3, d_standardize=d_standardize, conditional=conditional)
     sg.D.astype(np.float64)
     rng = np.random.default_rng(2)
     x = backend.asarray(rng.uniform(-1, 1, (2, 3, 8, 8)))
+    y = backend.asarray(np.array([3, 8])) if conditional else None
 
     class RefinerLoss:
         def forward(self, refined):
-            loss, terms, self.grad = sg.refiner_loss(refined, x)
+            loss, terms, self.grad = sg.refiner_loss(refined, x, y)
             assert set(terms) == {"loss_adv", "loss_reg"}
             assert loss == pytest.approx(terms["loss_adv"] + 0.3 * terms["loss_reg"])
             return loss
@@ -179,6 +181,45 @@ def test_refiner_loss_gradient_through_the_discriminator(d_standardize):
             return self.grad
 
     assert gradcheck_loss(RefinerLoss(), rng.uniform(-1, 1, (2, 3, 8, 8))) < 1e-6
+
+
+def test_digit_map_picks_each_images_own_map_and_sends_the_gradient_there_only():
+    """DigitMap: z_y[n] = z[n, y_n]; dL/dz is dL/dz_y in map y_n and 0 in the nine others (float64 check)."""
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=(3, 10, 2, 2))
+    y = backend.asarray(np.array([0, 7, 7]))
+    pick = DigitMap()
+    out = backend.to_numpy(pick.forward(backend.asarray(z), y))
+    assert out.shape == (3, 1, 2, 2)
+    assert np.array_equal(out[:, 0], z[[0, 1, 2], [0, 7, 7]])
+    dz = backend.to_numpy(pick.backward(backend.asarray(np.ones((3, 1, 2, 2)))))
+    assert np.array_equal(dz.sum(axis=(2, 3)) != 0, np.eye(10, dtype=bool)[[0, 7, 7]])
+
+    class PickedPatchLoss:                                     # BCE over the picked maps, targets 0/1 by patch
+        patch = PatchLoss()
+        target = backend.asarray(rng.integers(0, 2, (3, 1, 2, 2)).astype(np.float64))
+
+        def forward(self, logits):
+            return self.patch.forward(pick.forward(logits, y), self.target)
+
+        def backward(self):
+            return pick.backward(self.patch.backward())
+
+    assert gradcheck_loss(PickedPatchLoss(), z) < 1e-6
+
+
+def test_the_conditional_discriminator_judges_each_image_by_its_own_digits_map():
+    sg = tiny_simgan(conditional=True)
+    x = images(4, 6)
+    z = backend.to_numpy(sg.D.forward(x, True))
+    assert z.shape == (4, 10, 8, 8)
+    for digits in ([0, 1, 2, 3], [9, 9, 4, 0]):
+        y = backend.asarray(np.array(digits))
+        assert np.allclose(backend.to_numpy(sg._verdict(x, y))[:, 0], z[np.arange(4), digits])
+    with pytest.raises(ValueError, match="labels"):
+        sg.refiner_loss(x, x)                                  # no labels: refused, not a silent map 0
+    with pytest.raises(ValueError, match="labels"):
+        sg.discriminator_step(x, x, np.random.default_rng(0), real_y=None, y=backend.asarray(np.zeros(4, np.int64)))
 
 
 def label_simgan(lambda_reg=0.3, label_weight=2.0, seed=0):
@@ -276,6 +317,46 @@ def test_history_buffer_fills_wraps_and_samples():
     assert stored(buf) == [13, 14, 15, 16, 17]
     again = HistoryBuffer(5).load_state_dict(buf.state_dict())
     assert stored(again) == stored(buf) and again.next == buf.next
+
+
+def test_history_buffer_keeps_each_images_label_beside_it():
+    """With the conditional D an image and its digit stay paired through wrapping, sampling and a checkpoint."""
+    buf = HistoryBuffer(5)
+    rng = np.random.default_rng(1)
+    buf.push(constant_images([10, 21, 32]), backend.asarray(np.array([0, 1, 2])))
+    buf.push(constant_images([43, 54, 65, 76]), backend.asarray(np.array([3, 4, 5, 6])))   # wraps
+    for again in (buf, HistoryBuffer(5).load_state_dict(buf.state_dict())):
+        x, y = again.sample(5, rng, with_labels=True)
+        values, labels = backend.to_numpy(x)[:, 0, 0, 0], backend.to_numpy(y)
+        assert sorted(labels.tolist()) == [2, 3, 4, 5, 6]
+        assert np.array_equal(values.astype(int) % 10, labels)   # each image came with its own label
+    with pytest.raises(ValueError, match="labels"):
+        buf.push(constant_images([1]))                         # labels with every batch, or with none
+    plain = HistoryBuffer(5)
+    plain.push(constant_images([1, 2]))
+    with pytest.raises(ValueError, match="without labels"):
+        plain.sample(1, rng, with_labels=True)
+    assert "labels" not in plain.state_dict()                  # checkpoints of plain runs are as before
+
+
+def test_conditional_discriminator_step_pairs_buffer_images_with_their_labels():
+    """The refined half from the buffer is judged by the maps of the digits those images were refined as."""
+    sg = tiny_simgan(conditional=True)
+    sg.R.forward = lambda x, training=True: x                 # refined = input, so the buffer's contents are known
+    rng = np.random.default_rng(0)
+    seen = []
+    verdict = sg._verdict
+    sg._verdict = lambda batch, y: seen.append((backend.to_numpy(batch), backend.to_numpy(y))) or verdict(batch, y)
+    for step in range(3):
+        y = rng.integers(0, 10, 8)
+        x = backend.asarray(np.broadcast_to((y / 10.0).astype(np.float32)[:, None, None, None], (8, 3, 32, 32)).copy())
+        real_y = rng.integers(0, 10, 8)
+        sg.discriminator_step(images(8, step), x, rng, real_y=backend.asarray(real_y), y=backend.asarray(y))
+    batch, labels = seen[-1]
+    assert np.array_equal(labels[:8], real_y)                  # real images with their own labels
+    fake, fake_y = batch[8:], labels[8:]
+    assert np.allclose(fake[:, 0, 0, 0] * 10, fake_y)        # 4 new and 4 from the buffer, each with its digit
+    assert len(sg.buffer) == 12
 
 
 def test_discriminator_step_takes_half_its_refined_batch_from_the_buffer():
@@ -387,6 +468,30 @@ def test_a_run_with_the_label_term_trains_the_digit_keeper_first_and_resumes_exa
     assert not (tmp_path / "nolabels").exists()                     # refused before anything was written
 
 
+def test_a_conditional_run_uses_the_real_labels_and_resumes_exactly(tmp_path):
+    real, real_labels = uint8_set(20, 1)
+    proc, labels = uint8_set(30, 2)
+    quiet = dict(progress=False, log=lambda *a: None, figures=False)
+    settings = {**TINY, "d_conditional": True}
+    train_simgan(real, proc, tmp_path / "once", proc_y=labels, real_y=real_labels, **quiet, **settings)
+    assert build_simgan(load_config(tmp_path / "once")).D.layers[-1].params["W"].shape[0] == 10
+    train_simgan(real, proc, tmp_path / "twice", proc_y=labels, real_y=real_labels, **quiet, **{**settings, "steps": 1})
+    train_simgan(real, proc, tmp_path / "twice", proc_y=labels, real_y=real_labels, **quiet, steps=3)
+    a, b = (dict(np.load(tmp_path / r / "checkpoint.npz")) for r in ("once", "twice"))
+    assert a.keys() == b.keys() and "buffer/labels" in a
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    other = {**settings, "steps": 1}
+    train_simgan(real, proc, tmp_path / "shuffled", proc_y=labels, real_y=real_labels[::-1], **quiet, **other)
+    train_simgan(real, proc, tmp_path / "same", proc_y=labels, real_y=real_labels, **quiet, **other)
+    d1, d2 = (dict(np.load(tmp_path / r / "checkpoint.npz")) for r in ("shuffled", "same"))
+    assert not np.array_equal(d1["D/4.W"], d2["D/4.W"])        # the real labels reach D
+    for missing in (dict(proc_y=labels), dict(real_y=real_labels)):
+        with pytest.raises(ValueError, match="labels"):
+            train_simgan(real, proc, tmp_path / "nolabels", **missing, **quiet, **settings)
+        assert not (tmp_path / "nolabels").exists()            # refused before anything was written
+
+
 def test_without_the_label_term_a_run_has_no_digit_keeper(tmp_path):
     real, _ = uint8_set(20, 1)
     proc, labels = uint8_set(30, 2)
@@ -487,6 +592,23 @@ def test_cli_d_standardize_is_saved_kept_on_resume_and_old_runs_load_without_it(
     del config["d_standardize"]                                                         # a run from before the option
     (Path(plain) / "config.json").write_text(json.dumps(config))
     assert load_config(plain).d_standardize is False
+
+
+def test_cli_d_conditional_reads_the_real_labels_and_is_saved(tmp_path, capsys):
+    from svhn.imageset import save_image_set
+    save_image_set(tmp_path / "real.npz", *uint8_set(12, 1))
+    save_image_set(tmp_path / "proc.npz", *uint8_set(12, 2))
+    flags = ["--width", "6", "--blocks", "1", "--d-width", "4", "--batch-size", "4", "--pretrain-r", "1",
+             "--pretrain-d", "1", "--steps", "2", "--quiet", "--real", str(tmp_path / "real.npz"),
+             "--procedural", str(tmp_path / "proc.npz")]
+    run = str(tmp_path / "cond")
+    assert run_main(["train", "--out", run, "--d-conditional", *flags], capsys)[0] == 0
+    assert load_config(run).d_conditional is True
+    assert "buffer/labels" in np.load(Path(run) / "checkpoint.npz").files
+    config = json.loads((Path(run) / "config.json").read_text())
+    del config["d_conditional"]                                                         # a run from before the option
+    (Path(run) / "config.json").write_text(json.dumps(config))
+    assert load_config(run).d_conditional is False
 
 
 def test_module_help_runs():

@@ -48,7 +48,8 @@ def build_parser():
                        description="Train a SimGAN refiner; on an existing --out folder the run resumes with its "
                                    "saved settings (--steps may be raised to train further).")
     p.add_argument("--real", required=True, metavar="DATA_DIR",
-                   help="folder with SVHN's train_32x32.mat (its labels are not used), or an image-set .npz")
+                   help="folder with SVHN's train_32x32.mat, or an image-set .npz (its labels are used by "
+                        "--d-conditional only)")
     p.add_argument("--procedural", required=True, metavar="FILE.npz", help="procedural image set to learn to refine")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder (created, or resumed)")
     # None defaults: only the options given are compared with a resumed run's settings.
@@ -81,6 +82,9 @@ def build_parser():
                    help="the discriminator sees every colour channel of every image standardised (mean 0, "
                         "variance 1), so the refiner gains nothing by changing brightness, contrast or colour "
                         "(default: off)")
+    p.add_argument("--d-conditional", dest="d_conditional", action="store_const", const=True, default=None,
+                   help="the discriminator has one map per digit and judges each image by its own digit's map "
+                        "(real images with their labels, refined ones with the procedural labels) (default: off)")
 
     p = sub.add_parser("refine", parents=[common], help="refine an image set with a trained run",
                        description="Refine every image of an image set with a run's refiner; labels are kept.")
@@ -106,11 +110,11 @@ def check_real(source):
 
 
 def load_real(source):
-    """Real images from an SVHN folder (train split) or an image-set .npz; labels dropped."""
+    """(images, labels) from an SVHN folder (train split) or an image-set .npz."""
     path = check_real(source)
     if path.suffix == ".npz":
-        return load_image_set(path)[0]
-    return svhn.load("train", path)[0]
+        return load_image_set(path)
+    return svhn.load("train", path)
 
 
 def check_input_file(path, option):
@@ -135,8 +139,8 @@ def main(argv=None):
         check_real(args.real)
         check_input_file(args.procedural, "--procedural")
         proc_x, proc_y = load_image_set(args.procedural)     # the quick one first: SVHN's .mat is cached when read
-        real_x = load_real(args.real)
-        train_simgan(real_x, proc_x, args.out, proc_y=proc_y, progress=not args.quiet, **settings)
+        real_x, real_y = load_real(args.real)
+        train_simgan(real_x, proc_x, args.out, proc_y=proc_y, real_y=real_y, progress=not args.quiet, **settings)
     else:
         check_output_path(args.out, "file", "--out", suffix=".npz")
         x, y = load_image_set(args.input)

@@ -21,6 +21,13 @@ convention for the discriminator: its output X is the probability that a patch i
     sg.label_net_step(x_syn, y_syn)            # trains C (before the refiner's phases)
     sg.refiner_step(x_syn, y_syn)              # L_R as above + μ·CE(C(R(x)), y)
 
+    # optional, our addition: the conditional discriminator, one map per digit; each image is judged by its
+    # own digit's map, real images with their labels, refined ones with the procedural labels
+    D  = build_patch_discriminator(width=32, maps=10)  # (N, 3, 32, 32) -> (N, 10, 8, 8)
+    sg = SimGAN(R, D, lambda_reg=1.0, conditional=True)
+    sg.discriminator_step(x_real, x_syn, rng, real_y=y_real, y=y_syn)
+    sg.refiner_step(x_syn, y_syn)
+
 SimGAN's losses, in the seed paper's symbols (X = D's belief "synthetic" for each patch, averaged
 over the P patches of the map and the batch):
     L_D = -mean[ X1·log X + (1 - X1)·log(1 - X) ]      X1 = 1 for refined, 0 for real patches
@@ -185,12 +192,12 @@ def init_near_identity(R, residual_scale=0.1):
     return R
 
 
-def build_patch_discriminator(width=32, standardize=False):
-    """D: images (N, 3, 32, 32) -> logits z (N, 1, 8, 8); X = sigmoid(z) is, for each patch, its
+def build_patch_discriminator(width=32, standardize=False, maps=1):
+    """D: images (N, 3, 32, 32) -> logits z (N, maps, 8, 8); X = sigmoid(z) is, for each patch, its
     belief that it is refined (the sigmoid is applied by the loss, `PatchLoss`, stably).
 
         [Standardize per channel →] 3×3 conv s2 3→w, LReLU → 3×3 conv s2 w→2w, LReLU → 3×3 conv 2w→2w, LReLU
-        → 1×1 conv 2w→2w, LReLU → 1×1 conv 2w→1
+        → 1×1 conv 2w→2w, LReLU → 1×1 conv 2w→maps
 
     Each of the 8×8 outputs sees a 15×15 window of the image (SimGAN's local adversarial loss:
     D judges patches, so R cannot fool it with one global change and keeps local detail).
@@ -213,7 +220,25 @@ def build_patch_discriminator(width=32, standardize=False):
         layers.Conv2D(w, 2 * w, 3, stride=2, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2),
         layers.Conv2D(2 * w, 2 * w, 3, padding=1, method=CONV_METHOD), layers.LeakyReLU(0.2),
         layers.Conv2D(2 * w, 2 * w, 1, method=CONV_METHOD), layers.LeakyReLU(0.2),
-        layers.Conv2D(2 * w, 1, 1, method=CONV_METHOD))
+        layers.Conv2D(2 * w, int(maps), 1, method=CONV_METHOD))
+
+
+class DigitMap:
+    """The conditional discriminator's verdict on each image: the map of its own digit.
+
+    Forward:   z (N, K, h, w), y (N,) integers in [0, K)  ->  z_y (N, 1, h, w),  z_y[n] = z[n, y_n]
+    Backward:  dL/dz[n, k] = dL/dz_y[n] if k = y_n, else 0   (the other K - 1 maps get no gradient)
+    """
+
+    def forward(self, z, y):
+        self.shape, self.y = z.shape, y
+        return z[backend.xp.arange(len(y)), y][:, None]
+
+    def backward(self, dz_y):
+        xp = backend.xp
+        dz = xp.zeros(self.shape, dtype=dz_y.dtype)
+        dz[xp.arange(len(self.y)), self.y] = dz_y[:, 0]
+        return dz
 
 
 def build_label_net(width=32):
@@ -284,7 +309,8 @@ class HistoryBuffer:
     the refiner made earlier and the refiner cannot cycle back to them. `push` writes images at
     the next slots, wrapping round and overwriting the oldest once full; `sample` draws uniformly
     (without replacement) from the filled part. The storage, on the current device, is allocated
-    at the first push with that batch's image shape.
+    at the first push with that batch's image shape. With the conditional discriminator each image
+    keeps its digit label beside it (push them together; `sample(..., with_labels=True)`).
     """
 
     def __init__(self, capacity):
@@ -292,49 +318,66 @@ class HistoryBuffer:
             raise ValueError(f"history buffer size must be >= 0, got {capacity}")
         self.capacity = int(capacity)
         self.images = None   # (capacity, C, H, W) once something was pushed
+        self.labels = None   # (capacity,) integers, once images were pushed with their labels
         self.count = 0       # how many slots hold an image
         self.next = 0        # where the next image goes
 
     def __len__(self):
         return self.count
 
-    def push(self, images):
-        """Write `images` (k, C, H, W) at the next k slots (mod capacity); a batch larger than the
-        buffer keeps only its last `capacity` images."""
+    def push(self, images, labels=None):
+        """Write `images` (k, C, H, W) (and their `labels` (k,)) at the next k slots (mod capacity);
+        a batch larger than the buffer keeps only its last `capacity` images."""
         if self.capacity == 0 or len(images) == 0:
             return
         if self.images is None:
             self.images = backend.xp.zeros((self.capacity, *images.shape[1:]), dtype=np.float32)
+            if labels is not None:
+                self.labels = backend.xp.zeros(self.capacity, dtype=np.int64)
         if tuple(images.shape[1:]) != tuple(self.images.shape[1:]):
             raise ValueError(f"history buffer holds images of shape {tuple(self.images.shape[1:])}, "
                              f"got {tuple(images.shape[1:])}")
+        if (labels is None) != (self.labels is None):
+            raise ValueError("history buffer: push labels with every batch, or with none")
         images = images[-self.capacity:]
-        slots = (self.next + np.arange(len(images))) % self.capacity
-        self.images[backend.asarray(slots)] = images
+        slots = backend.asarray((self.next + np.arange(len(images))) % self.capacity)
+        self.images[slots] = images
+        if labels is not None:
+            self.labels[slots] = labels[-self.capacity:]
         self.next = int((self.next + len(images)) % self.capacity)
         self.count = min(self.capacity, self.count + len(images))
 
-    def sample(self, n, rng):
-        """n images drawn without replacement from the filled slots (rng: a NumPy Generator)."""
+    def sample(self, n, rng, with_labels=False):
+        """n images drawn without replacement from the filled slots (rng: a NumPy Generator);
+        with_labels: the pair (images, their labels)."""
         if n > self.count:
             raise ValueError(f"history buffer holds {self.count} images, cannot sample {n}")
-        return self.images[backend.asarray(rng.choice(self.count, size=n, replace=False))]
+        if with_labels and self.labels is None:
+            raise ValueError("history buffer: its images were pushed without labels")
+        idx = backend.asarray(rng.choice(self.count, size=n, replace=False))
+        return (self.images[idx], self.labels[idx]) if with_labels else self.images[idx]
 
     def state_dict(self):
         filled = (backend.to_numpy(self.images[:self.count]).copy() if self.count
                   else np.zeros((0, 0, 0, 0), np.float32))
-        return {"images": filled, "count": np.array(self.count), "next": np.array(self.next),
-                "capacity": np.array(self.capacity)}
+        state = {"images": filled, "count": np.array(self.count), "next": np.array(self.next),
+                 "capacity": np.array(self.capacity)}
+        if self.labels is not None:
+            state["labels"] = backend.to_numpy(self.labels[:self.count]).copy()
+        return state
 
     def load_state_dict(self, state, source="checkpoint"):
         if int(state["capacity"]) != self.capacity:
             raise ValueError(f"{source}: history buffer of size {int(state['capacity'])}, this run uses {self.capacity}")
         self.count, self.next = int(state["count"]), int(state["next"])
-        self.images = None
+        self.images = self.labels = None
         if self.count:
             filled = np.asarray(state["images"], dtype=np.float32)
             self.images = backend.xp.zeros((self.capacity, *filled.shape[1:]), dtype=np.float32)
             self.images[:self.count] = backend.asarray(filled)
+            if "labels" in state:
+                self.labels = backend.xp.zeros(self.capacity, dtype=np.int64)
+                self.labels[:self.count] = backend.asarray(np.asarray(state["labels"], dtype=np.int64))
         return self
 
 
@@ -348,15 +391,21 @@ class SimGAN:
     Images are float (N, 3, H, W) in [-1, 1] on the current device, labels integer (N,) on the device;
     every step returns a dict of 0-d device values for the log (read to the host by the training loop
     every few steps, never inside a step).
+
+    conditional: D has one map per digit (`build_patch_discriminator(maps=10)`) and judges each image by its
+    own digit's map (`DigitMap`); every step then needs the labels: the procedural ones for refined images,
+    the real images' own for real ones.
     """
 
     def __init__(self, R, D, lambda_reg=10.0, lr_r=1e-4, lr_d=1e-3, beta1=0.5, buffer_size=512,
-                 label_net=None, label_weight=0.0, lr_label=1e-3):
+                 label_net=None, label_weight=0.0, lr_label=1e-3, conditional=False):
         if lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {lambda_reg}")
         if label_weight < 0 or (label_weight > 0 and label_net is None):
             raise ValueError(f"label_weight must be >= 0 and needs a label_net when > 0, got {label_weight}")
         self.R, self.D, self.C = R, D, label_net
+        self.conditional = bool(conditional)
+        self.digit_map = DigitMap()
         self.lambda_reg, self.label_weight = float(lambda_reg), float(label_weight)
         self.opt_R = optim.Adam(R, lr=lr_r, betas=(beta1, 0.999))
         self.opt_D = optim.Adam(D, lr=lr_d, betas=(beta1, 0.999))
@@ -377,14 +426,26 @@ class SimGAN:
         self.opt_C.step()
         return {"loss_label": loss, "acc_label": (z.argmax(axis=1) == y).mean()}
 
+    def _verdict(self, images, y):
+        """D's logits for `images`: its one map, or (conditional) the map of each image's digit y."""
+        z = self.D.forward(images, True)
+        if not self.conditional:
+            return z
+        if y is None:
+            raise ValueError("the conditional discriminator needs the images' labels")
+        return self.digit_map.forward(z, y)
+
+    def _verdict_backward(self, dz):
+        return self.D.backward(self.digit_map.backward(dz) if self.conditional else dz)
+
     # --- the refiner
     def refiner_loss(self, refined, x, y=None):
         """L_R = BCE(X(x̃), X1 = 0) + λ·mean|x̃ - x| [+ μ·CE(C(x̃), y)] and dL_R/dx̃. D's and C's weights
         are not updated here, but their grads are overwritten. Returns (L_R, terms, dL_R/dx̃), `terms`
         the log's loss_adv, loss_reg and (with the label term) loss_label."""
-        z = self.D.forward(refined, True)
+        z = self._verdict(refined, y)
         adv = self.patch.forward(z, 0.0)                 # "judged real": X1 = 0 for every patch
-        d_refined = self.D.backward(self.patch.backward())
+        d_refined = self._verdict_backward(self.patch.backward())
         reg = self.l1.forward(refined, x)
         d_refined = d_refined + self.lambda_reg * self.l1.backward()
         xp = backend.xp      # L_R in float64, as Python floats would add it (exact for float32 terms)
@@ -409,7 +470,7 @@ class SimGAN:
 
     def refiner_step(self, x, y=None):
         """One update of R on L_R (the adversarial term through D, λ times the L1 term and, with a label
-        net, μ times the label term through C; y: x's labels, needed then)."""
+        net, μ times the label term through C; y: x's labels, needed then and with the conditional D)."""
         refined = self.R.forward(x, True)
         loss, terms, d_refined = self.refiner_loss(refined, x, y)
         self.R.backward(d_refined)
@@ -417,28 +478,38 @@ class SimGAN:
         return {"loss_R": loss, **terms}
 
     # --- the discriminator
-    def discriminator_step(self, real, x, rng):
+    def discriminator_step(self, real, x, rng, real_y=None, y=None):
         """One update of D on a real batch and a refined batch R(x) of the same size, half of whose
         images are replaced by earlier refined images from the history buffer (once it holds
         enough); afterwards a random half of the new refined images goes into the buffer.
+        real_y, y: the labels of `real` and `x`, needed by the conditional D only.
 
         L_D = BCE over every patch of both batches together: X1 = 0 real, X1 = 1 refined.
         Returns loss_D, acc_real / acc_refined (patches D gets right: X < 0.5 on real,
         X >= 0.5 on refined) and X_real / X_refined (mean beliefs).
         """
         xp = backend.xp
+        if self.conditional and (real_y is None or y is None):
+            raise ValueError("the conditional discriminator needs the labels of the real and the procedural images")
         refined = self.R.forward(x, True)
         half = len(refined) // 2
-        fake = refined
+        fake, fake_y = refined, y
         if half and len(self.buffer) >= half:
-            fake = xp.concatenate([refined[:len(refined) - half], self.buffer.sample(half, rng)])
+            kept = len(refined) - half
+            if self.conditional:
+                old, old_y = self.buffer.sample(half, rng, with_labels=True)
+                fake_y = xp.concatenate([y[:kept], old_y])
+            else:
+                old = self.buffer.sample(half, rng)
+            fake = xp.concatenate([refined[:kept], old])
         batch = xp.concatenate([real, fake])
-        z = self.D.forward(batch, True)
+        z = self._verdict(batch, xp.concatenate([real_y, fake_y]) if self.conditional else None)
         X1 = xp.concatenate([xp.zeros((len(real), *z.shape[1:]), z.dtype), xp.ones((len(fake), *z.shape[1:]), z.dtype)])
         loss = self.patch.forward(z, X1)
-        self.D.backward(self.patch.backward())
+        self._verdict_backward(self.patch.backward())
         self.opt_D.step()
-        self.buffer.push(refined[backend.asarray(rng.permutation(len(refined))[:half])])
+        pushed = backend.asarray(rng.permutation(len(refined))[:half])
+        self.buffer.push(refined[pushed], y[pushed] if self.conditional else None)
         X = sigmoid(z)
         X_real, X_fake = X[:len(real)], X[len(real):]
         return {"loss_D": loss, "acc_real": (X_real < 0.5).mean(), "acc_refined": (X_fake >= 0.5).mean(),

@@ -45,6 +45,7 @@ PHASES = ("pretrain_C", "pretrain_R", "pretrain_D", "adversarial")
 LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_label", "loss_D", "acc_real",
               "acc_refined", "acc_label", "X_real", "X_refined", "seconds")
 LABEL_NET_WIDTH = 32         # channels of the digit keeper's first stage
+DIGITS = 10                  # maps of the conditional discriminator, one per digit
 REFINED_FILE = "refined.npz"   # the whole procedural set refined (when its labels are given)
 PAIRS_FILE = "pairs.png"
 LOSSES_FILE = "losses.png"
@@ -77,6 +78,9 @@ class SimGANConfig:
     d_standardize (off) makes D blind to each image's brightness, contrast and colour cast, which were three
     quarters of a λ = 1, μ = 1 refiner's change; its refiner changes local structure instead, and still trains
     no better ConvNet (−0.7 ± 0.5 points against raw, docs/results.md §3.3).
+
+    d_conditional (off) gives D one map per digit and judges every image by its own digit's map: real images
+    with their labels (so the real images' labels are used), refined ones with the procedural labels.
     """
     lambda_reg: float = 10.0     # λ, the weight of the self-regularisation mean|R(x) - x| (why 10: above)
     kg: int = 2                  # refiner updates per discriminator update
@@ -94,6 +98,7 @@ class SimGANConfig:
     identity_init: bool = True   # start the refiner near the identity (needs width >= 6)
     d_width: int = 32            # discriminator channels of the first stage
     d_standardize: bool = False  # D sees each image's colour channels standardised (blind to colour and contrast)
+    d_conditional: bool = False  # D has one map per digit and judges each image by its digit's (needs real labels)
     label_weight: float = 0.0    # μ, the weight of the label term CE(C(R(x)), y); 0: no digit keeper
     label_steps: int = 1000      # updates of the digit keeper C before the refiner's phases (when μ > 0)
     seed: int = 0
@@ -172,10 +177,11 @@ def build_simgan(config):
     """R and D with the run's architecture and its initial weights (from the run's seed)."""
     backend.seed(config.seed)
     R = build_refiner(config.width, config.blocks, config.identity_init)
-    D = build_patch_discriminator(config.d_width, config.d_standardize)
+    D = build_patch_discriminator(config.d_width, config.d_standardize, DIGITS if config.d_conditional else 1)
     C = build_label_net(LABEL_NET_WIDTH) if config.label_weight > 0 else None   # drawn after R and D
     return SimGAN(R, D, lambda_reg=config.lambda_reg, lr_r=config.lr_r, lr_d=config.lr_d, beta1=config.beta1,
-                  buffer_size=config.buffer_size, label_net=C, label_weight=config.label_weight)
+                  buffer_size=config.buffer_size, label_net=C, label_weight=config.label_weight,
+                  conditional=config.d_conditional)
 
 
 def save_checkpoint(path, sg, iteration, rng):
@@ -270,9 +276,10 @@ def _batch(x, rng, n, labels=None):
     return images if labels is None else (images, backend.asarray(labels[idx].astype(np.int64)))
 
 
-def train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y=None):
+def train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y=None, real_y=None):
     """One iteration of the named phase; returns its log row (without iteration/seconds).
-    proc_y (host integer labels of proc_x) is needed with the label term only."""
+    proc_y (host integer labels of proc_x) is needed with the label term or the conditional D,
+    real_y (of real_x) with the conditional D."""
     b = config.batch_size
     row = {"phase": phase}
     sg.opt_R.lr = config.lr_pretrain_r if phase == "pretrain_R" else config.lr_r
@@ -284,23 +291,28 @@ def train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y=None):
         return row
     if phase == "adversarial":
         for _ in range(config.kg):
-            if config.label_weight > 0:
+            if config.label_weight > 0 or config.d_conditional:
                 metrics = sg.refiner_step(*_batch(proc_x, rng, b, proc_y))
             else:
                 metrics = sg.refiner_step(_batch(proc_x, rng, b))
         row.update(metrics)
-    row.update(sg.discriminator_step(_batch(real_x, rng, b), _batch(proc_x, rng, b), rng))
+    if config.d_conditional:
+        (real, y_real), (x, y) = _batch(real_x, rng, b, real_y), _batch(proc_x, rng, b, proc_y)
+        row.update(sg.discriminator_step(real, x, rng, real_y=y_real, y=y))
+    else:
+        row.update(sg.discriminator_step(_batch(real_x, rng, b), _batch(proc_x, rng, b), rng))
     return row
 
 
-def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print, figures=True, **settings):
+def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print, figures=True, real_y=None,
+                 **settings):
     """Train (or resume) a SimGAN refiner in `out_dir`.
 
-    real_x: uint8 (N, 32, 32, 3) real images (their labels are not used).
+    real_x: uint8 (N, 32, 32, 3) real images; real_y: their labels, used (and needed) by the conditional D only.
     proc_x: uint8 (M, 32, 32, 3) procedural images to refine; proc_y: their labels (optional): with
         them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
     settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
-        batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, d_standardize,
+        batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, d_standardize, d_conditional,
         label_weight, label_steps, seed, checkpoint_every). figures: write pairs.png and losses.png at the end.
     Returns a summary dict: iteration, the last log row, seconds, and the paths written.
     """
@@ -312,6 +324,11 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     config = resolve_config(out_dir, settings)
     if config.label_weight > 0 and proc_y is None:
         raise SimGANError("the label term (label_weight > 0) needs the procedural images' labels (proc_y)")
+    if config.d_conditional:
+        if proc_y is None or real_y is None:
+            raise SimGANError("the conditional discriminator needs the labels of the real and the procedural images")
+        real_y = np.asarray(real_y)
+        check_image_set(real_x, real_y, "real images")
     config = prepare_run(out_dir, settings)
     sg = build_simgan(config)
     ckpt = out_dir / runs.CHECKPOINT_FILE
@@ -335,7 +352,7 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
 
     while iteration < config.total:
         phase = config.phase(iteration)
-        row = train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y)
+        row = train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y, real_y)
         iteration += 1
         row.update(iteration=iteration)
         pending.add(row)
