@@ -480,13 +480,26 @@ def test_simgan_standardising_discriminator_setting_reaches_the_refiner():
         apply_overrides(preset("smoke"), ["simgan_d_standardize=maybe"])
 
 
-def test_simgan_conditional_discriminator_setting_reaches_the_refiner(tmp_path):
+def test_simgan_conditional_discriminator_setting_reaches_the_refiner(tmp_path, monkeypatch):
     got = simgan_settings(SimpleNamespace(settings=apply_overrides(preset("smoke"), ["simgan_d_conditional=yes"]),
                                           seed=0))
     assert got["d_conditional"] is True and SimGANConfig(**got).d_conditional is True
     assert "d_conditional" not in simgan_settings(SimpleNamespace(settings=preset("smoke"), seed=0))
     on = pipeline.Context(apply_overrides(PRESETS["smoke"], ["simgan_d_conditional=yes"]), tmp_path, backend="numpy")
     assert next(st.settings for st in pipeline.plan(on, n_train=80) if st.name == "simgan")["d_conditional"] is True
+    seen = {}
+
+    def fake_train(x_real, x_proc, out, **kwargs):
+        seen.update(kwargs)
+        raise KeyboardInterrupt                                          # the arguments are all this test needs
+
+    x, y = np.zeros((20, 32, 32, 3), np.uint8), np.arange(20) % 10
+    monkeypatch.setattr(pipeline, "train_simgan", fake_train)
+    monkeypatch.setattr(pipeline.Context, "real", lambda self: (x, y, x[:5], y[:5]))
+    monkeypatch.setattr(pipeline, "load_image_set", lambda path: (x[:8], y[:8]))
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.run_simgan(on, tmp_path, {})
+    assert seen["real_y"] is y and seen["d_conditional"] is True                 # the real labels reach D
 
 
 def test_presets_are_valid_and_scale():

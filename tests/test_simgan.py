@@ -208,6 +208,19 @@ def test_digit_map_picks_each_images_own_map_and_sends_the_gradient_there_only()
     assert gradcheck_loss(PickedPatchLoss(), z) < 1e-6
 
 
+def test_the_refiner_is_judged_by_its_own_digits_map():
+    """L_R's adversarial term is BCE(z[n, y_n], 0): the map of each image's own digit, not another's."""
+    sg = tiny_simgan(conditional=True)
+    x = images(4, 7)
+    z = sg.D.forward(x, True)
+    digits = np.array([2, 5, 5, 9])
+    expected = PatchLoss().forward(z[backend.asarray(np.arange(4)), backend.asarray(digits)][:, None], 0.0)
+    adv = sg.refiner_loss(x, x, backend.asarray(digits))[1]["loss_adv"]
+    assert float(adv) == pytest.approx(float(expected), rel=1e-6)
+    other = sg.refiner_loss(x, x, backend.asarray((digits + 1) % 10))[1]["loss_adv"]
+    assert abs(float(other) - float(adv)) > 1e-4
+
+
 def test_the_conditional_discriminator_judges_each_image_by_its_own_digits_map():
     sg = tiny_simgan(conditional=True)
     x = images(4, 6)
@@ -218,6 +231,8 @@ def test_the_conditional_discriminator_judges_each_image_by_its_own_digits_map()
         assert np.allclose(backend.to_numpy(sg._verdict(x, y))[:, 0], z[np.arange(4), digits])
     with pytest.raises(ValueError, match="labels"):
         sg.refiner_loss(x, x)                                  # no labels: refused, not a silent map 0
+    with pytest.raises(ValueError, match="one label per image"):
+        sg._verdict(x, backend.asarray(np.array([1, 2])))
     with pytest.raises(ValueError, match="labels"):
         sg.discriminator_step(x, x, np.random.default_rng(0), real_y=None, y=backend.asarray(np.zeros(4, np.int64)))
 
@@ -332,6 +347,8 @@ def test_history_buffer_keeps_each_images_label_beside_it():
         assert np.array_equal(values.astype(int) % 10, labels)   # each image came with its own label
     with pytest.raises(ValueError, match="labels"):
         buf.push(constant_images([1]))                         # labels with every batch, or with none
+    with pytest.raises(ValueError, match="2 images but 1 labels"):
+        buf.push(constant_images([1, 2]), backend.asarray(np.array([1])))
     plain = HistoryBuffer(5)
     plain.push(constant_images([1, 2]))
     with pytest.raises(ValueError, match="without labels"):
@@ -347,15 +364,19 @@ def test_conditional_discriminator_step_pairs_buffer_images_with_their_labels():
     seen = []
     verdict = sg._verdict
     sg._verdict = lambda batch, y: seen.append((backend.to_numpy(batch), backend.to_numpy(y))) or verdict(batch, y)
-    for step in range(3):
+    for step in range(3):                                    # pixel value = step / 100 + digit / 10
         y = rng.integers(0, 10, 8)
-        x = backend.asarray(np.broadcast_to((y / 10.0).astype(np.float32)[:, None, None, None], (8, 3, 32, 32)).copy())
+        value = (step / 100 + y / 10).astype(np.float32)
+        x = backend.asarray(np.broadcast_to(value[:, None, None, None], (8, 3, 32, 32)).copy())
         real_y = rng.integers(0, 10, 8)
         sg.discriminator_step(images(8, step), x, rng, real_y=backend.asarray(real_y), y=backend.asarray(y))
     batch, labels = seen[-1]
     assert np.array_equal(labels[:8], real_y)                  # real images with their own labels
     fake, fake_y = batch[8:], labels[8:]
-    assert np.allclose(fake[:, 0, 0, 0] * 10, fake_y)        # 4 new and 4 from the buffer, each with its digit
+    value = fake[:, 0, 0, 0]
+    step, digit = np.round(value * 100) % 10, np.round(value * 100) // 10
+    assert (step[:4] == 2).all() and (step[4:] < 2).all()  # 4 new, 4 from the buffer (earlier steps)
+    assert np.array_equal(digit, fake_y)                       # each image judged by its own digit's map
     assert len(sg.buffer) == 12
 
 

@@ -33,7 +33,8 @@ over the P patches of the map and the batch):
     L_D = -mean[ X1·log X + (1 - X1)·log(1 - X) ]      X1 = 1 for refined, 0 for real patches
     L_R = -mean[ log(1 - X(R(x))) ]  +  λ·mean|R(x) - x|
 The first term of L_R asks D to call every refined patch real; the second, the self-regularisation,
-keeps R(x) close to x so the digit (and its label) survive.
+keeps R(x) close to x so the digit (and its label) survive. With the conditional discriminator (one map per
+digit) X of image n is sigmoid(z[n, y_n]), read from the map of its own digit y_n (`DigitMap`).
 
 The self-regularisation guards the label only indirectly: it keeps every pixel close, which also stops R
 from making the local changes that would look real (a large λ) or, with a small λ, lets R change pixels
@@ -231,6 +232,9 @@ class DigitMap:
     """
 
     def forward(self, z, y):
+        if tuple(y.shape) != (z.shape[0],):
+            raise ValueError(f"DigitMap: need one label per image, got labels of shape {tuple(y.shape)} "
+                             f"for {z.shape[0]} images")
         self.shape, self.y = z.shape, y
         return z[backend.xp.arange(len(y)), y][:, None]
 
@@ -339,6 +343,8 @@ class HistoryBuffer:
                              f"got {tuple(images.shape[1:])}")
         if (labels is None) != (self.labels is None):
             raise ValueError("history buffer: push labels with every batch, or with none")
+        if labels is not None and len(labels) != len(images):
+            raise ValueError(f"history buffer: {len(images)} images but {len(labels)} labels")
         images = images[-self.capacity:]
         slots = backend.asarray((self.next + np.arange(len(images))) % self.capacity)
         self.images[slots] = images
@@ -436,6 +442,7 @@ class SimGAN:
         return self.digit_map.forward(z, y)
 
     def _verdict_backward(self, dz):
+        """dL/dx from dL/dz of `_verdict`'s logits (through `DigitMap` when conditional, then D)."""
         return self.D.backward(self.digit_map.backward(dz) if self.conditional else dz)
 
     # --- the refiner

@@ -308,7 +308,8 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
                  **settings):
     """Train (or resume) a SimGAN refiner in `out_dir`.
 
-    real_x: uint8 (N, 32, 32, 3) real images; real_y: their labels, used (and needed) by the conditional D only.
+    real_x: uint8 (N, 32, 32, 3) real images; real_y: their labels, used (and needed) by the
+        conditional D only.
     proc_x: uint8 (M, 32, 32, 3) procedural images to refine; proc_y: their labels (optional): with
         them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
     settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
