@@ -271,38 +271,34 @@ def _check_images(x, what):
 
 
 def _batch(x, rng, n, labels=None):
-    """n random images of the host uint8 array x, as float NCHW in [-1, 1] on the device; with
-    `labels` (host integers), the pair (images, their labels on the device)."""
+    """n random images of the host uint8 array x, as float NCHW in [-1, 1] on the device, and their
+    labels on the device (None when `labels`, host integers, is None)."""
     idx = np.sort(rng.choice(len(x), size=n, replace=len(x) < n))
     images = backend.asarray(to_float(x[idx]))
-    return images if labels is None else (images, backend.asarray(labels[idx].astype(np.int64)))
+    return images, (None if labels is None else backend.asarray(labels[idx].astype(np.int64)))
 
 
 def train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y=None, real_y=None):
     """One iteration of the named phase; returns its log row (without iteration/seconds).
     proc_y (host integer labels of proc_x) is needed with the label term or the conditional D,
-    real_y (of real_x) with the conditional D."""
+    real_y (of real_x) with the conditional D; labels are sent to the device only when needed."""
     b = config.batch_size
     row = {"phase": phase}
     sg.opt_R.lr = config.lr_pretrain_r if phase == "pretrain_R" else config.lr_r
+    proc_labels = proc_y if config.label_weight > 0 or config.d_conditional else None
+    real_labels = real_y if config.d_conditional else None
     if phase == "pretrain_C":
         row.update(sg.label_net_step(*_batch(proc_x, rng, b, proc_y)))
         return row
     if phase == "pretrain_R":
-        row.update(sg.refiner_pretrain_step(_batch(proc_x, rng, b)))
+        row.update(sg.refiner_pretrain_step(_batch(proc_x, rng, b)[0]))
         return row
     if phase == "adversarial":
         for _ in range(config.kg):
-            if config.label_weight > 0 or config.d_conditional:
-                metrics = sg.refiner_step(*_batch(proc_x, rng, b, proc_y))
-            else:
-                metrics = sg.refiner_step(_batch(proc_x, rng, b))
+            metrics = sg.refiner_step(*_batch(proc_x, rng, b, proc_labels))
         row.update(metrics)
-    if config.d_conditional:
-        (real, y_real), (x, y) = _batch(real_x, rng, b, real_y), _batch(proc_x, rng, b, proc_y)
-        row.update(sg.discriminator_step(real, x, rng, real_y=y_real, y=y))
-    else:
-        row.update(sg.discriminator_step(_batch(real_x, rng, b), _batch(proc_x, rng, b), rng))
+    (real, y_real), (x, y) = _batch(real_x, rng, b, real_labels), _batch(proc_x, rng, b, proc_labels)
+    row.update(sg.discriminator_step(real, x, rng, real_y=y_real, y=y))
     return row
 
 
@@ -315,8 +311,9 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     proc_x: uint8 (M, 32, 32, 3) procedural images to refine; proc_y: their labels (optional): with
         them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
     settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
-        batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, d_standardize, d_conditional,
-        label_weight, label_steps, seed, checkpoint_every). figures: write pairs.png and losses.png at the end.
+        batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, d_standardize,
+        d_conditional, label_weight, label_steps, seed, checkpoint_every).
+    figures: write pairs.png and losses.png at the end.
     Returns a summary dict: iteration, the last log row, seconds, and the paths written.
     """
     real_x, proc_x = _check_images(real_x, "real images"), _check_images(proc_x, "procedural images")
