@@ -256,7 +256,7 @@ SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "kg": "simgan_kg", "steps": "si
                   "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
                   "width": "simgan_width", "blocks": "simgan_blocks", "label_weight": "simgan_label_weight",
                   "label_steps": "simgan_label_steps", "d_standardize": "simgan_d_standardize",
-                  "d_conditional": "simgan_d_conditional"}
+                  "d_conditional": "simgan_d_conditional", "flow_weight": "simgan_flow_weight"}
 """run_all.py's name (--set) of each SimGAN setting it passes on."""
 
 
@@ -359,10 +359,10 @@ def classifier_stage(ctx, real, synthetic, clf=0):
 
 # ---------------------------------------------------------------------------------- the plan
 
-LATER_FLAGS = ("conditional", "d_standardize", "d_conditional")
-"""Switches added to `gan`'s and `gan.simgan`'s configs after results folders existed (the experiment never turns
-`conditional` on). A stage key leaves each out while it is off, so that such folders resume their stages instead of
-training them again."""
+LATER_FLAGS = ("conditional", "d_standardize", "d_conditional", "flow_weight")
+"""Switches (and weights whose 0 means off) added to `gan`'s and `gan.simgan`'s configs after results folders existed
+(the experiment never turns `conditional` on). A stage key leaves each out while it is off, so that such folders
+resume their stages instead of training them again."""
 
 
 def stage_key(config):

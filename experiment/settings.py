@@ -76,6 +76,9 @@ class Settings:
     simgan_d_conditional: bool = None
     """The discriminator has one map per digit and judges each image by its own digit's map (the real
     training images with their labels, refined ones with the procedural labels)."""
+    simgan_flow_weight: float = None
+    """κ, the weight of the warp's penalty mean(displacement²) (pixels²): > 0 adds a warp, so the refiner can
+    move strokes as well as recolour them (0: off, SimGAN as published)."""
     simgan_width: int = None
     """Refiner channels."""
     simgan_blocks: int = None
@@ -179,7 +182,7 @@ KINDS = {
     "dcgan_batch": "int", "dcgan_per_digit": "int", "simgan_steps": "count", "simgan_pretrain_r": "count",
     "simgan_pretrain_d": "count", "simgan_kg": "int", "simgan_width": "int", "simgan_blocks": "count",
     "simgan_batch": "int", "clf_batch": "int", "clf_seeds": "int", "dcgan_seeds": "int",
-    "simgan_lambda": "float", "simgan_label_weight": "float", "simgan_label_steps": "count", "clf_lr": "float",
+    "simgan_lambda": "float", "simgan_label_weight": "float", "simgan_flow_weight": "float", "simgan_label_steps": "count", "clf_lr": "float",
     "mix_real_share": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
     "dcgan_augment": "flag", "dcgan_together": "flag", "clf_tta": "flag", "simgan_d_standardize": "flag",

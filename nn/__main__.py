@@ -40,6 +40,16 @@ def _probabilities(*shape, seed=0):
     return 0.05 + 0.9 * np.random.default_rng(seed).random(shape)
 
 
+def _image_and_displacements(n, c, h, w, seed=0):
+    """An image (c channels) and a displacement field (2 channels, up to ±3 pixels, so some points fall off the
+    edge and are clipped) stacked as `Warp`'s input; no displacement within 0.01 of a whole pixel (where the
+    bilinear weights' derivative jumps)."""
+    rng = np.random.default_rng(seed)
+    disp = rng.uniform(-3, 3, (n, 2, h, w))
+    disp = np.where(np.abs(disp - np.round(disp)) < 0.01, disp + 0.3, disp)
+    return np.concatenate([rng.standard_normal((n, c, h, w)), disp], axis=1)
+
+
 def layer_checks():
     """(name, layer factory, input, training) for every layer of `nn.layers`."""
     return [
@@ -54,6 +64,8 @@ def layer_checks():
         ("MaxPool2D 3x3 stride 2 pad 1", lambda: layers.MaxPool2D(3, stride=2, padding=1), _tie_free(2, 2, 5, 5), True),
         ("AvgPool2D 2x2", lambda: layers.AvgPool2D(2), _normal(2, 3, 6, 6), True),
         ("Upsample2D x2", lambda: layers.Upsample2D(2), _normal(2, 3, 3, 4), True),
+        ("BilinearUpsample2D x4", lambda: layers.BilinearUpsample2D(4), _normal(2, 3, 3, 4), True),
+        ("Warp (bilinear, displacements up to 3 px)", lambda: layers.Warp(), _image_and_displacements(2, 3, 5, 6), True),
         ("Upsample2D x2 + Conv2D 3x3 fused kernel", lambda: upconv_fast.UpsampleConv(
             layers.Conv2D(3, 4, 3, padding=1, method="auto")), _normal(2, 3, 3, 4), True),
         ("BatchNorm1D train", lambda: layers.BatchNorm1D(5), _normal(6, 5), True),

@@ -17,6 +17,8 @@ CASES = [
     (lambda: layers.MaxPool2D(3, stride=2, padding=1), (2, 3, 9, 8)),
     (lambda: layers.AvgPool2D(2), (2, 3, 8, 6)),
     (lambda: layers.Upsample2D(2), (2, 3, 4, 5)),
+    (lambda: layers.BilinearUpsample2D(4), (2, 2, 3, 5)),
+    (lambda: layers.Warp(), (2, 5, 6, 7)),            # 3 image channels and 2 displacement channels
     (lambda: layers.Dense(20, 7), (5, 20)),
     (lambda: layers.BatchNorm1D(20), (5, 20)),
     (lambda: layers.BatchNorm2D(3), (4, 3, 5, 5)),

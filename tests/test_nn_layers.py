@@ -160,6 +160,86 @@ def test_upsample_gradients_and_values(scale, shape):
     assert gradcheck(layers.Upsample2D(scale), x) < TOL
 
 
+@pytest.mark.parametrize("scale,shape", [(4, (2, 2, 2, 2)), (2, (1, 3, 3, 5)), (3, (2, 1, 1, 4)), (1, (1, 2, 3, 3))])
+def test_bilinear_upsample_values_and_gradients(scale, shape):
+    x = rand(*shape)
+    y = host(layers.BilinearUpsample2D(scale).forward(dev(x)))
+    assert y.shape == shape[:2] + (shape[2] * scale, shape[3] * scale)
+    if scale == 1:
+        np.testing.assert_allclose(y, x, atol=1e-12)
+    const = host(layers.BilinearUpsample2D(scale).forward(dev(np.full(shape, 2.5))))
+    np.testing.assert_allclose(const, 2.5, atol=1e-12)              # the weights of each output pixel sum to 1
+    assert y.min() >= x.min() - 1e-12 and y.max() <= x.max() + 1e-12   # interpolation never overshoots
+    assert gradcheck(layers.BilinearUpsample2D(scale), x) < TOL
+
+
+def test_bilinear_upsample_interpolates_a_ramp_linearly():
+    """Along an axis of a linear ramp v = col, output pixel o lies at (o + 0.5)/s - 0.5 input pixels, clamped to
+    the first and last input pixel (PyTorch's bilinear `interpolate`, align_corners=False)."""
+    x = np.tile(np.arange(4.0), (1, 1, 3, 1))                      # (1, 1, 3, 4), value = column
+    y = host(layers.BilinearUpsample2D(2).forward(dev(x)))
+    expected = np.clip((np.arange(8) + 0.5) / 2 - 0.5, 0, 3)
+    np.testing.assert_allclose(y[0, 0], np.tile(expected, (6, 1)), atol=1e-12)
+
+
+def warp_input(t, disp):
+    return np.concatenate([t, disp], axis=1)
+
+
+def test_warp_with_no_displacement_is_the_identity_and_whole_pixels_shift():
+    t = rand(2, 3, 5, 6)
+    zero = np.zeros((2, 2, 5, 6))
+    np.testing.assert_array_equal(host(layers.Warp().forward(dev(warp_input(t, zero)))), t)
+    right = zero.copy()
+    right[:, 1] = 2                                                  # every pixel reads 2 columns to its right
+    y = host(layers.Warp().forward(dev(warp_input(t, right))))
+    np.testing.assert_allclose(y[..., :-2], t[..., 2:], atol=1e-12)
+    np.testing.assert_allclose(y[..., -2:], t[..., -1:].repeat(2, axis=-1), atol=1e-12)   # the edge repeats
+    up = zero.copy()
+    up[:, 0] = -1                                                    # every pixel reads one row up
+    y = host(layers.Warp().forward(dev(warp_input(t, up))))
+    np.testing.assert_allclose(y[:, :, 1:], t[:, :, :-1], atol=1e-12)
+    np.testing.assert_allclose(y[:, :, 0], t[:, :, 0], atol=1e-12)
+
+
+def test_warp_interpolates_between_the_four_pixels_around_the_point():
+    t = rand(1, 2, 4, 4, seed=3)
+    disp = np.zeros((1, 2, 4, 4))
+    disp[0, 0, 1, 1], disp[0, 1, 1, 1] = 0.25, 0.5                   # pixel (1, 1) reads the point (1.25, 1.5)
+    y = host(layers.Warp().forward(dev(warp_input(t, disp))))
+    a, b = 0.25, 0.5
+    v = t[0, :, 1:3, 1:3]
+    expected = (1 - a) * (1 - b) * v[:, 0, 0] + (1 - a) * b * v[:, 0, 1] + a * (1 - b) * v[:, 1, 0] + a * b * v[:, 1, 1]
+    np.testing.assert_allclose(y[0, :, 1, 1], expected, atol=1e-12)
+    np.testing.assert_allclose(np.delete(y.reshape(2, 16), 5, axis=1), np.delete(t.reshape(2, 16), 5, axis=1))
+
+
+@pytest.mark.parametrize("shape,spread,seed", [((2, 3, 5, 6), 1.5, 0), ((1, 1, 4, 3), 3.0, 1), ((3, 2, 2, 2), 0.7, 2)])
+def test_warp_gradients(shape, spread, seed):
+    """Both the image's and the displacements' gradients, including points clipped at the edge."""
+    rng = np.random.default_rng(seed)
+    n, _, h, w = shape
+    disp = rng.normal(0, spread, (n, 2, h, w))
+    disp = np.where(np.abs(disp - np.round(disp)) < 0.01, disp + 0.3, disp)   # away from whole pixels (kinks)
+    assert gradcheck(layers.Warp(), warp_input(rng.standard_normal(shape), disp)) < TOL
+
+
+def test_a_point_clipped_at_the_edge_gets_no_displacement_gradient():
+    t = rand(1, 1, 3, 3)
+    disp = np.zeros((1, 2, 3, 3))
+    disp[0, 1, 0, 0] = -2.5                                          # far left of the image: clipped to column 0
+    disp[0, 1, 1, 1] = 0.4
+    layer = layers.Warp()
+    layer.forward(dev(warp_input(t, disp)))
+    d = host(layer.backward(dev(np.ones((1, 1, 3, 3)))))
+    assert d[0, 2, 0, 0] == 0 and d[0, 2, 1, 1] != 0
+
+
+def test_warp_refuses_an_input_without_displacements():
+    with pytest.raises(ValueError, match="displacement"):
+        layers.Warp().forward(dev(rand(1, 2, 4, 4)))
+
+
 @pytest.mark.parametrize("n", [1, 4])
 def test_dense_gradients(n):
     assert gradcheck(layers.Dense(5, 3), rand(n, 5)) < TOL

@@ -18,8 +18,9 @@ from common.cli import run_cli
 from gan.simgan import cli as simgan_cli, train as simgan
 from gan.simgan import SimGANConfig, refine, train_simgan
 from gan.simgan.train import build_simgan, load_config
-from gan.simgan.nets import (DigitMap, HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
-                             build_label_net, build_patch_discriminator, build_refiner, init_near_identity)
+from gan.simgan.nets import (DigitMap, FlowPenalty, HistoryBuffer, PatchLoss, ResBlock, SelfRegularisationL1, SimGAN,
+                             WarpedRefiner, build_flow_net, build_label_net, build_patch_discriminator, build_refiner,
+                             init_near_identity)
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = dict(width=6, blocks=1, d_width=4, batch_size=8, pretrain_r=2, pretrain_d=2, steps=3, kg=2,
@@ -172,8 +173,9 @@ def test_refiner_loss_gradient_through_the_discriminator(d_standardize, conditio
 
     class RefinerLoss:
         def forward(self, refined):
-            loss, terms, self.grad = sg.refiner_loss(refined, x, y)
-            assert set(terms) == {"loss_adv", "loss_reg"}
+            loss, terms, grads = sg.refiner_loss(refined, x, y)
+            assert set(terms) == {"loss_adv", "loss_reg"} and set(grads) == {"refined"}
+            self.grad = grads["refined"]
             assert loss == pytest.approx(terms["loss_adv"] + 0.3 * terms["loss_reg"])
             return loss
 
@@ -255,8 +257,9 @@ def test_refiner_loss_gradient_with_the_label_term():
 
     class RefinerLoss:
         def forward(self, refined):
-            loss, terms, self.grad = sg.refiner_loss(refined, x, y)
+            loss, terms, grads = sg.refiner_loss(refined, x, y)
             assert loss == pytest.approx(terms["loss_adv"] + 0.3 * terms["loss_reg"] + 2.0 * terms["loss_label"])
+            self.grad = grads["refined"]
             return loss
 
         def backward(self):
@@ -298,6 +301,164 @@ def test_the_label_term_moves_the_refiner_towards_the_digit_keepers_label():
     after = float(sg.refiner_loss(sg.R.forward(x), x, y)[1]["loss_label"])
     assert after < 0.9 * before
     assert all(np.array_equal(a, backend.to_numpy(p)) for a, (p, _) in zip(C_before, sg.C.parameters()))
+
+
+# ----------------------------------------------------------------------------- the warp
+
+def warp_simgan(lambda_reg=0.3, flow_weight=0.5, lr=1e-3, conditional=False, seed=0):
+    backend.seed(seed)
+    D = build_patch_discriminator(4, maps=10 if conditional else 1)
+    return SimGAN(build_refiner(8, 1), D, lambda_reg=lambda_reg, lr_r=lr, lr_d=lr, buffer_size=32,
+                  conditional=conditional, flow_net=build_flow_net(3), flow_weight=flow_weight)
+
+
+def randomise_last_layer(F, seed=0):
+    """Give the flow net's last convolution (zero at the start) random weights, so F moves pixels."""
+    last = [layer for layer in F.layers if type(layer).__name__ == "Conv2D"][-1]
+    rng = np.random.default_rng(seed)
+    for k in ("W", "b"):
+        last.params[k] = backend.asarray(rng.normal(0, 0.5, last.params[k].shape).astype(last.params[k].dtype))
+
+
+def test_the_flow_net_starts_with_no_displacement_and_its_field_is_smooth():
+    backend.seed(0)
+    R, F = build_refiner(8, 1), build_flow_net(4)
+    x = images(3, 5)
+    assert F.forward(x).shape == (3, 2, 32, 32) and float(abs(F.forward(x)).max()) == 0
+    assert np.array_equal(backend.to_numpy(WarpedRefiner(R, F).forward(x)), backend.to_numpy(R.forward(x)))
+    randomise_last_layer(F)
+    field = backend.to_numpy(F.forward(x))
+    coarse = x
+    for layer in F.layers[:-1]:                                        # all but the upsampling
+        coarse = layer.forward(coarse)
+    coarse = backend.to_numpy(coarse)
+    assert coarse.shape == (3, 2, 8, 8) and float(abs(field).max()) > 0.01
+    # neighbouring pixels move together: each step of the upsampled field is at most a quarter of the coarse grid's
+    step = max(abs(np.diff(field, axis=a)).max() for a in (2, 3))
+    assert step <= max(abs(np.diff(coarse, axis=a)).max() for a in (2, 3)) / 4 + 1e-6
+    assert not np.array_equal(backend.to_numpy(WarpedRefiner(R, F).forward(x)), backend.to_numpy(R.forward(x)))
+    with pytest.raises(ValueError, match="width"):
+        build_flow_net(0)
+
+
+def test_flow_penalty_value_and_gradient():
+    f = np.random.default_rng(1).normal(0, 2, (2, 2, 4, 4))
+    assert float(FlowPenalty().forward(backend.asarray(f))) == pytest.approx((f ** 2).mean(), rel=1e-12)
+    assert gradcheck_loss(FlowPenalty(), f) < 1e-6
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_refiner_loss_gradient_through_the_warp(conditional):
+    """L_R = BCE(D(W(t, f)), 0) + λ·mean|t - x| + κ·mean(f²) as a function of the refiner's image t and the
+    displacements f, in float64: its gradient is Wᵀ(dL/dx̃) plus the self-regularisation's (on t) and the
+    penalty's (on f), as `WarpedRefiner.backward` adds them."""
+    sg = warp_simgan(lambda_reg=0.3, flow_weight=0.5, conditional=conditional)
+    sg.D.astype(np.float64)
+    rng = np.random.default_rng(5)
+    x = backend.asarray(rng.uniform(-1, 1, (2, 3, 8, 8)))
+    y = backend.asarray(np.array([4, 1])) if conditional else None
+    warp = layers.Warp()
+
+    class RefinerLoss:
+        def forward(self, t_and_f):
+            t, f = t_and_f[:, :3], t_and_f[:, 3:]
+            loss, terms, self.grads = sg.refiner_loss(warp.forward(t_and_f), x, y, unwarped=t, flow=f)
+            assert set(terms) == {"loss_adv", "loss_reg", "loss_flow"}
+            assert loss == pytest.approx(terms["loss_adv"] + 0.3 * terms["loss_reg"] + 0.5 * terms["loss_flow"])
+            assert float(terms["loss_reg"]) == pytest.approx(float(abs(t - x).mean()))   # on t, not on x̃
+            return loss
+
+        def backward(self):
+            d = warp.backward(self.grads["refined"])
+            return backend.xp.concatenate([d[:, :3] + self.grads["unwarped"], d[:, 3:] + self.grads["flow"]], axis=1)
+
+    disp = rng.normal(0, 1.2, (2, 2, 8, 8))
+    disp = np.where(np.abs(disp - np.round(disp)) < 0.01, disp + 0.3, disp)
+    assert gradcheck_loss(RefinerLoss(), np.concatenate([rng.uniform(-1, 1, (2, 3, 8, 8)), disp], axis=1)) < 1e-6
+
+
+def test_the_warped_refiner_fills_the_gradients_of_both_networks():
+    """WarpedRefiner.backward against central differences of s = sum(g·x̃) + sum(g_t·R(x)) + sum(g_f·F(x)) for
+    entries of R's and F's weights (float64)."""
+    backend.seed(1)
+    R, F = build_refiner(6, 1), build_flow_net(2)
+    randomise_last_layer(F, seed=2)
+    R.astype(np.float64)
+    F.astype(np.float64)
+    refiner = WarpedRefiner(R, F)
+    rng = np.random.default_rng(6)
+    x = backend.asarray(rng.uniform(-1, 1, (2, 3, 8, 8)))
+    g, g_t, g_f = (backend.asarray(rng.standard_normal(shape)) for shape in ((2, 3, 8, 8), (2, 3, 8, 8), (2, 2, 8, 8)))
+
+    def s():
+        y = refiner.forward(x)
+        return float((g * y).sum() + (g_t * refiner.unwarped).sum() + (g_f * refiner.flow).sum())
+
+    s()
+    refiner.backward(g, g_t, g_f)
+    checked = 0
+    for net in (R, F):
+        for param, grad in net.parameters():
+            grad = backend.to_numpy(grad).ravel().copy()
+            flat = param.reshape(-1)
+            for k in rng.choice(flat.size, size=min(3, flat.size), replace=False):
+                old = float(flat[k])
+                flat[k] = old + 1e-6
+                plus = s()
+                flat[k] = old - 1e-6
+                minus = s()
+                flat[k] = old
+                numeric = (plus - minus) / 2e-6
+                assert grad[k] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+                checked += 1
+    assert checked > 20
+
+
+def test_a_larger_flow_weight_keeps_the_displacements_smaller():
+    x = images(8, 9, size=16)
+    moved = {}
+    for kappa in (1e-4, 10.0):
+        sg = warp_simgan(lambda_reg=0.0, flow_weight=kappa, lr=3e-3)
+        for _ in range(15):
+            terms = sg.refiner_step(x)
+        moved[kappa] = float(terms["loss_flow"])
+    assert moved[1e-4] > 0 and moved[10.0] < 0.5 * moved[1e-4]
+
+
+def test_a_simgan_refuses_a_flow_net_without_a_weight_and_a_weight_without_a_net():
+    backend.seed(0)
+    for kwargs in (dict(flow_net=build_flow_net(2)), dict(flow_weight=1.0)):
+        with pytest.raises(ValueError, match="flow_weight"):
+            SimGAN(build_refiner(8, 1), build_patch_discriminator(4), **kwargs)
+
+
+def test_a_run_with_the_warp_trains_its_flow_net_resumes_exactly_and_refines_with_it(tmp_path):
+    real, _ = uint8_set(20, 1)
+    proc, labels = uint8_set(30, 2)
+    quiet = dict(progress=False, log=lambda *a: None, figures=False)
+    settings = {**TINY, "flow_weight": 0.01, "lr_r": 1e-2}
+    train_simgan(real, proc, tmp_path / "once", proc_y=labels, **quiet, **settings)
+    rows = simgan.read_log(tmp_path / "once" / "log.csv")
+    assert all(r["loss_flow"] is not None for r in rows if r["phase"] == "adversarial")
+    assert all(r["loss_flow"] is None for r in rows if r["phase"] != "adversarial")
+    train_simgan(real, proc, tmp_path / "twice", proc_y=labels, **quiet, **{**settings, "steps": 1})
+    train_simgan(real, proc, tmp_path / "twice", proc_y=labels, **quiet, steps=3)
+    a, b = (dict(np.load(tmp_path / r / "checkpoint.npz")) for r in ("once", "twice"))
+    assert a.keys() == b.keys() and any(k.startswith("F/") for k in a) and any(k.startswith("opt_F/") for k in a)
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+    last = max(k for k in a if k.startswith("F/") and k.endswith(".W"))
+    assert float(abs(a[last]).max()) > 0                               # F's last layer moved away from zero
+    sg = build_simgan(load_config(tmp_path / "once"))
+    simgan.load_checkpoint(tmp_path / "once" / "checkpoint.npz", sg)
+    x = backend.asarray(simgan.to_float(proc))
+    warped = simgan.to_uint8(backend.to_numpy(sg.refiner.forward(x, training=False)))
+    unwarped = simgan.to_uint8(backend.to_numpy(sg.R.forward(x, training=False)))
+    refined = refine(tmp_path / "once", proc)
+    assert np.array_equal(refined, warped) and not np.array_equal(refined, unwarped)
+    plain = tmp_path / "plain"
+    train_simgan(real, proc, plain, **quiet, **{**TINY, "steps": 1})
+    assert not any(k.startswith(("F/", "opt_F/")) for k in np.load(plain / "checkpoint.npz").files)
 
 
 # ----------------------------------------------------------------------------- the history buffer
@@ -630,6 +791,26 @@ def test_cli_d_conditional_reads_the_real_labels_and_is_saved(tmp_path, capsys):
     del config["d_conditional"]                                                         # a run from before the option
     (Path(run) / "config.json").write_text(json.dumps(config))
     assert load_config(run).d_conditional is False
+
+
+def test_cli_flow_weight_adds_the_warp_and_is_saved(tmp_path, capsys):
+    from svhn.imageset import save_image_set
+    save_image_set(tmp_path / "real.npz", *uint8_set(12, 1))
+    save_image_set(tmp_path / "proc.npz", *uint8_set(12, 2))
+    flags = ["--width", "6", "--blocks", "1", "--d-width", "4", "--batch-size", "4", "--pretrain-r", "1",
+             "--pretrain-d", "1", "--steps", "2", "--quiet", "--real", str(tmp_path / "real.npz"),
+             "--procedural", str(tmp_path / "proc.npz")]
+    run = str(tmp_path / "warp")
+    assert run_main(["train", "--out", run, "--flow-weight", "0.2", *flags], capsys)[0] == 0
+    assert load_config(run).flow_weight == 0.2
+    assert "F/0.W" in np.load(Path(run) / "checkpoint.npz").files
+    code, err = run_main(["train", "--out", str(tmp_path / "bad"), "--flow-weight", "-1", *flags], capsys)
+    assert code == 2 and "--flow-weight" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+    config = json.loads((Path(run) / "config.json").read_text())
+    del config["flow_weight"]                                                           # a run from before the option
+    (Path(run) / "config.json").write_text(json.dumps(config))
+    assert load_config(run).flow_weight == 0
 
 
 def test_module_help_runs():

@@ -154,6 +154,34 @@ def test_upsample2d(seed):
     crosscheck(layers.Upsample2D(s), x, lambda xt: F.interpolate(xt, scale_factor=s, mode="nearest"), seed=seed)
 
 
+@pytest.mark.parametrize("seed", SEEDS)
+def test_bilinear_upsample2d(seed):
+    rng = rng_for(seed, 17)
+    s = int(rng.integers(1, 5))
+    x = rng.standard_normal((2, 3, int(rng.integers(1, 6)), int(rng.integers(1, 6))))
+    crosscheck(layers.BilinearUpsample2D(s), x,
+               lambda xt: F.interpolate(xt, scale_factor=s, mode="bilinear", align_corners=False), seed=seed)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_warp(seed):
+    """`Warp` is `grid_sample` (bilinear, border padding, align_corners=True) with the grid made of the pixel
+    coordinates plus the displacements, scaled to [-1, 1]."""
+    rng = rng_for(seed, 18)
+    n, c, h, w = 2, int(rng.integers(1, 4)), int(rng.integers(2, 7)), int(rng.integers(2, 7))
+    disp = rng.normal(0, 1.5, (n, 2, h, w))
+    disp = np.where(np.abs(disp - np.round(disp)) < 0.01, disp + 0.3, disp)
+    x = np.concatenate([rng.standard_normal((n, c, h, w)), disp], axis=1)
+
+    def torch_warp(xt):
+        rows = torch.arange(h, dtype=xt.dtype)[:, None] + xt[:, -2]
+        cols = torch.arange(w, dtype=xt.dtype)[None, :] + xt[:, -1]
+        grid = torch.stack([cols / (w - 1) * 2 - 1, rows / (h - 1) * 2 - 1], dim=-1)
+        return F.grid_sample(xt[:, :-2], grid, mode="bilinear", padding_mode="border", align_corners=True)
+
+    crosscheck(layers.Warp(), x, torch_warp, seed=seed)
+
+
 # ----------------------------------------------------------------------------------- batch normalisation
 
 BN_PARAMS = [("gamma", SAME, SAME), ("beta", SAME, SAME)]

@@ -15,7 +15,8 @@ procedural house-number crops look like real SVHN crops, trained with a per-patc
 loss (the discriminator outputs X, its belief that each patch is refined/synthetic; X1 = 1 for
 refined, 0 for real) plus λ·mean|R(x) - x|, which keeps the digit and so its label; optionally
 (--label-weight μ) plus μ·CE(C(R(x)), y), C a small classifier trained first on the procedural
-images and their labels, then frozen, which asks for the digit itself.
+images and their labels, then frozen, which asks for the digit itself; optionally (--flow-weight κ)
+a warp, a displacement field predicted by a second network, so the refiner can also move strokes.
 
 train    pretrain R on mean|R(x) - x|, pretrain D, then alternate Kg refiner updates with one
          discriminator update; resumes when --out already holds a run
@@ -73,6 +74,9 @@ def build_parser():
              "μ >= 0, weight of the label term CE(C(R(x)), y) of a digit keeper C trained on the procedural "
              "images first (0: off)"),
             ("--label-steps", "label_steps", whole(0), "updates of the digit keeper C before the refiner's (with μ > 0)"),
+            ("--flow-weight", "flow_weight", number(0),
+             "κ >= 0: add a warp, so the refiner can move strokes as well as recolour them (a flow net predicts "
+             "a smooth displacement field), with κ·mean(displacement²) in pixels² as its penalty (0: off)"),
             ("--checkpoint-every", "checkpoint_every", whole(1), "iterations between checkpoints"),
             ("--seed", "seed", whole(0), "random seed (weights, batches)")):
         p.add_argument(flag, dest=key, type=kind, default=None, help=f"{text} (default: {getattr(d, key)})")

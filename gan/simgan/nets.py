@@ -28,6 +28,12 @@ convention for the discriminator: its output X is the probability that a patch i
     sg.discriminator_step(x_real, x_syn, rng, real_y=y_real, y=y_syn)
     sg.refiner_step(x_syn, y_syn)
 
+    # optional, our addition: a warp, so R can move strokes as well as recolour them; a flow net F predicts a
+    # smooth displacement field and the refined image is R(x) resampled at the displaced points
+    F  = build_flow_net(width=16)              # (N, 3, 32, 32) -> displacements (N, 2, 32, 32) in pixels
+    sg = SimGAN(R, D, lambda_reg=1.0, flow_net=F, flow_weight=0.1)
+    sg.refiner_step(x_syn)                     # L_R = BCE(X(W(R(x), F(x))), 0) + λ·mean|R(x) - x| + κ·mean F(x)²
+
 SimGAN's losses, in the seed paper's symbols (X = D's belief "synthetic" for each patch, averaged
 over the P patches of the map and the batch):
     L_D = -mean[ X1·log X + (1 - X1)·log(1 - X) ]      X1 = 1 for refined, 0 for real patches
@@ -43,6 +49,12 @@ that decide the digit. The label term (our addition; CyCADA's "semantic consiste
     L_R += μ · CE(C(R(x)), y) = -μ · mean_n log softmax(C(R(x)))[n, y_n]
 with C a classifier trained beforehand on the procedural images and their labels y (no real label is
 seen) and frozen while R trains, so λ can be lowered without losing the digit.
+
+The warp (our addition) lets the refiner redraw a digit's shape (stroke width, slant, height, position), which
+3×3 convolutions held near their input by λ cannot: x̃ = W(R(x), F(x)), where W (`nn.layers.Warp`) reads R(x)
+at each pixel (i, j) displaced by F(x)[:, i, j] = (dy, dx), bilinearly. The self-regularisation then keeps
+R(x) (before the warp) close to x, and a penalty of its own keeps the displacements small:
+    L_R = -mean[ log(1 - X(x̃)) ]  +  λ·mean|R(x) - x|  +  κ·mean(F(x)²)      (F(x) in pixels)
 """
 import copy
 from collections.abc import MutableMapping
@@ -193,6 +205,51 @@ def init_near_identity(R, residual_scale=0.1):
     return R
 
 
+def build_flow_net(width=16):
+    """F: images (N, 3, 32, 32) -> displacements (N, 2, 32, 32) in pixels, (dy, dx) for every pixel.
+
+        3×3 conv s2 3→w, ReLU → 3×3 conv s2 w→2w, ReLU → 3×3 conv 2w→2w, ReLU → 3×3 conv 2w→2 → bilinear ×4
+
+    The field is predicted on an 8×8 grid, each of its vectors seeing a 23×23 window of the image (a digit's
+    whole stroke, not a 3×3 neighbourhood), and upsampled bilinearly, so it is smooth: neighbouring pixels
+    move together, as they do when a digit is slanted, stretched or thinned. The last convolution starts at
+    zero, so F starts with no displacement at all and the warp with the identity.
+    """
+    if int(width) < 1:
+        raise ValueError(f"flow net: width must be >= 1, got {width}")
+    w = int(width)
+    last = layers.Conv2D(2 * w, 2, 3, padding=1, method=CONV_METHOD)
+    last.params["W"], last.params["b"] = (backend.xp.zeros_like(last.params[k]) for k in ("W", "b"))
+    return Sequential(
+        layers.Conv2D(3, w, 3, stride=2, padding=1, method=CONV_METHOD), layers.ReLU(),
+        layers.Conv2D(w, 2 * w, 3, stride=2, padding=1, method=CONV_METHOD), layers.ReLU(),
+        layers.Conv2D(2 * w, 2 * w, 3, padding=1, method=CONV_METHOD), layers.ReLU(),
+        last, layers.BilinearUpsample2D(4))
+
+
+class WarpedRefiner:
+    """The refiner with a warp: x̃ = W(R(x), F(x)), R(x) resampled at the points moved by F(x) (`nn.layers.Warp`).
+
+    Forward keeps R(x) (`unwarped`) and F(x) (`flow`), which L_R's other terms read. Backward takes the
+    gradients of L_R with respect to all three, x̃, R(x) and F(x), and fills R's and F's `grads`:
+        [dR(x), dF(x)] = Wᵀ(dx̃) + [d_unwarped, d_flow]     then R.backward, F.backward
+    """
+
+    def __init__(self, R, F):
+        self.R, self.F, self.warp = R, F, layers.Warp()
+
+    def forward(self, x, training=True):
+        self.unwarped = self.R.forward(x, training)
+        self.flow = self.F.forward(x, training)
+        return self.warp.forward(backend.xp.concatenate([self.unwarped, self.flow], axis=1), training)
+
+    def backward(self, d_refined, d_unwarped, d_flow):
+        d = self.warp.backward(d_refined)
+        channels = self.unwarped.shape[1]
+        self.R.backward(d[:, :channels] + d_unwarped, input_grad=False)   # x needs no gradient
+        self.F.backward(d[:, channels:] + d_flow, input_grad=False)
+
+
 def build_patch_discriminator(width=32, standardize=False, maps=1):
     """D: images (N, 3, 32, 32) -> logits z (N, maps, 8, 8); X = sigmoid(z) is, for each patch, its
     belief that it is refined (the sigmoid is applied by the loss, `PatchLoss`, stably).
@@ -283,6 +340,21 @@ class SelfRegularisationL1:
 
     def backward(self):
         return backend.xp.sign(self.diff) / self.diff.size
+
+
+class FlowPenalty:
+    """The warp's own regulariser: the mean squared displacement (per axis, in pixels²).
+
+    Forward:   L_flow = mean(f²) = 1/M · sum f²        (f = F(x), (N, 2, H, W); M = number of elements)
+    Backward:  dL_flow/df = 2f / M
+    """
+
+    def forward(self, flow):
+        self.flow = flow
+        return (flow * flow).mean()
+
+    def backward(self):
+        return 2 * self.flow / self.flow.size
 
 
 class PatchLoss:
@@ -404,20 +476,26 @@ class SimGAN:
     """
 
     def __init__(self, R, D, lambda_reg=10.0, lr_r=1e-4, lr_d=1e-3, beta1=0.5, buffer_size=512,
-                 label_net=None, label_weight=0.0, lr_label=1e-3, conditional=False):
+                 label_net=None, label_weight=0.0, lr_label=1e-3, conditional=False, flow_net=None, flow_weight=0.0):
         if lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {lambda_reg}")
         if label_weight < 0 or (label_weight > 0 and label_net is None):
             raise ValueError(f"label_weight must be >= 0 and needs a label_net when > 0, got {label_weight}")
-        self.R, self.D, self.C = R, D, label_net
+        if flow_weight < 0 or (flow_net is None) != (flow_weight == 0):
+            raise ValueError(f"flow_weight must be > 0 with a flow_net and 0 without one, got {flow_weight}")
+        self.R, self.D, self.C, self.F = R, D, label_net, flow_net
+        self.refiner = R if flow_net is None else WarpedRefiner(R, flow_net)   # x -> x̃
+        self.flow_weight = float(flow_weight)
         self.conditional = bool(conditional)
         self.digit_map = DigitMap()
         self.lambda_reg, self.label_weight = float(lambda_reg), float(label_weight)
         self.opt_R = optim.Adam(R, lr=lr_r, betas=(beta1, 0.999))
         self.opt_D = optim.Adam(D, lr=lr_d, betas=(beta1, 0.999))
         self.opt_C = optim.Adam(label_net, lr=lr_label) if label_net is not None else None
+        self.opt_F = optim.Adam(flow_net, lr=lr_r, betas=(beta1, 0.999)) if flow_net is not None else None
         self.buffer = HistoryBuffer(buffer_size)
         self.l1 = SelfRegularisationL1()
+        self.flow_penalty = FlowPenalty()
         self.patch = PatchLoss()
         self.ce = losses.SoftmaxCrossEntropy(check_labels=False)   # labels are checked once, with the data set
 
@@ -446,15 +524,21 @@ class SimGAN:
         return self.D.backward(self.digit_map.backward(dz) if self.conditional else dz)
 
     # --- the refiner
-    def refiner_loss(self, refined, x, y=None):
-        """L_R = BCE(X(x̃), X1 = 0) + λ·mean|x̃ - x| [+ μ·CE(C(x̃), y)] and dL_R/dx̃. D's and C's weights
-        are not updated here, but their grads are overwritten. Returns (L_R, terms, dL_R/dx̃), `terms`
-        the log's loss_adv, loss_reg and (with the label term) loss_label."""
+    def refiner_loss(self, refined, x, y=None, unwarped=None, flow=None):
+        """L_R = BCE(X(x̃), X1 = 0) + λ·mean|x̃ - x| [+ μ·CE(C(x̃), y)] and its gradient. D's and C's weights
+        are not updated here, but their grads are overwritten. With a warp, x̃ = W(R(x), F(x)) and the
+        self-regularisation reads `unwarped` = R(x) instead of x̃, and L_R gains κ·mean(F(x)²) of `flow` = F(x).
+        Returns (L_R, terms, grads): `terms` the log's loss_adv, loss_reg, (with the label term) loss_label and
+        (with the warp) loss_flow; `grads` {"refined": dL_R/dx̃}, and with the warp also "unwarped": dL_R/dR(x)
+        and "flow": dL_R/dF(x) (the paths that do not pass through x̃)."""
         z = self._verdict(refined, y)
         adv = self.patch.forward(z, 0.0)                 # "judged real": X1 = 0 for every patch
-        d_refined = self._verdict_backward(self.patch.backward())
-        reg = self.l1.forward(refined, x)
-        d_refined = d_refined + self.lambda_reg * self.l1.backward()
+        grads = {"refined": self._verdict_backward(self.patch.backward())}
+        reg = self.l1.forward(refined if unwarped is None else unwarped, x)
+        if unwarped is None:
+            grads["refined"] = grads["refined"] + self.lambda_reg * self.l1.backward()
+        else:
+            grads["unwarped"] = self.lambda_reg * self.l1.backward()
         xp = backend.xp      # L_R in float64, as Python floats would add it (exact for float32 terms)
         loss = xp.asarray(adv, dtype=xp.float64) + self.lambda_reg * xp.asarray(reg, dtype=xp.float64)
         terms = {"loss_adv": adv, "loss_reg": reg}
@@ -462,10 +546,15 @@ class SimGAN:
             if y is None:
                 raise ValueError("the label term (label_weight > 0) needs the procedural images' labels")
             label = self.ce.forward(self.C.forward(refined, True), y)   # C has no BatchNorm or dropout
-            d_refined = d_refined + self.label_weight * self.C.backward(self.ce.backward())
+            grads["refined"] = grads["refined"] + self.label_weight * self.C.backward(self.ce.backward())
             loss = loss + self.label_weight * xp.asarray(label, dtype=xp.float64)
             terms["loss_label"] = label
-        return loss, terms, d_refined
+        if flow is not None:
+            moved = self.flow_penalty.forward(flow)
+            grads["flow"] = self.flow_weight * self.flow_penalty.backward()
+            loss = loss + self.flow_weight * xp.asarray(moved, dtype=xp.float64)
+            terms["loss_flow"] = moved
+        return loss, terms, grads
 
     def refiner_pretrain_step(self, x):
         """One update of R on the self-regularisation alone, L = mean|R(x) - x| (teaches R the identity)."""
@@ -476,11 +565,17 @@ class SimGAN:
         return {"loss_reg": reg}
 
     def refiner_step(self, x, y=None):
-        """One update of R on L_R (the adversarial term through D, λ times the L1 term and, with a label
-        net, μ times the label term through C; y: x's labels, needed then and with the conditional D)."""
-        refined = self.R.forward(x, True)
-        loss, terms, d_refined = self.refiner_loss(refined, x, y)
-        self.R.backward(d_refined)
+        """One update of R (and, with the warp, of F) on L_R (the adversarial term through D, λ times the L1 term,
+        with a label net μ times the label term through C, with the warp κ times the flow penalty; y: x's labels,
+        needed with the label term and with the conditional D)."""
+        refined = self.refiner.forward(x, True)
+        if self.F is None:
+            loss, terms, grads = self.refiner_loss(refined, x, y)
+            self.R.backward(grads["refined"], input_grad=False)
+        else:
+            loss, terms, grads = self.refiner_loss(refined, x, y, self.refiner.unwarped, self.refiner.flow)
+            self.refiner.backward(grads["refined"], grads["unwarped"], grads["flow"])
+            self.opt_F.step()
         self.opt_R.step()
         return {"loss_R": loss, **terms}
 
@@ -498,7 +593,7 @@ class SimGAN:
         xp = backend.xp
         if self.conditional and (real_y is None or y is None):
             raise ValueError("the conditional discriminator needs the labels of the real and the procedural images")
-        refined = self.R.forward(x, True)
+        refined = self.refiner.forward(x, True)
         half = len(refined) // 2
         fake, fake_y = refined, y
         if half and len(self.buffer) >= half:
@@ -526,10 +621,11 @@ class SimGAN:
     def _parts(self):
         parts = [("R/", self.R), ("D/", self.D), ("opt_R/", self.opt_R), ("opt_D/", self.opt_D),
                  ("buffer/", self.buffer)]
-        return parts + ([("C/", self.C), ("opt_C/", self.opt_C)] if self.C is not None else [])
+        parts += [("C/", self.C), ("opt_C/", self.opt_C)] if self.C is not None else []
+        return parts + ([("F/", self.F), ("opt_F/", self.opt_F)] if self.F is not None else [])
 
     def state_dict(self):
-        """R and D, both optimizers, the history buffer (and C with its optimizer) as one flat dict of host arrays."""
+        """R and D, both optimizers, the history buffer (and C, F with their optimizers) as one flat dict of host arrays."""
         state = {}
         for prefix, obj in self._parts():
             state.update({prefix + k: v for k, v in obj.state_dict().items()})
@@ -546,4 +642,7 @@ class SimGAN:
         if self.C is not None:
             self.C.load_state_dict(part("C/"), source=source)
             self.opt_C.load_state_dict(part("opt_C/"))
+        if self.F is not None:
+            self.F.load_state_dict(part("F/"), source=source)
+            self.opt_F.load_state_dict(part("opt_F/"))
         return self

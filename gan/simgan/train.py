@@ -37,14 +37,15 @@ from nn import backend
 from common.figures import pyplot, save_figure
 from svhn.imageset import IMAGE_SHAPE, check_image_set, save_grid_png, save_image_set, to_float, to_uint8
 from gan import runs
-from gan.simgan.nets import SimGAN, build_label_net, build_patch_discriminator, build_refiner
+from gan.simgan.nets import SimGAN, build_flow_net, build_label_net, build_patch_discriminator, build_refiner
 
 LOG_EVERY = 25      # iterations between reads of the log rows from the device
 
 PHASES = ("pretrain_C", "pretrain_R", "pretrain_D", "adversarial")
-LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_label", "loss_D", "acc_real",
+LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_label", "loss_flow", "loss_D", "acc_real",
               "acc_refined", "acc_label", "X_real", "X_refined", "seconds")
 LABEL_NET_WIDTH = 32         # channels of the digit keeper's first stage
+FLOW_NET_WIDTH = 16          # channels of the flow net's first stage (the warp)
 DIGITS = 10                  # maps of the conditional discriminator, one per digit
 REFINED_FILE = "refined.npz"   # the whole procedural set refined (when its labels are given)
 PAIRS_FILE = "pairs.png"
@@ -83,6 +84,10 @@ class SimGANConfig:
     with their labels (so the real images' labels are used), refined ones with the procedural labels. With the
     standardising D, λ = 1 and μ = 1 it trains no better ConvNet either (−1.2 ± 0.1 points against raw after 400
     adversarial steps, −0.4 ± 0.7 after 1,200; docs/results.md §3.4).
+
+    κ (flow_weight, default 0: off) adds the warp: a flow net F predicts a smooth displacement field and the
+    refined image is R(x) resampled at the displaced points, so the refiner can move strokes (slant, stretch,
+    thin a digit), not only recolour them; κ·mean(F(x)²) (pixels²) keeps the displacements small.
     """
     lambda_reg: float = 10.0     # λ, the weight of the self-regularisation mean|R(x) - x| (why 10: above)
     kg: int = 2                  # refiner updates per discriminator update
@@ -103,6 +108,7 @@ class SimGANConfig:
     d_conditional: bool = False  # D has one map per digit and judges each image by its digit's (needs real labels)
     label_weight: float = 0.0    # μ, the weight of the label term CE(C(R(x)), y); 0: no digit keeper
     label_steps: int = 1000      # updates of the digit keeper C before the refiner's phases (when μ > 0)
+    flow_weight: float = 0.0     # κ, the weight of the warp's penalty mean(F(x)²); 0: no warp
     seed: int = 0
     checkpoint_every: int = 100
 
@@ -118,7 +124,7 @@ class SimGANConfig:
                               f"got {self.batch_size}")
         if self.identity_init and self.width < 6:
             raise SimGANError(f"the identity initialisation needs width >= 6, got {self.width} (or use --random-init)")
-        for name in ("lambda_reg", "label_weight"):
+        for name in ("lambda_reg", "label_weight", "flow_weight"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise SimGANError(f"{name} must be a number >= 0, got {getattr(self, name)}")
         for name in ("lr_pretrain_r", "lr_r", "lr_d"):
@@ -181,9 +187,10 @@ def build_simgan(config):
     R = build_refiner(config.width, config.blocks, config.identity_init)
     D = build_patch_discriminator(config.d_width, config.d_standardize, DIGITS if config.d_conditional else 1)
     C = build_label_net(LABEL_NET_WIDTH) if config.label_weight > 0 else None   # drawn after R and D
+    F = build_flow_net(FLOW_NET_WIDTH) if config.flow_weight > 0 else None       # drawn after R, D and C
     return SimGAN(R, D, lambda_reg=config.lambda_reg, lr_r=config.lr_r, lr_d=config.lr_d, beta1=config.beta1,
                   buffer_size=config.buffer_size, label_net=C, label_weight=config.label_weight,
-                  conditional=config.d_conditional)
+                  conditional=config.d_conditional, flow_net=F, flow_weight=config.flow_weight)
 
 
 def save_checkpoint(path, sg, iteration, rng):
@@ -215,7 +222,7 @@ def plot_losses(path, rows, title):
         return
     fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     curves = (("refiner (and digit keeper)", [("loss_reg", "mean|R(x) - x|"), ("loss_adv", "adversarial term"),
-                                              ("loss_label", "CE(C(·), y)")]),
+                                              ("loss_label", "CE(C(·), y)"), ("loss_flow", "mean F(x)² (px²)")]),
               ("discriminator", [("loss_D", "L_D (BCE over patches)")]),
               ("D's accuracy on patches", [("acc_real", "real"), ("acc_refined", "refined")]))
     for ax, (name, keys) in zip(axes, curves):
@@ -312,7 +319,7 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
         them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
     settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
         batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, d_standardize,
-        d_conditional, label_weight, label_steps, seed, checkpoint_every).
+        d_conditional, label_weight, label_steps, flow_weight, seed, checkpoint_every).
     figures: write pairs.png and losses.png at the end.
     Returns a summary dict: iteration, the last log row, seconds, and the paths written.
     """
@@ -347,8 +354,8 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     bar = tqdm(total=config.total, initial=min(iteration, config.total), desc="simgan", disable=not progress,
                dynamic_ncols=True)
     pending = runs.PendingRows(rows, _check_finite, bar,
-                               ("loss_reg", "loss_adv", "loss_label", "loss_D", "acc_real", "acc_refined",
-                                "acc_label"))
+                               ("loss_reg", "loss_adv", "loss_label", "loss_flow", "loss_D", "acc_real",
+                                "acc_refined", "acc_label"))
 
     while iteration < config.total:
         phase = config.phase(iteration)
@@ -369,13 +376,13 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
              f"procedural (odd rows) -> refined (even rows)")
     names = ["config.json", "checkpoint.npz", "log.csv"]
     if figures:
-        save_pairs(out_dir / PAIRS_FILE, sg.R, shown, title)
+        save_pairs(out_dir / PAIRS_FILE, sg.refiner, shown, title)
         plot_losses(out_dir / LOSSES_FILE, rows, f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}")
         names += ["losses.png", "pairs.png"]
     summary = {"iteration": iteration, "last": rows[-1] if rows else None,
                "seconds": round(time.perf_counter() - started, 1), "files": [str(out_dir / n) for n in names]}
     if proc_y is not None:
-        refined = refine_images(sg.R, proc_x, progress=progress)
+        refined = refine_images(sg.refiner, proc_x, progress=progress)
         save_image_set(out_dir / REFINED_FILE, refined, np.asarray(proc_y))
         summary["files"].append(str(out_dir / REFINED_FILE))
     log(f"SimGAN: {iteration} iterations in {summary['seconds']} s; wrote {', '.join(summary['files'])}")
@@ -383,7 +390,7 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
 
 
 def _check_finite(row):
-    for key in ("loss_R", "loss_reg", "loss_D", "loss_label"):
+    for key in ("loss_R", "loss_reg", "loss_D", "loss_label", "loss_flow"):
         if key in row and not math.isfinite(row[key]):
             raise SimGANDiverged(f"{key} is {row[key]} at iteration {row['iteration']}; "
                                  "try a smaller learning rate")
@@ -411,12 +418,13 @@ def check_trained(run_dir, option=None):
 
 
 def load_refiner(run_dir):
-    """The refiner of a run, with its latest weights (from the checkpoint)."""
+    """The refiner of a run, with its latest weights (from the checkpoint): R, or R with its warp
+    (`WarpedRefiner`); either maps images x to refined images by `.forward(x, training=False)`."""
     config = check_trained(run_dir)
     path = Path(run_dir) / runs.CHECKPOINT_FILE
     sg = build_simgan(config)
     load_checkpoint(path, sg)
-    return sg.R
+    return sg.refiner
 
 
 def refine(run_dir, x, batch_size=256, progress=False):

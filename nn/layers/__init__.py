@@ -6,7 +6,8 @@ from nn.layers.dense import Dense
 from nn.layers.norm import BatchNorm1D, BatchNorm2D, Standardize
 from nn.layers.activations import ReLU, LeakyReLU, Sigmoid, Tanh
 from nn.layers.shape import Flatten, Reshape, Dropout, Scale
+from nn.layers.warp import BilinearUpsample2D, Warp
 
-__all__ = ["Layer", "Conv2D", "ConvTranspose2D", "MaxPool2D", "AvgPool2D", "Upsample2D", "Dense",
+__all__ = ["Layer", "Conv2D", "ConvTranspose2D", "MaxPool2D", "AvgPool2D", "Upsample2D", "BilinearUpsample2D", "Warp", "Dense",
            "BatchNorm1D", "BatchNorm2D", "Standardize", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "Flatten", "Reshape",
            "Dropout", "Scale", "im2col", "col2im"]
