@@ -359,7 +359,7 @@ def classifier_stage(ctx, real, synthetic, clf=0):
 
 # ---------------------------------------------------------------------------------- the plan
 
-LATER_FLAGS = ("conditional", "d_standardize", "d_conditional", "flow_weight")
+LATER_FLAGS = ("conditional", "d_standardize", "d_conditional", "flow_weight", "lr_flow")
 """Switches (and weights whose 0 means off) added to `gan`'s and `gan.simgan`'s configs after results folders existed
 (the experiment never turns `conditional` on). A stage key leaves each out while it is off, so that such folders
 resume their stages instead of training them again."""

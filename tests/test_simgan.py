@@ -700,6 +700,10 @@ def test_config_rejects_bad_settings():
         SimGANConfig(label_weight=-0.5).check()
     with pytest.raises(ValueError, match="label_steps"):
         SimGANConfig(label_steps=-1).check()
+    for bad in (dict(flow_weight=-0.1), dict(flow_weight=float("nan")), dict(lr_flow=-1e-3), dict(lr_flow=1.0)):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            SimGANConfig(**bad).check()
+    SimGANConfig(flow_weight=0.1, lr_flow=1e-3).check()
     with pytest.raises(ValueError, match="unknown"):
         SimGANConfig.from_dict({"lamda": 1})
 
@@ -803,14 +807,22 @@ def test_cli_flow_weight_adds_the_warp_and_is_saved(tmp_path, capsys):
     run = str(tmp_path / "warp")
     assert run_main(["train", "--out", run, "--flow-weight", "0.2", *flags], capsys)[0] == 0
     assert load_config(run).flow_weight == 0.2
+    sg = build_simgan(load_config(run))
+    assert sg.opt_F.lr == sg.opt_R.lr == load_config(run).lr_r                          # lr_flow 0: the refiner's rate
+    fast = str(tmp_path / "fast")
+    assert run_main(["train", "--out", fast, "--flow-weight", "0.2", "--lr-flow", "0.003", *flags], capsys)[0] == 0
+    assert load_config(fast).lr_flow == 0.003 and build_simgan(load_config(fast)).opt_F.lr == 0.003
+    code, err = run_main(["train", "--out", str(tmp_path / "bad"), "--flow-weight", "0.2", "--lr-flow", "1", *flags],
+                         capsys)
+    assert code == 2 and "--lr-flow" in err and not (tmp_path / "bad").exists()
     assert "F/0.W" in np.load(Path(run) / "checkpoint.npz").files
     code, err = run_main(["train", "--out", str(tmp_path / "bad"), "--flow-weight", "-1", *flags], capsys)
     assert code == 2 and "--flow-weight" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
     config = json.loads((Path(run) / "config.json").read_text())
-    del config["flow_weight"]                                                           # a run from before the option
+    del config["flow_weight"], config["lr_flow"]                                        # a run from before the option
     (Path(run) / "config.json").write_text(json.dumps(config))
-    assert load_config(run).flow_weight == 0
+    assert load_config(run).flow_weight == 0 and load_config(run).lr_flow == 0
 
 
 def test_module_help_runs():

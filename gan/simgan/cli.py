@@ -77,6 +77,8 @@ def build_parser():
             ("--flow-weight", "flow_weight", number(0),
              "κ >= 0: add a warp, so the refiner can move strokes as well as recolour them (a flow net predicts "
              "a smooth displacement field), with κ·mean(displacement²) in pixels² as its penalty (0: off)"),
+            ("--lr-flow", "lr_flow", number(0, 1, False, True),
+             "the flow net's learning rate (Adam), with --flow-weight (0: the refiner's --lr-r)"),
             ("--checkpoint-every", "checkpoint_every", whole(1), "iterations between checkpoints"),
             ("--seed", "seed", whole(0), "random seed (weights, batches)")):
         p.add_argument(flag, dest=key, type=kind, default=None, help=f"{text} (default: {getattr(d, key)})")

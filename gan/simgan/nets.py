@@ -476,7 +476,8 @@ class SimGAN:
     """
 
     def __init__(self, R, D, lambda_reg=10.0, lr_r=1e-4, lr_d=1e-3, beta1=0.5, buffer_size=512,
-                 label_net=None, label_weight=0.0, lr_label=1e-3, conditional=False, flow_net=None, flow_weight=0.0):
+                 label_net=None, label_weight=0.0, lr_label=1e-3, conditional=False, flow_net=None, flow_weight=0.0,
+                 lr_flow=None):
         if lambda_reg < 0:
             raise ValueError(f"lambda_reg must be >= 0, got {lambda_reg}")
         if label_weight < 0 or (label_weight > 0 and label_net is None):
@@ -492,7 +493,8 @@ class SimGAN:
         self.opt_R = optim.Adam(R, lr=lr_r, betas=(beta1, 0.999))
         self.opt_D = optim.Adam(D, lr=lr_d, betas=(beta1, 0.999))
         self.opt_C = optim.Adam(label_net, lr=lr_label) if label_net is not None else None
-        self.opt_F = optim.Adam(flow_net, lr=lr_r, betas=(beta1, 0.999)) if flow_net is not None else None
+        self.opt_F = (optim.Adam(flow_net, lr=lr_r if lr_flow is None else lr_flow, betas=(beta1, 0.999))
+                      if flow_net is not None else None)
         self.buffer = HistoryBuffer(buffer_size)
         self.l1 = SelfRegularisationL1()
         self.flow_penalty = FlowPenalty()

@@ -109,6 +109,7 @@ class SimGANConfig:
     label_weight: float = 0.0    # μ, the weight of the label term CE(C(R(x)), y); 0: no digit keeper
     label_steps: int = 1000      # updates of the digit keeper C before the refiner's phases (when μ > 0)
     flow_weight: float = 0.0     # κ, the weight of the warp's penalty mean(F(x)²); 0: no warp
+    lr_flow: float = 0.0         # the flow net's learning rate (Adam), with the warp; 0: the refiner's lr_r
     seed: int = 0
     checkpoint_every: int = 100
 
@@ -130,6 +131,8 @@ class SimGANConfig:
         for name in ("lr_pretrain_r", "lr_r", "lr_d"):
             if not 0 < getattr(self, name) < 1:
                 raise SimGANError(f"{name} must be in (0, 1), got {getattr(self, name)}")
+        if not (self.lr_flow == 0 or 0 < self.lr_flow < 1):
+            raise SimGANError(f"lr_flow must be 0 (the refiner's lr_r) or in (0, 1), got {self.lr_flow}")
         if not 0 <= self.beta1 < 1:
             raise SimGANError(f"beta1 must be in [0, 1), got {self.beta1}")
         return self
@@ -190,7 +193,8 @@ def build_simgan(config):
     F = build_flow_net(FLOW_NET_WIDTH) if config.flow_weight > 0 else None       # drawn after R, D and C
     return SimGAN(R, D, lambda_reg=config.lambda_reg, lr_r=config.lr_r, lr_d=config.lr_d, beta1=config.beta1,
                   buffer_size=config.buffer_size, label_net=C, label_weight=config.label_weight,
-                  conditional=config.d_conditional, flow_net=F, flow_weight=config.flow_weight)
+                  conditional=config.d_conditional, flow_net=F, flow_weight=config.flow_weight,
+                  lr_flow=config.lr_flow or config.lr_r)
 
 
 def save_checkpoint(path, sg, iteration, rng):
@@ -319,7 +323,7 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
         them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
     settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
         batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, d_standardize,
-        d_conditional, label_weight, label_steps, flow_weight, seed, checkpoint_every).
+        d_conditional, label_weight, label_steps, flow_weight, lr_flow, seed, checkpoint_every).
     figures: write pairs.png and losses.png at the end.
     Returns a summary dict: iteration, the last log row, seconds, and the paths written.
     """
