@@ -116,6 +116,16 @@ def random_uniform(shape, dtype):
     return _device_rng.random_sample(shape, dtype=dtype)
 
 
+def scatter_add(target, indices, values):
+    """target[indices] += values, where an index that repeats adds every one of its values (plain
+    `target[indices] += values` would keep only one). In place; `indices` and `values` are 1-D."""
+    if name == "numpy":
+        numpy.add.at(target, indices, values)
+    else:
+        import cupyx
+        cupyx.scatter_add(target, indices, values)
+
+
 def asarray(a, dtype=None):
     """Move a (host) array to the current device; a no-op when it is already there."""
     return xp.asarray(a, dtype=dtype)

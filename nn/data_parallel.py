@@ -33,16 +33,16 @@ Chunking also helps on one core: a chunk's activations stay in the caches betwee
 import copy
 
 from nn import backend, parallel
-from nn.layers import (AvgPool2D, Layer, BatchNorm1D, BatchNorm2D, Conv2D, ConvTranspose2D, Dense, Dropout, Flatten,
-                       LeakyReLU, MaxPool2D, ReLU, Reshape, Scale, Sigmoid, Standardize, Tanh, Upsample2D,
-                       upconv_fast, winograd_fast)
+from nn.layers import (AvgPool2D, Layer, BatchNorm1D, BatchNorm2D, BilinearUpsample2D, Conv2D, ConvTranspose2D, Dense,
+                       Dropout, Flatten, LeakyReLU, MaxPool2D, ReLU, Reshape, Scale, Sigmoid, Standardize, Tanh,
+                       Upsample2D, upconv_fast, winograd_fast)
 
 CHUNKS = 8      # pieces per batch; the results depend on this number (within float32 rounding), not on threads
 
 # layers whose every output row depends on its own input row only, and whose forward and backward change
 # nothing shared (exact types: a subclass may keep state these do not)
-PER_SAMPLE = (Conv2D, ConvTranspose2D, Dense, MaxPool2D, AvgPool2D, Upsample2D, ReLU, LeakyReLU, Sigmoid, Tanh,
-              Flatten, Reshape, Scale, Standardize)
+PER_SAMPLE = (Conv2D, ConvTranspose2D, Dense, MaxPool2D, AvgPool2D, Upsample2D, BilinearUpsample2D, ReLU, LeakyReLU,
+              Sigmoid, Tanh, Flatten, Reshape, Scale, Standardize)
 BATCH_NORM = (BatchNorm1D, BatchNorm2D)
 
 

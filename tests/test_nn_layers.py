@@ -358,7 +358,14 @@ ALL_LAYERS = [
     (lambda: layers.Scale(0.25), (2, 3, 4, 4)),
     (lambda: layers.Standardize(), (2, 3, 4, 4)),
     (lambda: layers.Standardize(per_channel=True), (2, 3, 4, 4)),
+    (lambda: layers.BilinearUpsample2D(4), (2, 3, 2, 3)),
+    (lambda: layers.Warp(), (2, 5, 4, 4)),
 ]
+
+
+def test_every_layer_is_in_the_float32_check():
+    names = {type(make()).__name__ for make, _ in ALL_LAYERS}
+    assert {n for n in layers.__all__ if isinstance(getattr(layers, n), type)} - {"Layer"} <= names
 
 
 @pytest.mark.parametrize("make,shape", ALL_LAYERS, ids=lambda v: repr(v()) if callable(v) else str(v))

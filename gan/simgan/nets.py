@@ -218,13 +218,14 @@ def build_flow_net(width=16):
     if int(width) < 1:
         raise ValueError(f"flow net: width must be >= 1, got {width}")
     w = int(width)
-    last = layers.Conv2D(2 * w, 2, 3, padding=1, method=CONV_METHOD)
-    last.params["W"], last.params["b"] = (backend.xp.zeros_like(last.params[k]) for k in ("W", "b"))
-    return Sequential(
+    F = Sequential(
         layers.Conv2D(3, w, 3, stride=2, padding=1, method=CONV_METHOD), layers.ReLU(),
         layers.Conv2D(w, 2 * w, 3, stride=2, padding=1, method=CONV_METHOD), layers.ReLU(),
         layers.Conv2D(2 * w, 2 * w, 3, padding=1, method=CONV_METHOD), layers.ReLU(),
-        last, layers.BilinearUpsample2D(4))
+        layers.Conv2D(2 * w, 2, 3, padding=1, method=CONV_METHOD), layers.BilinearUpsample2D(4))
+    last = F.layers[-2]
+    last.params["W"], last.params["b"] = (backend.xp.zeros_like(last.params[k]) for k in ("W", "b"))
+    return F
 
 
 class WarpedRefiner:
@@ -533,6 +534,8 @@ class SimGAN:
         Returns (L_R, terms, grads): `terms` the log's loss_adv, loss_reg, (with the label term) loss_label and
         (with the warp) loss_flow; `grads` {"refined": dL_R/dx̃}, and with the warp also "unwarped": dL_R/dR(x)
         and "flow": dL_R/dF(x) (the paths that do not pass through x̃)."""
+        if (unwarped is None) != (flow is None):
+            raise ValueError("refiner_loss: with a warp give both `unwarped` (R(x)) and `flow` (F(x)), without one neither")
         z = self._verdict(refined, y)
         adv = self.patch.forward(z, 0.0)                 # "judged real": X1 = 0 for every patch
         grads = {"refined": self._verdict_backward(self.patch.backward())}
