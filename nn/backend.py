@@ -118,12 +118,13 @@ def random_uniform(shape, dtype):
 
 def scatter_add(target, indices, values):
     """target[indices] += values, where an index that repeats adds every one of its values (plain
-    `target[indices] += values` would keep only one). In place; `indices` and `values` are 1-D."""
-    if name == "numpy":
-        numpy.add.at(target, indices, values)
+    `target[indices] += values` would keep only one). In place; `target`, `indices` and `values` are 1-D.
+    `add.at` on NumPy and on CuPy >= 13 (atomic adds on the GPU, no wait for the host); an older CuPy counts
+    with `bincount`, which waits for the GPU to learn the output's length."""
+    if hasattr(xp.add, "at"):
+        xp.add.at(target, indices, values)
     else:
-        import cupyx
-        cupyx.scatter_add(target, indices, values)
+        target += xp.bincount(indices, weights=values, minlength=target.size).astype(target.dtype)
 
 
 def asarray(a, dtype=None):

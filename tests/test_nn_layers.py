@@ -426,3 +426,17 @@ def test_bad_constructor_arguments():
         layers.ConvTranspose2D(2, 2, 3, stride=2, output_padding=2)
     with pytest.raises(ValueError):
         layers.Upsample2D(0)
+
+
+def test_scatter_add_adds_every_value_of_a_repeated_index(monkeypatch):
+    from types import SimpleNamespace
+    expected = np.array([1.0, 7.0, 0.0, 4.0])
+    target = dev(np.array([1.0, 0.0, 0.0, 0.0]))
+    backend.scatter_add(target, dev(np.array([1, 3, 1, 1])), dev(np.array([2.0, 4.0, 3.0, 2.0])))
+    np.testing.assert_array_equal(host(target), expected)
+    if backend.name == "numpy":                          # the path of a CuPy without ufunc.at: bincount
+        monkeypatch.setattr(backend, "xp", SimpleNamespace(add=SimpleNamespace(), bincount=np.bincount))
+        target = np.array([1.0, 0.0, 0.0, 0.0], dtype=np.float32)
+        backend.scatter_add(target, np.array([1, 3, 1, 1]), np.array([2.0, 4.0, 3.0, 2.0], dtype=np.float32))
+        np.testing.assert_array_equal(target, expected)
+        assert target.dtype == np.float32
