@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from nn import Sequential, backend, gradcheck, gradcheck_loss, layers
+from nn.gradcheck import _numeric_gradient
 from common.cli import run_cli
 from gan.simgan import cli as simgan_cli, train as simgan
 from gan.simgan import SimGANConfig, refine, train_simgan
@@ -399,18 +400,10 @@ def test_the_warped_refiner_fills_the_gradients_of_both_networks():
     checked = 0
     for net in (R, F):
         for param, grad in net.parameters():
-            grad = backend.to_numpy(grad).ravel().copy()
-            flat = param.reshape(-1)
-            for k in rng.choice(flat.size, size=min(3, flat.size), replace=False):
-                old = float(flat[k])
-                flat[k] = old + 1e-6
-                plus = s()
-                flat[k] = old - 1e-6
-                minus = s()
-                flat[k] = old
-                numeric = (plus - minus) / 2e-6
-                assert grad[k] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
-                checked += 1
+            picked = rng.choice(param.size, size=min(3, param.size), replace=False)
+            numeric = _numeric_gradient(s, param, picked, 1e-6)
+            assert backend.to_numpy(grad).ravel()[picked] == pytest.approx(numeric, rel=1e-5, abs=1e-7)
+            checked += len(picked)
     assert checked > 20
 
 
@@ -764,12 +757,25 @@ def test_cli_train_then_refine(tmp_path, capsys):
     assert np.array_equal(yr, y) and np.array_equal(xr, load_image_set(Path(run) / "refined.npz")[0])
 
 
-def test_cli_d_standardize_is_saved_kept_on_resume_and_old_runs_load_without_it(tmp_path, capsys):
+def tiny_cli_flags(tmp_path):
+    """Writes a tiny real and procedural image set into tmp_path; the `train` flags of a tiny run on them."""
     from svhn.imageset import save_image_set
     save_image_set(tmp_path / "real.npz", *uint8_set(12, 1))
     save_image_set(tmp_path / "proc.npz", *uint8_set(12, 2))
-    flags = ["--width", "6", "--blocks", "1", "--d-width", "4", "--batch-size", "4", "--pretrain-r", "1",
-             "--pretrain-d", "1", "--quiet", "--real", str(tmp_path / "real.npz"), "--procedural", str(tmp_path / "proc.npz")]
+    return ["--width", "6", "--blocks", "1", "--d-width", "4", "--batch-size", "4", "--pretrain-r", "1",
+            "--pretrain-d", "1", "--quiet", "--real", str(tmp_path / "real.npz"), "--procedural", str(tmp_path / "proc.npz")]
+
+
+def forget_settings(run, *names):
+    """Remove settings from RUN_DIR/config.json, as a run made before they existed would have it."""
+    config = json.loads((Path(run) / "config.json").read_text())
+    for name in names:
+        del config[name]
+    (Path(run) / "config.json").write_text(json.dumps(config))
+
+
+def test_cli_d_standardize_is_saved_kept_on_resume_and_old_runs_load_without_it(tmp_path, capsys):
+    flags = tiny_cli_flags(tmp_path)
     std, plain = str(tmp_path / "std"), str(tmp_path / "plain")
     assert run_main(["train", "--out", std, "--steps", "1", "--d-standardize", *flags], capsys)[0] == 0
     assert load_config(std).d_standardize is True
@@ -779,36 +785,22 @@ def test_cli_d_standardize_is_saved_kept_on_resume_and_old_runs_load_without_it(
     assert run_main(["train", "--out", plain, "--steps", "1", *flags], capsys)[0] == 0
     code, err = run_main(["train", "--out", plain, "--steps", "2", "--d-standardize", *flags], capsys)
     assert code == 2 and "d_standardize" in err                                         # a trained run keeps it
-    config = json.loads((Path(plain) / "config.json").read_text())
-    del config["d_standardize"]                                                         # a run from before the option
-    (Path(plain) / "config.json").write_text(json.dumps(config))
+    forget_settings(plain, "d_standardize")                                                # a run from before the option
     assert load_config(plain).d_standardize is False
 
 
 def test_cli_d_conditional_reads_the_real_labels_and_is_saved(tmp_path, capsys):
-    from svhn.imageset import save_image_set
-    save_image_set(tmp_path / "real.npz", *uint8_set(12, 1))
-    save_image_set(tmp_path / "proc.npz", *uint8_set(12, 2))
-    flags = ["--width", "6", "--blocks", "1", "--d-width", "4", "--batch-size", "4", "--pretrain-r", "1",
-             "--pretrain-d", "1", "--steps", "2", "--quiet", "--real", str(tmp_path / "real.npz"),
-             "--procedural", str(tmp_path / "proc.npz")]
+    flags = ["--steps", "2", *tiny_cli_flags(tmp_path)]
     run = str(tmp_path / "cond")
     assert run_main(["train", "--out", run, "--d-conditional", *flags], capsys)[0] == 0
     assert load_config(run).d_conditional is True
     assert "buffer/labels" in np.load(Path(run) / "checkpoint.npz").files
-    config = json.loads((Path(run) / "config.json").read_text())
-    del config["d_conditional"]                                                         # a run from before the option
-    (Path(run) / "config.json").write_text(json.dumps(config))
+    forget_settings(run, "d_conditional")                                                # a run from before the option
     assert load_config(run).d_conditional is False
 
 
 def test_cli_flow_weight_adds_the_warp_and_is_saved(tmp_path, capsys):
-    from svhn.imageset import save_image_set
-    save_image_set(tmp_path / "real.npz", *uint8_set(12, 1))
-    save_image_set(tmp_path / "proc.npz", *uint8_set(12, 2))
-    flags = ["--width", "6", "--blocks", "1", "--d-width", "4", "--batch-size", "4", "--pretrain-r", "1",
-             "--pretrain-d", "1", "--steps", "2", "--quiet", "--real", str(tmp_path / "real.npz"),
-             "--procedural", str(tmp_path / "proc.npz")]
+    flags = ["--steps", "2", *tiny_cli_flags(tmp_path)]
     run = str(tmp_path / "warp")
     assert run_main(["train", "--out", run, "--flow-weight", "0.2", *flags], capsys)[0] == 0
     assert load_config(run).flow_weight == 0.2
@@ -824,9 +816,7 @@ def test_cli_flow_weight_adds_the_warp_and_is_saved(tmp_path, capsys):
     code, err = run_main(["train", "--out", str(tmp_path / "bad"), "--flow-weight", "-1", *flags], capsys)
     assert code == 2 and "--flow-weight" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "bad").exists()
-    config = json.loads((Path(run) / "config.json").read_text())
-    del config["flow_weight"], config["lr_flow"]                                        # a run from before the option
-    (Path(run) / "config.json").write_text(json.dumps(config))
+    forget_settings(run, "flow_weight", "lr_flow")                                      # a run from before the options
     assert load_config(run).flow_weight == 0 and load_config(run).lr_flow == 0
 
 

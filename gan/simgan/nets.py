@@ -52,7 +52,7 @@ seen) and frozen while R trains, so λ can be lowered without losing the digit.
 
 The warp (our addition) lets the refiner redraw a digit's shape (stroke width, slant, height, position), which
 3×3 convolutions held near their input by λ cannot: x̃ = W(R(x), F(x)), where W (`nn.layers.Warp`) reads R(x)
-at each pixel (i, j) displaced by F(x)[:, i, j] = (dy, dx), bilinearly. The self-regularisation then keeps
+at each pixel (i, j) displaced by F(x)[:, i, j] = (Δi, Δj), bilinearly. The self-regularisation then keeps
 R(x) (before the warp) close to x, and a penalty of its own keeps the displacements small:
     L_R = -mean[ log(1 - X(x̃)) ]  +  λ·mean|R(x) - x|  +  κ·mean(F(x)²)      (F(x) in pixels)
 """
@@ -206,7 +206,7 @@ def init_near_identity(R, residual_scale=0.1):
 
 
 def build_flow_net(width=16):
-    """F: images (N, 3, 32, 32) -> displacements (N, 2, 32, 32) in pixels, (dy, dx) for every pixel.
+    """F: images (N, 3, 32, 32) -> displacements (N, 2, 32, 32) in pixels, (Δi, Δj) for every pixel.
 
         3×3 conv s2 3→w, ReLU → 3×3 conv s2 w→2w, ReLU → 3×3 conv 2w→2w, ReLU → 3×3 conv 2w→2 → bilinear ×4
 
