@@ -252,7 +252,7 @@ def run_dcgan_set(ctx, g, folder, upstream):
     return {"n": int(len(x)), "note": f"{len(x)} images ({n} per digit)", "content": content_hash(x, y)}
 
 
-SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "kg": "simgan_kg", "steps": "simgan_steps",
+SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "lambda_final": "simgan_lambda_final", "kg": "simgan_kg", "steps": "simgan_steps",
                   "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
                   "width": "simgan_width", "blocks": "simgan_blocks", "label_weight": "simgan_label_weight",
                   "label_steps": "simgan_label_steps", "d_standardize": "simgan_d_standardize",
@@ -359,7 +359,7 @@ def classifier_stage(ctx, real, synthetic, clf=0):
 
 # ---------------------------------------------------------------------------------- the plan
 
-LATER_FLAGS = ("conditional", "d_standardize", "d_conditional", "flow_weight", "lr_flow")
+LATER_FLAGS = ("conditional", "d_standardize", "d_conditional", "flow_weight", "lr_flow", "lambda_final")
 """Switches (and weights whose 0 means off) added to `gan`'s and `gan.simgan`'s configs after results folders existed
 (the experiment never turns `conditional` on). A stage key leaves each out while it is off, so that such folders
 resume their stages instead of training them again."""

@@ -65,6 +65,9 @@ class Settings:
     """Refiner updates per discriminator update (SimGAN's Kg)."""
     simgan_lambda: float = None
     """λ, the weight of the self-regularisation mean|R(x) - x|."""
+    simgan_lambda_final: float = None
+    """λ at the last adversarial step: > 0 makes λ go geometrically from simgan_lambda to this over the
+    adversarial steps (0: λ constant)."""
     simgan_label_weight: float = None
     """μ, the weight of the label term CE(C(R(x)), y) of a digit keeper C trained on the procedural
     images first (0: off, SimGAN as published)."""
@@ -182,7 +185,7 @@ KINDS = {
     "dcgan_batch": "int", "dcgan_per_digit": "int", "simgan_steps": "count", "simgan_pretrain_r": "count",
     "simgan_pretrain_d": "count", "simgan_kg": "int", "simgan_width": "int", "simgan_blocks": "count",
     "simgan_batch": "int", "clf_batch": "int", "clf_seeds": "int", "dcgan_seeds": "int",
-    "simgan_lambda": "float", "simgan_label_weight": "float", "simgan_flow_weight": "float",
+    "simgan_lambda": "float", "simgan_lambda_final": "float", "simgan_label_weight": "float", "simgan_flow_weight": "float",
     "simgan_label_steps": "count", "clf_lr": "float", "mix_real_share": "float",
     "dcgan_loss": "word", "dcgan_upsample": "word", "clf_arch": "word", "clf_augment": "word",
     "dcgan_augment": "flag", "dcgan_together": "flag", "clf_tta": "flag", "simgan_d_standardize": "flag",

@@ -297,7 +297,8 @@ def test_simgan_stage_key_leaves_out_the_standardising_discriminator_while_off(t
     very settings it held then; turned on, the key says so."""
     ctx = pipeline.Context(PRESETS["smoke"], tmp_path, backend="numpy")
     key = next(st.settings for st in pipeline.plan(ctx, n_train=80) if st.name == "simgan")
-    assert "d_standardize" not in key and "d_conditional" not in key and "flow_weight" not in key and "lambda_reg" in key
+    assert "lambda_reg" in key
+    assert not {"d_standardize", "d_conditional", "flow_weight", "lr_flow", "lambda_final"} & set(key)
     on = pipeline.Context(apply_overrides(PRESETS["smoke"], ["simgan_d_standardize=yes"]), tmp_path, backend="numpy")
     assert next(st.settings for st in pipeline.plan(on, n_train=80) if st.name == "simgan")["d_standardize"] is True
 
@@ -480,15 +481,16 @@ def test_simgan_standardising_discriminator_setting_reaches_the_refiner():
         apply_overrides(preset("smoke"), ["simgan_d_standardize=maybe"])
 
 
-def test_simgan_flow_weight_setting_reaches_the_refiner(tmp_path):
-    got = simgan_settings(SimpleNamespace(settings=apply_overrides(preset("smoke"), ["simgan_flow_weight=0.05"]),
-                                          seed=0))
-    assert got["flow_weight"] == 0.05 and SimGANConfig(**got).flow_weight == 0.05
-    assert "flow_weight" not in simgan_settings(SimpleNamespace(settings=preset("smoke"), seed=0))
-    on = pipeline.Context(apply_overrides(PRESETS["smoke"], ["simgan_flow_weight=0.05"]), tmp_path, backend="numpy")
-    assert next(st.settings for st in pipeline.plan(on, n_train=80) if st.name == "simgan")["flow_weight"] == 0.05
-    for bad in ("simgan_flow_weight=-1", "simgan_flow_weight=lots"):
-        with pytest.raises(ValueError, match="simgan_flow_weight"):
+@pytest.mark.parametrize("setting, name, value", [("simgan_flow_weight", "flow_weight", 0.05),
+                                                   ("simgan_lambda_final", "lambda_final", 1.0)])
+def test_simgan_weight_settings_reach_the_refiner(tmp_path, setting, name, value):
+    got = simgan_settings(SimpleNamespace(settings=apply_overrides(preset("smoke"), [f"{setting}={value}"]), seed=0))
+    assert got[name] == value and getattr(SimGANConfig(**got), name) == value
+    assert name not in simgan_settings(SimpleNamespace(settings=preset("smoke"), seed=0))
+    on = pipeline.Context(apply_overrides(PRESETS["smoke"], [f"{setting}={value}"]), tmp_path, backend="numpy")
+    assert next(st.settings for st in pipeline.plan(on, n_train=80) if st.name == "simgan")[name] == value
+    for bad in (f"{setting}=-1", f"{setting}=lots"):
+        with pytest.raises(ValueError, match=setting):
             apply_overrides(preset("smoke"), [bad])
 
 

@@ -672,6 +672,43 @@ def test_a_conditional_run_uses_the_real_labels_and_resumes_exactly(tmp_path):
         assert not (tmp_path / "nolabels").exists()            # refused before anything was written
 
 
+def test_a_lambda_schedule_weighs_the_l1_term_by_its_lambda_and_resumes_exactly(tmp_path, monkeypatch):
+    real, _ = uint8_set(20, 1)
+    proc, _ = uint8_set(30, 2)
+    quiet = dict(progress=False, log=lambda *a: None, figures=False)
+    settings = {**TINY, "lambda_reg": 8.0, "lambda_final": 0.5, "checkpoint_every": 1}
+    train_simgan(real, proc, tmp_path / "once", **quiet, **settings)
+    adversarial = [r for r in simgan.read_log(tmp_path / "once" / "log.csv") if r["phase"] == "adversarial"]
+    assert [r["lambda_reg"] for r in adversarial] == pytest.approx([8.0, 2.0, 0.5], rel=1e-5)
+    for r in adversarial:                        # the refiner's loss is weighed by that iteration's λ
+        assert r["loss_R"] == pytest.approx(r["loss_adv"] + r["lambda_reg"] * r["loss_reg"], rel=1e-5)
+
+    iteration = simgan.train_iteration               # interrupted after the first adversarial iteration, resumed
+    done = []
+
+    def interrupted(*args, **kwargs):
+        if len(done) == 5:
+            raise KeyboardInterrupt
+        done.append(1)
+        return iteration(*args, **kwargs)
+
+    monkeypatch.setattr(simgan, "train_iteration", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_simgan(real, proc, tmp_path / "twice", **quiet, **settings)
+    monkeypatch.undo()
+    train_simgan(real, proc, tmp_path / "twice", **quiet, **settings)
+    a, b = (dict(np.load(tmp_path / r / "checkpoint.npz")) for r in ("once", "twice"))
+    for k in a:
+        assert np.array_equal(a[k], b[k]), k
+
+    train_simgan(real, proc, tmp_path / "constant", **quiet, **{**settings, "lambda_final": 0.0})
+    assert not np.array_equal(a["R/0.W"], np.load(tmp_path / "constant" / "checkpoint.npz")["R/0.W"])
+    with pytest.raises(ValueError, match="schedule"):                   # its path spans `steps`: no training further
+        train_simgan(real, proc, tmp_path / "once", **quiet, steps=5)
+    assert np.array_equal(np.load(tmp_path / "once" / "checkpoint.npz")["R/0.W"], a["R/0.W"])
+    train_simgan(real, proc, tmp_path / "constant", **quiet, steps=4)   # without a schedule it may
+
+
 def test_without_the_label_term_a_run_has_no_digit_keeper(tmp_path):
     real, _ = uint8_set(20, 1)
     proc, labels = uint8_set(30, 2)
@@ -689,6 +726,16 @@ def test_config_phases():
     assert c.total == 2 and [c.phase(i) for i in range(2)] == ["pretrain_D", "adversarial"]
 
 
+def test_config_lambda_schedule():
+    c = SimGANConfig(lambda_reg=10.0, pretrain_r=2, pretrain_d=1, steps=5)
+    assert [c.lambda_at(i) for i in range(c.total)] == [10.0] * 8                 # no schedule: constant
+    c = SimGANConfig(lambda_reg=10.0, lambda_final=0.1, label_weight=1.0, label_steps=1, pretrain_r=2, pretrain_d=1,
+                     steps=5)
+    assert [c.lambda_at(i) for i in range(4)] == [10.0] * 4                       # the phases before: lambda_reg
+    assert [c.lambda_at(i) for i in range(4, 9)] == pytest.approx([10.0, 10 ** 0.5, 1.0, 10 ** -0.5, 0.1])
+    assert SimGANConfig(lambda_reg=2.0, lambda_final=4.0, steps=1).lambda_at(0) == 2.0   # one step: the start
+
+
 def test_config_rejects_bad_settings():
     with pytest.raises(ValueError, match="kg"):
         SimGANConfig(kg=0).check()
@@ -702,6 +749,10 @@ def test_config_rejects_bad_settings():
         with pytest.raises(ValueError, match=next(iter(bad))):
             SimGANConfig(**bad).check()
     SimGANConfig(flow_weight=0.1, lr_flow=1e-3).check()
+    for bad in (dict(lambda_final=-1.0), dict(lambda_final=float("inf")), dict(lambda_reg=0.0, lambda_final=1.0)):
+        with pytest.raises(ValueError, match="lambda_final"):
+            SimGANConfig(**bad).check()
+    SimGANConfig(lambda_reg=10.0, lambda_final=1.0).check()
     with pytest.raises(ValueError, match="unknown"):
         SimGANConfig.from_dict({"lamda": 1})
 
@@ -818,6 +869,23 @@ def test_cli_flow_weight_adds_the_warp_and_is_saved(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
     forget_settings(run, "flow_weight", "lr_flow")                                      # a run from before the options
     assert load_config(run).flow_weight == 0 and load_config(run).lr_flow == 0
+
+
+def test_cli_lambda_final_is_saved_checked_and_keeps_the_steps_of_its_schedule(tmp_path, capsys):
+    flags = ["--steps", "2", *tiny_cli_flags(tmp_path)]
+    run = str(tmp_path / "schedule")
+    assert run_main(["train", "--out", run, "--lambda-reg", "10", "--lambda-final", "1", *flags], capsys)[0] == 0
+    assert (load_config(run).lambda_reg, load_config(run).lambda_final) == (10.0, 1.0)
+    assert [r["lambda_reg"] for r in simgan.read_log(Path(run) / "log.csv")][-2:] == [10.0, 1.0]
+    code, err = run_main(["train", "--out", run, *flags[2:], "--steps", "3"], capsys)
+    assert code == 2 and "schedule" in err and len(err.strip().splitlines()) == 1
+    for bad, option in ((["--lambda-final", "-1"], "--lambda-final"), (["--lambda-reg", "0", "--lambda-final", "1"],
+                                                                         "lambda_final")):
+        code, err = run_main(["train", "--out", str(tmp_path / "bad"), *bad, *flags], capsys)
+        assert code == 2 and option in err and len(err.strip().splitlines()) == 1
+        assert not (tmp_path / "bad").exists()
+    forget_settings(run, "lambda_final")                                               # a run from before the option
+    assert load_config(run).lambda_final == 0
 
 
 def test_module_help_runs():

@@ -57,6 +57,9 @@ def build_parser():
     rate = number(0, 1, True, True)
     for flag, key, kind, text in (
             ("--lambda-reg", "lambda_reg", number(0), "λ >= 0, weight of the self-regularisation mean|R(x) - x|"),
+            ("--lambda-final", "lambda_final", number(0),
+             "λ at the last adversarial step: λ then goes geometrically from --lambda-reg to this over the "
+             "adversarial steps (0: λ stays --lambda-reg)"),
             ("--kg", "kg", whole(1), "refiner updates per discriminator update"),
             ("--steps", "steps", whole(0), "adversarial iterations (each: Kg refiner updates + 1 D update)"),
             ("--pretrain-r", "pretrain_r", whole(0), "refiner updates on the L1 term alone, first"),

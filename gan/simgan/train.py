@@ -43,7 +43,7 @@ LOG_EVERY = 25      # iterations between reads of the log rows from the device
 
 PHASES = ("pretrain_C", "pretrain_R", "pretrain_D", "adversarial")
 LOG_FIELDS = ("iteration", "phase", "loss_R", "loss_adv", "loss_reg", "loss_label", "loss_flow", "loss_D", "acc_real",
-              "acc_refined", "acc_label", "X_real", "X_refined", "seconds")
+              "acc_refined", "acc_label", "X_real", "X_refined", "lambda_reg", "seconds")
 LABEL_NET_WIDTH = 32         # channels of the digit keeper's first stage
 FLOW_NET_WIDTH = 16          # channels of the flow net's first stage (the warp)
 DIGITS = 10                  # maps of the conditional discriminator, one per digit
@@ -91,8 +91,15 @@ class SimGANConfig:
     conditional, standardising D with λ = 1, μ = 1 (κ = 0.05), it removed that D's small loss but trained no better
     ConvNet than the raw images (−0.1 ± 0.2 points, +0.3 ± 0.1 with F's lr 1e-3; docs/results.md §3.5), and the
     refiners kept their displacements under a pixel, so it stays off.
+
+    lambda_final (default 0: off, λ constant) makes λ a schedule over the adversarial steps, from lambda_reg at
+    the first to lambda_final at the last, geometrically: λ_t = lambda_reg·(lambda_final/lambda_reg)^(t/(steps-1)).
+    From 10 down to 1, say, the refiner starts as the λ = 10 one (close to its input while D and R find their
+    balance) and ends free to change images as much as a λ = 1 one. Because the path spans `steps`, a run with
+    a schedule cannot be resumed with other `steps`.
     """
     lambda_reg: float = 10.0     # λ, the weight of the self-regularisation mean|R(x) - x| (why 10: above)
+    lambda_final: float = 0.0    # λ at the last adversarial step, reached geometrically from lambda_reg; 0: constant
     kg: int = 2                  # refiner updates per discriminator update
     steps: int = 1000            # adversarial iterations (each: kg refiner updates + 1 D update)
     pretrain_r: int = 500        # refiner updates on the L1 term alone
@@ -128,9 +135,11 @@ class SimGANConfig:
                               f"got {self.batch_size}")
         if self.identity_init and self.width < 6:
             raise SimGANError(f"the identity initialisation needs width >= 6, got {self.width} (or use --random-init)")
-        for name in ("lambda_reg", "label_weight", "flow_weight"):
+        for name in ("lambda_reg", "lambda_final", "label_weight", "flow_weight"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise SimGANError(f"{name} must be a number >= 0, got {getattr(self, name)}")
+        if self.lambda_final > 0 and self.lambda_reg == 0:
+            raise SimGANError("a λ schedule (lambda_final > 0) starts from lambda_reg, which must then be > 0")
         for name in ("lr_pretrain_r", "lr_r", "lr_d"):
             if not 0 < getattr(self, name) < 1:
                 raise SimGANError(f"{name} must be in (0, 1), got {getattr(self, name)}")
@@ -150,6 +159,14 @@ class SimGANConfig:
         """Iterations of all the phases together."""
         return self.label_phase + self.pretrain_r + self.pretrain_d + self.steps
 
+    def lambda_at(self, iteration):
+        """λ during the 0-based `iteration`: lambda_reg, or with a schedule (lambda_final > 0) the geometric
+        path from lambda_reg at the first adversarial iteration to lambda_final at the last."""
+        if self.lambda_final == 0:
+            return self.lambda_reg
+        t = (iteration - (self.total - self.steps)) / max(self.steps - 1, 1)    # 0 .. 1 over the adversarial phase
+        return self.lambda_reg * (self.lambda_final / self.lambda_reg) ** min(max(t, 0.0), 1.0)
+
     def phase(self, iteration):
         """The phase (a name of PHASES) of the 0-based `iteration`."""
         ends = np.cumsum([self.label_phase, self.pretrain_r, self.pretrain_d])
@@ -164,7 +181,7 @@ class SimGANConfig:
         return cls(**d)
 
 
-RESUMABLE = ("steps", "checkpoint_every")   # settings a resumed run may change
+RESUMABLE = ("steps", "checkpoint_every")   # settings a resumed run may change (steps: not with a λ schedule)
 
 
 # ----------------------------------------------------------------------------- run folders
@@ -177,8 +194,17 @@ def resolve_config(run_dir, settings):
     """The checked config a run in RUN_DIR would use, writing nothing: a folder holding a trained run
     (a checkpoint) keeps its settings, and of the ones given only `steps` (train further) and
     `checkpoint_every` may differ; a folder whose run never saved an iteration takes the new ones."""
-    return runs.resolve_config(run_dir, lambda: SimGANConfig.from_dict(settings), settings, RESUMABLE,
-                               load_config, lambda folder: (folder / runs.CHECKPOINT_FILE).is_file(), SimGANError)
+    def trained(folder):
+        return (Path(folder) / runs.CHECKPOINT_FILE).is_file()
+
+    config = runs.resolve_config(run_dir, lambda: SimGANConfig.from_dict(settings), settings, RESUMABLE,
+                                 load_config, trained, SimGANError)
+    if config.lambda_final > 0 and trained(run_dir):
+        saved_steps = load_config(run_dir).steps
+        if config.steps != saved_steps:
+            raise SimGANError(f"{run_dir}: this run's λ schedule spans its {saved_steps} adversarial steps, so it "
+                              f"cannot train to {config.steps}; use a new --out folder")
+    return config
 
 
 def prepare_run(run_dir, settings):
@@ -229,7 +255,8 @@ def plot_losses(path, rows, title):
         return
     fig, axes = pyplot().subplots(1, 3, figsize=(13, 3.6))
     curves = (("refiner (and digit keeper)", [("loss_reg", "mean|R(x) - x|"), ("loss_adv", "adversarial term"),
-                                              ("loss_label", "CE(C(·), y)"), ("loss_flow", "mean F(x)² (px²)")]),
+                                              ("loss_label", "CE(C(·), y)"), ("loss_flow", "mean F(x)² (px²)"),
+                                              ("lambda_reg", "λ (the L1 term's weight)")]),
               ("discriminator", [("loss_D", "L_D (BCE over patches)")]),
               ("D's accuracy on patches", [("acc_real", "real"), ("acc_refined", "refined")]))
     for ax, (name, keys) in zip(axes, curves):
@@ -310,7 +337,7 @@ def train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y=None, real_y=
     if phase == "adversarial":
         for _ in range(config.kg):
             metrics = sg.refiner_step(*_batch(proc_x, rng, b, proc_labels))
-        row.update(metrics)
+        row.update(metrics, lambda_reg=sg.lambda_reg)
     (real, y_real), (x, y) = _batch(real_x, rng, b, real_labels), _batch(proc_x, rng, b, proc_labels)
     row.update(sg.discriminator_step(real, x, rng, real_y=y_real, y=y))
     return row
@@ -324,7 +351,7 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
         conditional D only.
     proc_x: uint8 (M, 32, 32, 3) procedural images to refine; proc_y: their labels (optional): with
         them, the whole set is refined at the end and written as RUN_DIR/refined.npz.
-    settings: fields of SimGANConfig (lambda_reg, kg, steps, pretrain_r, pretrain_d, buffer_size,
+    settings: fields of SimGANConfig (lambda_reg, lambda_final, kg, steps, pretrain_r, pretrain_d, buffer_size,
         batch_size, lr_pretrain_r, lr_r, lr_d, beta1, width, blocks, identity_init, d_width, d_standardize,
         d_conditional, label_weight, label_steps, flow_weight, lr_flow, seed, checkpoint_every).
     figures: write pairs.png and losses.png at the end.
@@ -366,6 +393,7 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
 
     while iteration < config.total:
         phase = config.phase(iteration)
+        sg.lambda_reg = config.lambda_at(iteration)
         row = train_iteration(sg, config, phase, real_x, proc_x, rng, proc_y, real_y)
         iteration += 1
         row.update(iteration=iteration)
@@ -379,12 +407,12 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
     pending.read()
     bar.close()
     checkpoint()
-    title = (f"SimGAN lambda={config.lambda_reg:g}, Kg={config.kg}, iteration {iteration}: "
+    title = (f"SimGAN lambda={lambda_text(config)}, Kg={config.kg}, iteration {iteration}: "
              f"procedural (odd rows) -> refined (even rows)")
     names = ["config.json", "checkpoint.npz", "log.csv"]
     if figures:
         save_pairs(out_dir / PAIRS_FILE, sg.refiner, shown, title)
-        plot_losses(out_dir / LOSSES_FILE, rows, f"SimGAN λ={config.lambda_reg:g}, Kg={config.kg}")
+        plot_losses(out_dir / LOSSES_FILE, rows, f"SimGAN λ={lambda_text(config)}, Kg={config.kg}")
         names += ["losses.png", "pairs.png"]
     summary = {"iteration": iteration, "last": rows[-1] if rows else None,
                "seconds": round(time.perf_counter() - started, 1), "files": [str(out_dir / n) for n in names]}
@@ -394,6 +422,11 @@ def train_simgan(real_x, proc_x, out_dir, proc_y=None, progress=True, log=print,
         summary["files"].append(str(out_dir / REFINED_FILE))
     log(f"SimGAN: {iteration} iterations in {summary['seconds']} s; wrote {', '.join(summary['files'])}")
     return summary
+
+
+def lambda_text(config):
+    """λ for titles: "10", or "10->1" with a schedule."""
+    return f"{config.lambda_reg:g}" + (f"->{config.lambda_final:g}" if config.lambda_final > 0 else "")
 
 
 def _check_finite(row):
