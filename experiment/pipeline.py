@@ -252,11 +252,12 @@ def run_dcgan_set(ctx, g, folder, upstream):
     return {"n": int(len(x)), "note": f"{len(x)} images ({n} per digit)", "content": content_hash(x, y)}
 
 
-SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "lambda_final": "simgan_lambda_final", "kg": "simgan_kg", "steps": "simgan_steps",
-                  "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d", "batch_size": "simgan_batch",
-                  "width": "simgan_width", "blocks": "simgan_blocks", "label_weight": "simgan_label_weight",
-                  "label_steps": "simgan_label_steps", "d_standardize": "simgan_d_standardize",
-                  "d_conditional": "simgan_d_conditional", "flow_weight": "simgan_flow_weight"}
+SIMGAN_SETTING = {"lambda_reg": "simgan_lambda", "lambda_final": "simgan_lambda_final", "kg": "simgan_kg",
+                  "steps": "simgan_steps", "pretrain_r": "simgan_pretrain_r", "pretrain_d": "simgan_pretrain_d",
+                  "batch_size": "simgan_batch", "width": "simgan_width", "blocks": "simgan_blocks",
+                  "label_weight": "simgan_label_weight", "label_steps": "simgan_label_steps",
+                  "d_standardize": "simgan_d_standardize", "d_conditional": "simgan_d_conditional",
+                  "flow_weight": "simgan_flow_weight"}
 """run_all.py's name (--set) of each SimGAN setting it passes on."""
 
 

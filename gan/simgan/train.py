@@ -192,8 +192,9 @@ def load_config(run_dir):
 
 def resolve_config(run_dir, settings):
     """The checked config a run in RUN_DIR would use, writing nothing: a folder holding a trained run
-    (a checkpoint) keeps its settings, and of the ones given only `steps` (train further) and
-    `checkpoint_every` may differ; a folder whose run never saved an iteration takes the new ones."""
+    (a checkpoint) keeps its settings, and of the ones given only `steps` (train further; not with a λ
+    schedule, whose path spans the steps) and `checkpoint_every` may differ; a folder whose run never saved
+    an iteration takes the new ones."""
     def trained(folder):
         return (Path(folder) / runs.CHECKPOINT_FILE).is_file()
 
